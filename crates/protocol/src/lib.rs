@@ -1,0 +1,20 @@
+//! Consentry's wire protocol: the JSON shapes the browser SDK and the server exchange, the OAuth
+//! error codes, and the grammar of an OAuth 2.1 authorization request.
+//!
+//! This crate is the single source of truth shared by `consentry-server` and the browser SDK, so
+//! the two cannot drift. It depends only on `serde` and must keep compiling for
+//! `wasm32-unknown-unknown`: no URL crate (its IDNA tables cost the browser tens of KB), no JSON
+//! library, no I/O.
+
+#![forbid(unsafe_code)]
+
+pub mod authorize;
+pub mod error;
+pub mod wire;
+
+pub use authorize::{
+    AuthorizeParams, AuthorizeRequest, CodeChallenge, ParamError, ParamProblem, Prompt, UriParts,
+    append_query, is_loopback_host, is_valid_code_verifier, parse_query, parse_scope,
+    percent_decode, percent_encode, redirect_host, redirect_uri_matches, split_uri,
+};
+pub use error::{ErrorBody, ErrorCode};

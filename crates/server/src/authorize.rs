@@ -1,0 +1,491 @@
+//! The browser API the consent page calls: attest a Trusted Auth Token into a session, start an
+//! authorization (what to show), submit the user's decision (where to go).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use consentry_protocol::authorize::validate_client_id;
+use consentry_protocol::wire::{
+    AttestRequest, AttestResponse, AuthorizeStartRequest, AuthorizeStartResponse,
+    AuthorizeSubmitRequest, AuthorizeSubmitResponse, ClientInfo, ResourceInfo, ScopeResult, User,
+};
+use consentry_protocol::{
+    AuthorizeParams, AuthorizeRequest, ErrorCode, append_query, redirect_host,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::app::{JsonBody, Session, Shared, now, session_from_token};
+use crate::clients::{Client, quoted_list, truncate};
+use crate::config::ResourceConfig;
+use crate::crypto::SessionClaims;
+use crate::db::UserRow;
+use crate::error::{ApiError, ApiResult};
+use crate::tat::TatError;
+
+const DEFAULT_SESSION_MINUTES: u32 = 10;
+
+/// What an authorization code carries, sealed (see `crypto`).
+#[derive(Serialize, Deserialize)]
+pub struct CodePayload {
+    /// code id (single use is recorded under it)
+    pub id: String,
+    pub client_id: String,
+    /// the redirect URI the code was issued for
+    pub redirect_uri: String,
+    /// whether the authorization request carried redirect_uri (then the token request must too)
+    pub redirect_uri_sent: bool,
+    pub challenge: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub user_id: String,
+    pub nonce: Option<String>,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+/// `POST /v1/sessions/attest`
+pub async fn attest(
+    State(s): State<Shared>,
+    JsonBody(req): JsonBody<AttestRequest>,
+) -> ApiResult<Json<AttestResponse>> {
+    let (token, expires_at, user) = attest_tat(
+        &s,
+        &req.token,
+        &req.profile_id,
+        req.session_duration_minutes,
+    )
+    .await?;
+    Ok(Json(AttestResponse {
+        session_token: token,
+        expires_at,
+        user,
+    }))
+}
+
+async fn attest_tat(
+    s: &Shared,
+    tat: &str,
+    profile_id: &str,
+    minutes: Option<u32>,
+) -> ApiResult<(String, i64, User)> {
+    let minutes = minutes.unwrap_or(DEFAULT_SESSION_MINUTES);
+    let max = s.cfg.max_session_duration_minutes;
+    if !(1..=max).contains(&minutes) {
+        return Err(ApiError::invalid_request(format!(
+            "session_duration_minutes {minutes} is out of range; expected 1..={max}"
+        )));
+    }
+    let profile = s.cfg.profile(profile_id).ok_or_else(|| {
+        ApiError::invalid_request(format!(
+            "profile_id '{}' is not a configured token profile; expected one of: {}",
+            truncate(profile_id),
+            quoted_list(
+                &s.cfg
+                    .token_profiles
+                    .iter()
+                    .map(|p| p.id.clone())
+                    .collect::<Vec<_>>()
+            )
+        ))
+    })?;
+    let now = now();
+    let v = s.tat.verify(profile, tat, now).await.map_err(|e| match e {
+        TatError::Invalid(m) => ApiError::unauthorized(ErrorCode::InvalidTrustedAuthToken, m),
+        TatError::Unavailable(m) => ApiError::unavailable(m),
+    })?;
+    if profile.single_use_jti
+        && let Some(jti) = &v.jti
+        && !s
+            .store
+            .use_tat_jti(&profile.id, jti, v.exp + crate::tat::LEEWAY_SECONDS)
+            .await?
+    {
+        return Err(ApiError::unauthorized(
+            ErrorCode::InvalidTrustedAuthToken,
+            format!(
+                "trusted auth token jti '{}' was already used; mint a fresh token for each attempt",
+                truncate(jti)
+            ),
+        ));
+    }
+    let row = UserRow {
+        user_id: v.user_id.clone(),
+        email: v.email.clone(),
+        name: v.name.clone(),
+        roles: v.roles.clone(),
+    };
+    if profile.jit_provisioning {
+        s.store.upsert_user(&row, &profile.id, now).await?;
+    } else if !s.store.update_user(&row, &profile.id, now).await? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccessDenied,
+            format!(
+                "user '{}' does not exist and token profile '{}' has jit_provisioning = false",
+                truncate(&v.user_id),
+                profile.id
+            ),
+        ));
+    }
+    let expires_at = now + i64::from(minutes) * 60;
+    let token = s.sealer.session_token(&SessionClaims {
+        u: v.user_id.clone(),
+        p: profile.id.clone(),
+        e: expires_at,
+        i: now,
+    })?;
+    Ok((
+        token,
+        expires_at,
+        User {
+            user_id: v.user_id,
+            email: v.email,
+            name: v.name,
+            roles: v.roles,
+        },
+    ))
+}
+
+/// One requested (resource, scope) pair, evaluated for this user and client.
+struct ScopeLine {
+    resource: String,
+    scope: String,
+    description: String,
+    grantable: bool,
+    already: bool,
+}
+
+/// A request whose client and redirect URI are trusted and whose parameters are valid.
+struct Evaluated {
+    req: AuthorizeRequest,
+    client: Client,
+    redirect_uri: String,
+    resources: Vec<ResourceConfig>,
+    lines: Vec<ScopeLine>,
+    consent_required: bool,
+}
+
+/// Build the location that sends an error back to the client (RFC 6749 §4.1.2.1 + RFC 9207 iss).
+fn error_location(
+    s: &Shared,
+    redirect_uri: &str,
+    state: Option<&str>,
+    code: ErrorCode,
+    description: &str,
+) -> String {
+    let mut pairs = vec![("error", code.as_str()), ("error_description", description)];
+    if let Some(st) = state {
+        pairs.push(("state", st));
+    }
+    pairs.push(("iss", &s.cfg.issuer));
+    append_query(redirect_uri, &pairs)
+}
+
+fn redirected(s: &Shared, e: ApiError, redirect_uri: &str, state: Option<&str>) -> ApiError {
+    let loc = error_location(s, redirect_uri, state, e.code, &e.description);
+    e.with_redirect(loc)
+}
+
+/// The state value to echo on an error: only if it is itself well-formed.
+fn echo_state(raw: &AuthorizeParams) -> Option<&str> {
+    raw.state
+        .as_deref()
+        .filter(|st| !st.is_empty() && st.len() <= 2048 && !st.chars().any(char::is_control))
+}
+
+async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResult<Evaluated> {
+    // 1. The client and its redirect URI: failures are shown, never redirected.
+    let client_id = validate_client_id(raw.client_id.as_deref())?;
+    let client = s.client(&client_id).await?.ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::InvalidClient,
+            format!(
+                "client_id '{}' is not registered with this server",
+                truncate(&client_id)
+            ),
+        )
+    })?;
+    if let Some(r) = raw.redirect_uri.as_deref() {
+        consentry_protocol::authorize::validate_redirect_uri(r)?;
+    }
+    let redirect_uri = client.resolve_redirect_uri(raw.redirect_uri.as_deref())?;
+    let state = echo_state(raw);
+
+    // 2. Everything else goes back to the client with the error.
+    let req =
+        AuthorizeRequest::parse(raw).map_err(|e| redirected(s, e.into(), &redirect_uri, state))?;
+    let cfg = &s.cfg;
+    let resources: Vec<ResourceConfig> = if req.resources.is_empty() {
+        match cfg.resources.as_slice() {
+            [only] => vec![only.clone()],
+            _ => {
+                let e = ApiError::bad_request(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "resource is required; expected one of: {}",
+                        quoted_list(
+                            &cfg.resources
+                                .iter()
+                                .map(|r| r.uri.clone())
+                                .collect::<Vec<_>>()
+                        )
+                    ),
+                );
+                return Err(redirected(s, e, &redirect_uri, state));
+            }
+        }
+    } else {
+        let mut out = Vec::new();
+        for r in &req.resources {
+            match cfg.resource(r) {
+                Some(rc) => out.push(rc.clone()),
+                None => {
+                    let e = ApiError::bad_request(
+                        ErrorCode::InvalidTarget,
+                        format!(
+                            "resource '{}' is not served by this authorization server; expected one of: {}",
+                            truncate(r),
+                            quoted_list(
+                                &cfg.resources
+                                    .iter()
+                                    .map(|r| r.uri.clone())
+                                    .collect::<Vec<_>>()
+                            )
+                        ),
+                    );
+                    return Err(redirected(s, e, &redirect_uri, state));
+                }
+            }
+        }
+        out
+    };
+
+    let mut scopes: Vec<String> = req
+        .scopes
+        .iter()
+        // Refresh tokens are always issued; offline_access adds nothing to show.
+        .filter(|sc| sc.as_str() != "offline_access")
+        .cloned()
+        .collect();
+    if scopes.is_empty() {
+        for r in &resources {
+            for d in &r.default_scopes {
+                if !scopes.contains(d) {
+                    scopes.push(d.clone());
+                }
+            }
+        }
+        if scopes.is_empty() {
+            let e = ApiError::bad_request(
+                ErrorCode::InvalidScope,
+                "scope is empty and the requested resource has no default_scopes; request a scope explicitly",
+            );
+            return Err(redirected(s, e, &redirect_uri, state));
+        }
+    }
+
+    let granted = s.store.granted(&user.user_id, &client.client_id).await?;
+    let mut lines = Vec::new();
+    for sc in &scopes {
+        let on: Vec<&ResourceConfig> = resources.iter().filter(|r| r.scopes.contains(sc)).collect();
+        if on.is_empty() {
+            let available: Vec<String> = resources.iter().flat_map(|r| r.scopes.clone()).collect();
+            let e = ApiError::bad_request(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not available on {}; expected some of: {}",
+                    truncate(sc),
+                    quoted_list(&resources.iter().map(|r| r.uri.clone()).collect::<Vec<_>>()),
+                    quoted_list(&available)
+                ),
+            );
+            return Err(redirected(s, e, &redirect_uri, state));
+        }
+        let def = cfg.scopes.get(sc);
+        let grantable = def.is_none_or(|d| {
+            d.required_roles.is_empty() || d.required_roles.iter().any(|r| user.roles.contains(r))
+        });
+        for r in on {
+            lines.push(ScopeLine {
+                resource: r.uri.clone(),
+                scope: sc.clone(),
+                description: def.map(|d| d.description.clone()).unwrap_or_default(),
+                grantable,
+                already: granted.iter().any(|(gr, gs)| *gr == r.uri && gs == sc),
+            });
+        }
+    }
+    let consent_required = req.prompt.consent
+        || lines.iter().any(|l| l.grantable && !l.already)
+        || !lines.iter().any(|l| l.grantable);
+    if req.prompt.none && consent_required {
+        let e = ApiError::bad_request(
+            ErrorCode::ConsentRequired,
+            "prompt=none was requested but the user has not granted every requested scope",
+        );
+        return Err(redirected(s, e, &redirect_uri, state));
+    }
+    Ok(Evaluated {
+        req,
+        client,
+        redirect_uri,
+        resources,
+        lines,
+        consent_required,
+    })
+}
+
+async fn load_user(s: &Shared, session: &SessionClaims) -> ApiResult<UserRow> {
+    s.store.user(&session.u).await?.ok_or_else(|| {
+        ApiError::unauthorized(
+            ErrorCode::InvalidSession,
+            "the session's user no longer exists; attest again",
+        )
+    })
+}
+
+/// `POST /v1/oauth/authorize/start`: bearer session, or a Trusted Auth Token in the body.
+pub async fn start(
+    State(s): State<Shared>,
+    headers: axum::http::HeaderMap,
+    JsonBody(body): JsonBody<AuthorizeStartRequest>,
+) -> ApiResult<Json<AuthorizeStartResponse>> {
+    let (session, new_session) = match (&body.trusted_auth_token, crate::app::bearer(&headers)) {
+        (Some(tat), _) => {
+            let profile_id = body.profile_id.as_deref().ok_or_else(|| {
+                ApiError::invalid_request("profile_id is required with trusted_auth_token")
+            })?;
+            let (token, exp, _) =
+                attest_tat(&s, tat, profile_id, body.session_duration_minutes).await?;
+            let claims = session_from_token(&s, &token)?;
+            (claims, Some((token, exp)))
+        }
+        (None, Some(bearer)) => (session_from_token(&s, bearer)?, None),
+        (None, None) => {
+            return Err(ApiError::unauthorized(
+                ErrorCode::InvalidSession,
+                "send Authorization: Bearer <session_token>, or trusted_auth_token and profile_id in the body",
+            ));
+        }
+    };
+    let user = load_user(&s, &session).await?;
+    let ev = evaluate(&s, &body.params, &user).await?;
+    let (session_token, session_expires_at) = match new_session {
+        Some((t, e)) => (Some(t), Some(e)),
+        None => (None, None),
+    };
+    Ok(Json(AuthorizeStartResponse {
+        user: User {
+            user_id: user.user_id,
+            email: user.email,
+            name: user.name,
+            roles: user.roles,
+        },
+        client: ClientInfo {
+            client_id: ev.client.client_id.clone(),
+            client_name: ev.client.client_name.clone(),
+            client_uri: ev.client.client_uri.clone(),
+            logo_uri: ev.client.logo_uri.clone(),
+            verified: ev.client.verified,
+        },
+        redirect_host: redirect_host(&ev.redirect_uri).unwrap_or_default(),
+        consent_required: ev.consent_required,
+        scope_results: ev
+            .lines
+            .iter()
+            .map(|l| ScopeResult {
+                scope: l.scope.clone(),
+                description: l.description.clone(),
+                resource: l.resource.clone(),
+                is_grantable: l.grantable,
+                already_granted: l.already,
+            })
+            .collect(),
+        resources: ev
+            .resources
+            .iter()
+            .map(|r| ResourceInfo {
+                uri: r.uri.clone(),
+                name: r.name.clone(),
+            })
+            .collect(),
+        session_token,
+        session_expires_at,
+    }))
+}
+
+/// `POST /v1/oauth/authorize/submit`
+pub async fn submit(
+    State(s): State<Shared>,
+    Session(session): Session,
+    JsonBody(body): JsonBody<AuthorizeSubmitRequest>,
+) -> ApiResult<Json<AuthorizeSubmitResponse>> {
+    let user = load_user(&s, &session).await?;
+    let ev = evaluate(&s, &body.params, &user).await?;
+    let state = ev.req.state.as_deref();
+    if !body.consent_granted {
+        let loc = error_location(
+            &s,
+            &ev.redirect_uri,
+            state,
+            ErrorCode::AccessDenied,
+            "the user denied the request",
+        );
+        return Ok(Json(AuthorizeSubmitResponse { redirect_uri: loc }));
+    }
+    let grant: Vec<(String, String)> = ev
+        .lines
+        .iter()
+        .filter(|l| l.grantable)
+        .map(|l| (l.resource.clone(), l.scope.clone()))
+        .collect();
+    if grant.is_empty() {
+        let loc = error_location(
+            &s,
+            &ev.redirect_uri,
+            state,
+            ErrorCode::AccessDenied,
+            "the user may not grant any of the requested scopes",
+        );
+        return Ok(Json(AuthorizeSubmitResponse { redirect_uri: loc }));
+    }
+    let now = now();
+    let new: Vec<(String, String)> = ev
+        .lines
+        .iter()
+        .filter(|l| l.grantable && !l.already)
+        .map(|l| (l.resource.clone(), l.scope.clone()))
+        .collect();
+    s.store
+        .grant(&user.user_id, &ev.client.client_id, &new, now)
+        .await?;
+
+    let mut scopes: Vec<String> = Vec::new();
+    for (_, sc) in &grant {
+        if !scopes.contains(sc) {
+            scopes.push(sc.clone());
+        }
+    }
+    let payload = CodePayload {
+        id: crate::crypto::random_token(16),
+        client_id: ev.client.client_id.clone(),
+        redirect_uri: ev.redirect_uri.clone(),
+        redirect_uri_sent: ev.req.redirect_uri.is_some(),
+        challenge: ev.req.code_challenge.as_str().to_owned(),
+        scopes,
+        resources: ev.resources.iter().map(|r| r.uri.clone()).collect(),
+        user_id: user.user_id.clone(),
+        nonce: ev.req.nonce.clone(),
+        auth_time: session.i,
+        expires_at: now + s.cfg.authorization_code_ttl_seconds,
+    };
+    let code = s.sealer.seal(&payload)?;
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(st) = state {
+        pairs.push(("state", st));
+    }
+    pairs.push(("iss", &s.cfg.issuer));
+    Ok(Json(AuthorizeSubmitResponse {
+        redirect_uri: append_query(&ev.redirect_uri, &pairs),
+    }))
+}

@@ -1,0 +1,86 @@
+//! OAuth clients as the authorization logic sees them, whatever registered them.
+
+use consentry_protocol::redirect_uri_matches;
+
+use crate::config::ClientConfig;
+use crate::error::{ApiError, ApiResult};
+use consentry_protocol::ErrorCode;
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: String,
+    pub client_uri: Option<String>,
+    pub logo_uri: Option<String>,
+    /// Someone vouched for this client (pre-registered by the operator).
+    pub verified: bool,
+}
+
+impl Client {
+    pub fn from_config(c: &ClientConfig) -> Client {
+        Client {
+            client_id: c.client_id.clone(),
+            client_name: c.client_name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
+            client_uri: c.client_uri.clone(),
+            logo_uri: c.logo_uri.clone(),
+            verified: true,
+        }
+    }
+
+    /// The redirect URI to use: the requested one if it matches a registered one exactly (or by
+    /// the loopback rule), or the only registered one if none was requested. Never a redirect:
+    /// a mismatch is shown to the user.
+    pub fn resolve_redirect_uri(&self, requested: Option<&str>) -> ApiResult<String> {
+        match requested {
+            Some(r) => {
+                if self
+                    .redirect_uris
+                    .iter()
+                    .any(|reg| redirect_uri_matches(reg, r))
+                {
+                    Ok(r.to_owned())
+                } else {
+                    Err(ApiError::bad_request(
+                        ErrorCode::InvalidRedirectUri,
+                        format!(
+                            "redirect_uri '{}' is not registered for client '{}'; registered: {}",
+                            truncate(r),
+                            self.client_id,
+                            quoted_list(&self.redirect_uris)
+                        ),
+                    ))
+                }
+            }
+            None => match self.redirect_uris.as_slice() {
+                [only] => Ok(only.clone()),
+                _ => Err(ApiError::bad_request(
+                    ErrorCode::InvalidRedirectUri,
+                    format!(
+                        "redirect_uri is required: client '{}' registered several ({})",
+                        self.client_id,
+                        quoted_list(&self.redirect_uris)
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+pub fn quoted_list(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn truncate(s: &str) -> String {
+    match s.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}

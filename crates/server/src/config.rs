@@ -1,0 +1,630 @@
+//! `consentry.toml`: parsing, `CONSENTRY_<KEY>` environment overrides and validation. A bad
+//! config fails at start with a message naming the key and the problem.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
+use serde::Deserialize;
+
+use crate::keys::SigningAlg;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub issuer: String,
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    pub authorization_url: String,
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default = "default_signing_alg")]
+    pub signing_alg: String,
+    #[serde(default = "default_access_ttl")]
+    pub access_token_ttl_seconds: i64,
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_token_ttl_seconds: i64,
+    #[serde(default)]
+    pub refresh_reuse_grace_seconds: i64,
+    #[serde(default = "default_code_ttl")]
+    pub authorization_code_ttl_seconds: i64,
+    #[serde(default = "default_max_session_minutes")]
+    pub max_session_duration_minutes: u32,
+    /// Max database connections in the pool.
+    #[serde(default)]
+    pub database_max_connections: Option<u32>,
+    #[serde(default)]
+    pub token_profiles: Vec<TokenProfileConfig>,
+    #[serde(default)]
+    pub scopes: Vec<ScopeConfig>,
+    #[serde(default)]
+    pub resources: Vec<ResourceConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".into()
+}
+fn default_database_url() -> String {
+    "sqlite://consentry.db".into()
+}
+fn default_signing_alg() -> String {
+    "ES256".into()
+}
+fn default_access_ttl() -> i64 {
+    3600
+}
+fn default_refresh_ttl() -> i64 {
+    7_776_000
+}
+fn default_code_ttl() -> i64 {
+    60
+}
+fn default_max_session_minutes() -> u32 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenProfileConfig {
+    pub id: String,
+    pub issuer: String,
+    pub audience: String,
+    #[serde(default)]
+    pub public_key_pem_file: Option<PathBuf>,
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    pub algorithms: Vec<String>,
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_seconds: i64,
+    #[serde(default = "default_true")]
+    pub jit_provisioning: bool,
+    /// A `jti` is accepted once until the token expires. Turn off only for identity providers
+    /// whose tokens carry no `jti` semantics of single use (Consentry still bounds lifetime).
+    #[serde(default = "default_true")]
+    pub single_use_jti: bool,
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+}
+
+fn default_max_lifetime() -> i64 {
+    900
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    #[serde(default = "claim_sub")]
+    pub user_id: String,
+    #[serde(default = "claim_email")]
+    pub email: String,
+    #[serde(default = "claim_name")]
+    pub name: String,
+    #[serde(default = "claim_roles")]
+    pub roles: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            user_id: claim_sub(),
+            email: claim_email(),
+            name: claim_name(),
+            roles: claim_roles(),
+        }
+    }
+}
+
+fn claim_sub() -> String {
+    "sub".into()
+}
+fn claim_email() -> String {
+    "email".into()
+}
+fn claim_name() -> String {
+    "name".into()
+}
+fn claim_roles() -> String {
+    "roles".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    pub name: String,
+    pub description: String,
+    /// When set, only users holding one of these roles (from the TAT's roles claim) may grant it.
+    #[serde(default)]
+    pub required_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    pub uri: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default = "default_auth_method")]
+    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+}
+
+fn default_auth_method() -> String {
+    "none".into()
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub issuer: String,
+    pub listen: String,
+    pub authorization_url: String,
+    pub database_url: String,
+    pub allowed_origins: Vec<String>,
+    pub signing_alg: SigningAlg,
+    pub access_token_ttl_seconds: i64,
+    pub refresh_token_ttl_seconds: i64,
+    pub refresh_reuse_grace_seconds: i64,
+    pub authorization_code_ttl_seconds: i64,
+    pub max_session_duration_minutes: u32,
+    pub database_max_connections: Option<u32>,
+    pub token_profiles: Vec<TokenProfile>,
+    pub scopes: BTreeMap<String, ScopeConfig>,
+    pub resources: Vec<ResourceConfig>,
+    pub clients: HashMap<String, ClientConfig>,
+}
+
+/// Where a token profile's verification keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    Pem(String),
+    Jwks(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenProfile {
+    pub id: String,
+    pub issuer: String,
+    pub audience: String,
+    pub keys: KeySource,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub max_lifetime_seconds: i64,
+    pub jit_provisioning: bool,
+    pub single_use_jti: bool,
+    pub claims: ClaimsConfig,
+}
+
+/// Scalar top-level keys that `CONSENTRY_<KEY>` may override, with their kind.
+const ENV_KEYS: &[(&str, EnvKind)] = &[
+    ("issuer", EnvKind::Str),
+    ("listen", EnvKind::Str),
+    ("authorization_url", EnvKind::Str),
+    ("database_url", EnvKind::Str),
+    ("allowed_origins", EnvKind::List),
+    ("signing_alg", EnvKind::Str),
+    ("access_token_ttl_seconds", EnvKind::Int),
+    ("refresh_token_ttl_seconds", EnvKind::Int),
+    ("refresh_reuse_grace_seconds", EnvKind::Int),
+    ("authorization_code_ttl_seconds", EnvKind::Int),
+    ("max_session_duration_minutes", EnvKind::Int),
+    ("database_max_connections", EnvKind::Int),
+];
+
+#[derive(Clone, Copy)]
+enum EnvKind {
+    Str,
+    Int,
+    /// Comma-separated.
+    List,
+}
+
+/// Algorithms a Trusted Auth Token may use: asymmetric only. `none` and HS* are refused because
+/// a public key (or JWKS) must never double as an HMAC secret.
+const TAT_ALGORITHMS: &[(&str, jsonwebtoken::Algorithm)] = &[
+    ("RS256", jsonwebtoken::Algorithm::RS256),
+    ("RS384", jsonwebtoken::Algorithm::RS384),
+    ("RS512", jsonwebtoken::Algorithm::RS512),
+    ("PS256", jsonwebtoken::Algorithm::PS256),
+    ("PS384", jsonwebtoken::Algorithm::PS384),
+    ("PS512", jsonwebtoken::Algorithm::PS512),
+    ("ES256", jsonwebtoken::Algorithm::ES256),
+    ("ES384", jsonwebtoken::Algorithm::ES384),
+    ("EdDSA", jsonwebtoken::Algorithm::EdDSA),
+];
+
+impl Config {
+    /// Load from a file, apply environment overrides, validate. Relative paths (key files,
+    /// SQLite database) resolve against the config file's directory.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base, std::env::vars())
+            .with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    pub fn from_toml(
+        text: &str,
+        base: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        apply_env(&mut table, env)?;
+        let de = toml::Value::Table(table);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("{}: {}", path, e.into_inner())
+        })?;
+        validate(raw, base)
+    }
+
+    pub fn resource(&self, uri: &str) -> Option<&ResourceConfig> {
+        self.resources.iter().find(|r| r.uri == uri)
+    }
+
+    pub fn profile(&self, id: &str) -> Option<&TokenProfile> {
+        self.token_profiles.iter().find(|p| p.id == id)
+    }
+
+    /// The longest any token we signed stays valid: how long a rotated key must stay in JWKS.
+    pub fn max_signed_token_ttl(&self) -> i64 {
+        self.access_token_ttl_seconds.max(3600)
+    }
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("CONSENTRY_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let Some((_, kind)) = ENV_KEYS.iter().find(|(k, _)| *k == key) else {
+            continue;
+        };
+        let v = match kind {
+            EnvKind::Str => toml::Value::String(value),
+            EnvKind::Int => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name}: expected an integer, got '{value}'"))?,
+            ),
+            EnvKind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
+        };
+        table.insert(key, v);
+    }
+    Ok(())
+}
+
+fn check_http_url(key: &str, value: &str) -> anyhow::Result<()> {
+    let parts = split_uri(value)
+        .filter(|p| (p.scheme == "https" || p.scheme == "http") && p.host.is_some())
+        .with_context(|| format!("{key}: '{value}' must be an absolute http(s) URL"))?;
+    if value.contains('#') {
+        bail!("{key}: '{value}' must not contain a fragment");
+    }
+    if parts.scheme == "http" && !parts.host.is_some_and(consentry_protocol::is_loopback_host) {
+        tracing::warn!("{key}: '{value}' uses plain http on a non-loopback host");
+    }
+    Ok(())
+}
+
+fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
+    check_http_url("issuer", &raw.issuer)?;
+    if raw.issuer.contains('?') {
+        bail!("issuer: '{}' must not contain a query", raw.issuer);
+    }
+    let issuer = raw.issuer.trim_end_matches('/').to_owned();
+    check_http_url("authorization_url", &raw.authorization_url)?;
+    if raw.listen.parse::<std::net::SocketAddr>().is_err() {
+        bail!(
+            "listen: '{}' must be an address and port such as 127.0.0.1:8787",
+            raw.listen
+        );
+    }
+    for (i, o) in raw.allowed_origins.iter().enumerate() {
+        let parts = split_uri(o).filter(|p| p.host.is_some() && p.rest.is_empty());
+        if o != "*" && parts.is_none() {
+            bail!(
+                "allowed_origins[{i}]: '{o}' must be an origin such as https://app.example.com (no path)"
+            );
+        }
+    }
+    let signing_alg = SigningAlg::parse(&raw.signing_alg).with_context(|| {
+        format!(
+            "signing_alg: '{}' is not supported; expected ES256, EdDSA or RS256",
+            raw.signing_alg
+        )
+    })?;
+    for (key, v, min, max) in [
+        (
+            "access_token_ttl_seconds",
+            raw.access_token_ttl_seconds,
+            30,
+            86_400,
+        ),
+        (
+            "refresh_token_ttl_seconds",
+            raw.refresh_token_ttl_seconds,
+            60,
+            31_536_000 * 2,
+        ),
+        (
+            "refresh_reuse_grace_seconds",
+            raw.refresh_reuse_grace_seconds,
+            0,
+            300,
+        ),
+        (
+            "authorization_code_ttl_seconds",
+            raw.authorization_code_ttl_seconds,
+            5,
+            60,
+        ),
+    ] {
+        if !(min..=max).contains(&v) {
+            bail!("{key}: {v} is out of range; expected {min}..={max}");
+        }
+    }
+    if !(1..=1440).contains(&raw.max_session_duration_minutes) {
+        bail!(
+            "max_session_duration_minutes: {} is out of range; expected 1..=1440",
+            raw.max_session_duration_minutes
+        );
+    }
+    let database_url = resolve_database_url(&raw.database_url, base)?;
+
+    let mut token_profiles = Vec::new();
+    let mut ids = HashSet::new();
+    for (i, p) in raw.token_profiles.into_iter().enumerate() {
+        let k = format!("token_profiles[{i}]");
+        if p.id.trim().is_empty() {
+            bail!("{k}.id must not be empty");
+        }
+        if !ids.insert(p.id.clone()) {
+            bail!("{k}.id: '{}' is used by another token profile", p.id);
+        }
+        if p.issuer.is_empty() {
+            bail!("{k}.issuer must not be empty");
+        }
+        if p.audience.is_empty() {
+            bail!("{k}.audience must not be empty");
+        }
+        if p.algorithms.is_empty() {
+            bail!(
+                "{k}.algorithms is required: list the asymmetric algorithms your tokens use, e.g. [\"RS256\"]"
+            );
+        }
+        let mut algorithms = Vec::new();
+        for a in &p.algorithms {
+            let Some((_, alg)) = TAT_ALGORITHMS.iter().find(|(n, _)| n == a) else {
+                let why = if a.eq_ignore_ascii_case("none") {
+                    "unsigned tokens are never accepted"
+                } else if a.to_ascii_uppercase().starts_with("HS") {
+                    "shared-secret (HMAC) algorithms are refused: a public key must never double as an HMAC secret"
+                } else {
+                    "unknown algorithm"
+                };
+                bail!(
+                    "{k}.algorithms: '{a}' is refused ({why}); allowed: {}",
+                    TAT_ALGORITHMS
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            };
+            algorithms.push(*alg);
+        }
+        let sources = [
+            p.public_key_pem_file.is_some(),
+            p.public_key_pem.is_some(),
+            p.jwks_url.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if sources != 1 {
+            bail!("{k}: set exactly one of public_key_pem_file, public_key_pem, jwks_url");
+        }
+        let keys = if let Some(url) = p.jwks_url {
+            check_http_url(&format!("{k}.jwks_url"), &url)?;
+            KeySource::Jwks(url)
+        } else {
+            let pem = match (p.public_key_pem_file, p.public_key_pem) {
+                (Some(file), _) => {
+                    let path = if file.is_absolute() {
+                        file
+                    } else {
+                        base.join(file)
+                    };
+                    std::fs::read_to_string(&path).with_context(|| {
+                        format!("{k}.public_key_pem_file: cannot read {}", path.display())
+                    })?
+                }
+                (None, Some(pem)) => pem,
+                (None, None) => bail!("{k}: no key configured"),
+            };
+            crate::tat::check_pem_matches_algorithms(&pem, &algorithms)
+                .with_context(|| format!("{k}: public key"))?;
+            KeySource::Pem(pem)
+        };
+        if !(10..=86_400).contains(&p.max_lifetime_seconds) {
+            bail!(
+                "{k}.max_lifetime_seconds: {} is out of range; expected 10..=86400",
+                p.max_lifetime_seconds
+            );
+        }
+        for (ck, cv) in [
+            ("user_id", &p.claims.user_id),
+            ("email", &p.claims.email),
+            ("name", &p.claims.name),
+            ("roles", &p.claims.roles),
+        ] {
+            if cv.is_empty() {
+                bail!("{k}.claims.{ck} must name a claim");
+            }
+        }
+        token_profiles.push(TokenProfile {
+            id: p.id,
+            issuer: p.issuer,
+            audience: p.audience,
+            keys,
+            algorithms,
+            max_lifetime_seconds: p.max_lifetime_seconds,
+            jit_provisioning: p.jit_provisioning,
+            single_use_jti: p.single_use_jti,
+            claims: p.claims,
+        });
+    }
+
+    let mut scopes = BTreeMap::new();
+    for (i, s) in raw.scopes.into_iter().enumerate() {
+        let ok = consentry_protocol::parse_scope(Some(&s.name)).is_ok_and(|v| v.len() == 1);
+        if !ok {
+            bail!(
+                "scopes[{i}].name: '{}' is not a single valid scope token",
+                s.name
+            );
+        }
+        if scopes.contains_key(&s.name) {
+            bail!("scopes[{i}].name: '{}' is declared twice", s.name);
+        }
+        scopes.insert(s.name.clone(), s);
+    }
+    let mut uris = HashSet::new();
+    for (i, r) in raw.resources.iter().enumerate() {
+        let k = format!("resources[{i}]");
+        check_http_url(&format!("{k}.uri"), &r.uri)?;
+        if !uris.insert(r.uri.clone()) {
+            bail!("{k}.uri: '{}' is listed twice", r.uri);
+        }
+        if r.scopes.is_empty() {
+            bail!("{k}.scopes must list at least one scope");
+        }
+        for s in &r.scopes {
+            if !scopes.contains_key(s) {
+                bail!(
+                    "{k}.scopes: '{s}' is not declared in [[scopes]] (every scope needs a description for the consent screen)"
+                );
+            }
+        }
+        for s in &r.default_scopes {
+            if !r.scopes.contains(s) {
+                bail!("{k}.default_scopes: '{s}' is not one of this resource's scopes");
+            }
+        }
+    }
+
+    let mut clients = HashMap::new();
+    for (i, c) in raw.clients.into_iter().enumerate() {
+        let k = format!("clients[{i}]");
+        if consentry_protocol::authorize::validate_client_id(Some(&c.client_id)).is_err() {
+            bail!(
+                "{k}.client_id: '{}' must be non-empty printable ASCII",
+                c.client_id
+            );
+        }
+        if c.token_endpoint_auth_method != "none" {
+            bail!(
+                "{k}.token_endpoint_auth_method: '{}' is not supported for pre-registered clients yet; expected 'none' (public client with PKCE)",
+                c.token_endpoint_auth_method
+            );
+        }
+        if c.redirect_uris.is_empty() {
+            bail!("{k}.redirect_uris must list at least one URI");
+        }
+        for u in &c.redirect_uris {
+            validate_redirect_uri(u).map_err(|e| anyhow::anyhow!("{k}.redirect_uris: {e}"))?;
+        }
+        if clients.insert(c.client_id.clone(), c.clone()).is_some() {
+            bail!("{k}.client_id: '{}' is listed twice", c.client_id);
+        }
+    }
+
+    Ok(Config {
+        issuer,
+        listen: raw.listen,
+        authorization_url: raw.authorization_url,
+        database_url,
+        allowed_origins: raw.allowed_origins,
+        signing_alg,
+        access_token_ttl_seconds: raw.access_token_ttl_seconds,
+        refresh_token_ttl_seconds: raw.refresh_token_ttl_seconds,
+        refresh_reuse_grace_seconds: raw.refresh_reuse_grace_seconds,
+        authorization_code_ttl_seconds: raw.authorization_code_ttl_seconds,
+        max_session_duration_minutes: raw.max_session_duration_minutes,
+        database_max_connections: raw.database_max_connections,
+        token_profiles,
+        scopes,
+        resources: raw.resources,
+        clients,
+    })
+}
+
+/// `sqlite://relative.db` resolves against the config file's directory; `sqlite::memory:` and
+/// `postgres://…` pass through.
+fn resolve_database_url(url: &str, base: &Path) -> anyhow::Result<String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_owned());
+    }
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        bail!("database_url: '{url}' must start with sqlite:// or postgres://");
+    };
+    if rest == ":memory:" {
+        bail!(
+            "database_url: an in-memory SQLite database would lose every grant at restart; use a file"
+        );
+    }
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        bail!("database_url: '{url}' names no file");
+    }
+    let p = Path::new(path);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out = format!("sqlite://{}", full.display());
+    if query.is_empty() {
+        out.push_str("?mode=rwc");
+    } else {
+        out.push('?');
+        out.push_str(query);
+    }
+    Ok(out)
+}

@@ -1,0 +1,222 @@
+//! `consentry dev`: zero-setup local server. Writes a dev config and a Trusted Auth Token keypair
+//! into a folder (once), starts the server on SQLite, and prints a ready-to-paste walkthrough.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use consentry_protocol::append_query;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::keys::{SigningAlg, generate_pem_keypair};
+
+pub const DEV_TAT_ISSUER: &str = "urn:consentry:dev:issuer";
+pub const DEV_TAT_AUDIENCE: &str = "urn:consentry:dev:audience";
+
+pub struct DevOptions {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub app_origin: String,
+    pub resource: String,
+}
+
+fn dev_config(o: &DevOptions) -> String {
+    format!(
+        r#"# Written by `consentry dev`. Edit freely: it is only written when missing.
+issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+authorization_url = "{app}/oauth/authorize"
+database_url = "sqlite://consentry.db"
+allowed_origins = ["{app}"]
+signing_alg = "ES256"
+access_token_ttl_seconds = 3600
+refresh_token_ttl_seconds = 7776000
+refresh_reuse_grace_seconds = 0
+
+[[token_profiles]]
+id = "default"
+issuer = "{tat_iss}"
+audience = "{tat_aud}"
+public_key_pem_file = "tat_public.pem"
+algorithms = ["ES256"]
+max_lifetime_seconds = 900
+jit_provisioning = true
+[token_profiles.claims]
+user_id = "sub"
+email = "email"
+name = "name"
+roles = "roles"
+
+[[scopes]]
+name = "notes:read"
+description = "Read your notes"
+
+[[scopes]]
+name = "notes:write"
+description = "Create and change your notes"
+
+[[resources]]
+uri = "{resource}"
+name = "Notes"
+scopes = ["notes:read", "notes:write"]
+default_scopes = ["notes:read"]
+
+[[clients]]
+client_id = "demo-agent"
+client_name = "Demo agent"
+redirect_uris = ["http://127.0.0.1:9999/callback"]
+token_endpoint_auth_method = "none"
+"#,
+        port = o.port,
+        app = o.app_origin,
+        tat_iss = DEV_TAT_ISSUER,
+        tat_aud = DEV_TAT_AUDIENCE,
+        resource = o.resource,
+    )
+}
+
+/// Write the dev folder if it is missing; returns the config path.
+pub fn ensure_dev_dir(o: &DevOptions) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&o.dir)
+        .with_context(|| format!("cannot create {}", o.dir.display()))?;
+    let private = o.dir.join("tat_private.pem");
+    let public = o.dir.join("tat_public.pem");
+    if !private.exists() || !public.exists() {
+        let (priv_pem, pub_pem) = generate_pem_keypair(SigningAlg::ES256)?;
+        write_private(&private, &priv_pem)?;
+        std::fs::write(&public, pub_pem)?;
+    }
+    let config = o.dir.join("consentry.toml");
+    if !config.exists() {
+        std::fs::write(&config, dev_config(o))?;
+    }
+    Ok(config)
+}
+
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    std::fs::write(path, pem)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+pub async fn run(o: DevOptions) -> anyhow::Result<()> {
+    let config_path = ensure_dev_dir(&o)?;
+    let cfg = Config::load(&config_path)?;
+    let issuer = cfg.issuer.clone();
+    let authorization_url = cfg.authorization_url.clone();
+    let resource = cfg
+        .resources
+        .first()
+        .map(|r| r.uri.clone())
+        .unwrap_or_default();
+    let server = tokio::spawn(crate::serve(cfg, crate::shutdown_signal()));
+
+    // Wait until it answers, then print the walkthrough.
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if server.is_finished() {
+            break;
+        }
+        if http
+            .get(format!("{issuer}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if up {
+        let private = std::fs::read_to_string(o.dir.join("tat_private.pem"))?;
+        println!(
+            "{}",
+            walkthrough(&issuer, &authorization_url, &resource, &private, &o.dir)?
+        );
+    }
+    server.await.context("server task")?
+}
+
+fn walkthrough(
+    issuer: &str,
+    authorization_url: &str,
+    resource: &str,
+    private_pem: &str,
+    dir: &Path,
+) -> anyhow::Result<String> {
+    let now = crate::app::now();
+    let tat = crate::mint::mint(&crate::mint::MintTat {
+        private_key_pem: private_pem,
+        issuer: DEV_TAT_ISSUER,
+        audience: DEV_TAT_AUDIENCE,
+        user_id: "demo-user",
+        user_id_claim: "sub",
+        email: Some("demo@example.com"),
+        name: Some("Demo User"),
+        roles: &[],
+        ttl_seconds: 600,
+        now,
+    })?;
+    let verifier = crate::crypto::random_token(32);
+    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let redirect = "http://127.0.0.1:9999/callback";
+    let url = append_query(
+        authorization_url,
+        &[
+            ("response_type", "code"),
+            ("client_id", "demo-agent"),
+            ("redirect_uri", redirect),
+            ("scope", "notes:read"),
+            ("state", "demo-state"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("resource", resource),
+        ],
+    );
+    let start_body = json!({
+        "client_id": "demo-agent", "redirect_uri": redirect, "response_type": "code",
+        "scope": "notes:read", "state": "demo-state", "code_challenge": challenge,
+        "code_challenge_method": "S256", "resource": [resource],
+        "trusted_auth_token": tat, "profile_id": "default",
+    });
+    Ok(format!(
+        r#"
+Consentry dev server: {issuer}   (config and keys in {dir})
+
+A Trusted Auth Token for demo-user (valid 10 minutes, single use):
+  TAT={tat}
+
+The authorize URL an agent would open (your app's consent page renders it):
+  {url}
+
+Or drive the flow by hand:
+  # 1. attest + start in one round trip (prints the consent data and a session_token)
+  curl -s {issuer}/v1/oauth/authorize/start -H 'content-type: application/json' \
+    -d '{start_body}'
+  # 2. grant consent with the session_token from step 1 (prints redirect_uri?code=...)
+  curl -s {issuer}/v1/oauth/authorize/submit -H "authorization: Bearer $SESSION" -H 'content-type: application/json' \
+    -d '{{"client_id":"demo-agent","redirect_uri":"{redirect}","scope":"notes:read","state":"demo-state","code_challenge":"{challenge}","code_challenge_method":"S256","resource":["{resource}"],"consent_granted":true}}'
+  # 3. exchange the code
+  curl -s {issuer}/oauth2/token -d grant_type=authorization_code -d client_id=demo-agent \
+    --data-urlencode redirect_uri={redirect} -d code_verifier={verifier} --data-urlencode resource={resource} -d code=$CODE
+
+Mint more tokens:  consentry mint-tat --key {dir}/tat_private.pem --issuer {iss} --audience {aud} --sub demo-user
+Ctrl-C stops the server.
+"#,
+        dir = dir.display(),
+        iss = DEV_TAT_ISSUER,
+        aud = DEV_TAT_AUDIENCE,
+    ))
+}

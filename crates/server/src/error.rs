@@ -1,0 +1,115 @@
+//! The server's one error type: a stable code (shared with the SDK through `consentry-protocol`),
+//! an HTTP status and a description naming the parameter at fault and what was expected.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use consentry_protocol::{ErrorBody, ErrorCode, ParamError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub description: String,
+    /// For authorization errors that may go back to the client: where to send the browser.
+    pub redirect_uri: Option<String>,
+    pub www_authenticate: Option<String>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, description: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            description: description.into(),
+            redirect_uri: None,
+            www_authenticate: None,
+        }
+    }
+
+    pub fn bad_request(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, description)
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::bad_request(ErrorCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::bad_request(ErrorCode::InvalidGrant, description)
+    }
+
+    pub fn unauthorized(code: ErrorCode, description: impl Into<String>) -> Self {
+        let description = description.into();
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, description.clone());
+        e.www_authenticate = Some(format!(
+            "Bearer error=\"{}\", error_description=\"{}\"",
+            code.as_str(),
+            description.replace(['"', '\\'], "'")
+        ));
+        e
+    }
+
+    /// Internal failures: logged with detail, answered without it.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServerError,
+            "the server could not complete the request; try again",
+        )
+    }
+
+    pub fn unavailable(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TemporarilyUnavailable,
+            description,
+        )
+    }
+
+    pub fn with_redirect(mut self, location: String) -> Self {
+        self.redirect_uri = Some(location);
+        self
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::bad_request(e.code(), e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::internal(format!("database: {e}"))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            error_description: self.description,
+            redirect_uri: self.redirect_uri,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(v) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}

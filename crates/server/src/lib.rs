@@ -1,0 +1,110 @@
+//! Consentry's authorization server: Trusted Auth Tokens in, OAuth 2.1 tokens out.
+//!
+//! Layout: `config` (the TOML interface), `db` (SQLite/PostgreSQL store), `keys` (signing keys
+//! and JWKS), `crypto` (sessions, sealed codes, PKCE), `tat` (Trusted Auth Token verification),
+//! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
+
+pub mod app;
+pub mod authorize;
+pub mod clients;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod dev;
+pub mod error;
+pub mod keys;
+pub mod mint;
+pub mod tat;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::app::{AppState, now};
+use crate::config::Config;
+
+/// Process-wide crypto providers: aws-lc for both jsonwebtoken and rustls.
+pub fn install_crypto_providers() {
+    // Err means one was installed already, which is fine.
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Start serving; returns when `shutdown` resolves.
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    install_crypto_providers();
+    let listen = cfg.listen.clone();
+    let state = Arc::new(AppState::new(cfg).await?);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        issuer = %state.cfg.issuer,
+        database = %db::redact(&state.cfg.database_url),
+        "consentry listening on http://{local}"
+    );
+    spawn_maintenance(state.clone());
+    axum::serve(listener, app::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Background upkeep: pick up rotated keys (other instances, `consentry keys rotate`) and purge
+/// rows that can no longer matter.
+fn spawn_maintenance(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            n += 1;
+            let cfg = &state.cfg;
+            let t = now();
+            if let Err(e) = state
+                .keys
+                .reload(&state.store, cfg.signing_alg, cfg.max_signed_token_ttl(), t)
+                .await
+            {
+                tracing::warn!("reloading signing keys: {e:#}");
+            }
+            if n.is_multiple_of(10) {
+                if let Err(e) = state.store.purge_expired(t).await {
+                    tracing::warn!("purging expired rows: {e}");
+                }
+                let _ = state
+                    .store
+                    .purge_signing_keys(t - cfg.max_signed_token_ttl())
+                    .await;
+            }
+        }
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

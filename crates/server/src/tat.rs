@@ -1,0 +1,451 @@
+//! Trusted Auth Token verification: the product asserts its logged-in user with a JWT, signed
+//! either by its identity provider (keys from a JWKS URL) or by its own keypair (a PEM public key).
+//!
+//! `jsonwebtoken` checks the signature; every claim rule is checked here so each failure gets a
+//! precise message (which claim, what was expected).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::Mutex;
+
+use crate::config::{KeySource, TokenProfile};
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECONDS: i64 = 60;
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+const JWKS_TTL: Duration = Duration::from_secs(600);
+/// An unknown `kid` triggers a refetch at most this often (a flood of made-up kids must not
+/// turn into a flood of requests to the identity provider).
+const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+const JWKS_MAX_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TatError {
+    /// The token is at fault (→ 401 `invalid_trusted_auth_token`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The identity provider's JWKS could not be fetched (→ 503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+fn invalid(msg: impl Into<String>) -> TatError {
+    TatError::Invalid(msg.into())
+}
+
+/// The claims Consentry reads from a verified token.
+#[derive(Clone, Debug)]
+pub struct VerifiedTat {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub jti: Option<String>,
+    pub exp: i64,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    kid: Option<String>,
+}
+
+struct CachedJwks {
+    keys: JwkSet,
+    fetched: Instant,
+}
+
+pub struct TatVerifier {
+    pem_keys: HashMap<String, DecodingKey>,
+    http: reqwest::Client,
+    jwks: Mutex<HashMap<String, Arc<CachedJwks>>>,
+}
+
+/// Config-time check: every algorithm of a PEM profile must belong to the key's family, and the
+/// PEM must parse as that family's public key.
+pub fn check_pem_matches_algorithms(pem: &str, algorithms: &[Algorithm]) -> anyhow::Result<()> {
+    let family = algorithms
+        .first()
+        .map(|a| a.family())
+        .ok_or_else(|| anyhow!("no algorithms"))?;
+    if algorithms.iter().any(|a| a.family() != family) {
+        bail!(
+            "algorithms mix key types (e.g. RS256 with ES256) but a PEM profile has one key; use one family or a jwks_url"
+        );
+    }
+    decoding_key_from_pem(pem, family).map(|_| ())
+}
+
+fn decoding_key_from_pem(pem: &str, family: AlgorithmFamily) -> anyhow::Result<DecodingKey> {
+    let b = pem.as_bytes();
+    let key = match family {
+        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(b),
+        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(b),
+        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(b),
+        _ => bail!("unsupported key family"),
+    };
+    key.map_err(|e| anyhow!("not a {family:?} public key in PEM form: {e}"))
+}
+
+impl TatVerifier {
+    pub fn new(profiles: &[TokenProfile], http: reqwest::Client) -> anyhow::Result<TatVerifier> {
+        let mut pem_keys = HashMap::new();
+        for p in profiles {
+            if let KeySource::Pem(pem) = &p.keys {
+                let family = p
+                    .algorithms
+                    .first()
+                    .map(|a| a.family())
+                    .ok_or_else(|| anyhow!("no algorithms"))?;
+                pem_keys.insert(p.id.clone(), decoding_key_from_pem(pem, family)?);
+            }
+        }
+        Ok(TatVerifier {
+            pem_keys,
+            http,
+            jwks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub async fn verify(
+        &self,
+        profile: &TokenProfile,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedTat, TatError> {
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(invalid("trusted auth token is empty"));
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(invalid(format!(
+                "trusted auth token is larger than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(_), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid(
+                "trusted auth token is not a JWS compact serialization (header.payload.signature)",
+            ));
+        };
+        let header: RawHeader = URL_SAFE_NO_PAD
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| invalid("trusted auth token header is not base64url-encoded JSON"))?;
+        let alg_name = header.alg.unwrap_or_default();
+        let allowed: Vec<&str> = profile.algorithms.iter().map(alg_str).collect();
+        let Some(alg) = profile
+            .algorithms
+            .iter()
+            .copied()
+            .find(|a| alg_str(a) == alg_name)
+        else {
+            return Err(invalid(format!(
+                "trusted auth token alg '{alg_name}' is not allowed for token profile '{}'; expected one of {}",
+                profile.id,
+                allowed.join(", ")
+            )));
+        };
+
+        let key = match &profile.keys {
+            KeySource::Pem(_) => self
+                .pem_keys
+                .get(&profile.id)
+                .cloned()
+                .ok_or_else(|| invalid("token profile has no key"))?,
+            KeySource::Jwks(url) => self.jwks_key(url, header.kid.as_deref(), alg).await?,
+        };
+
+        let mut v = Validation::new(alg);
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => invalid(format!(
+                    "trusted auth token signature does not verify with token profile '{}' key",
+                    profile.id
+                )),
+                ErrorKind::InvalidAlgorithm => invalid(format!(
+                    "trusted auth token alg '{alg_name}' does not match the key type of token profile '{}'",
+                    profile.id
+                )),
+                other => invalid(format!("trusted auth token is malformed: {other:?}")),
+            }
+        })?;
+        check_claims(profile, &data.claims, now)
+    }
+
+    async fn jwks_key(
+        &self,
+        url: &str,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<DecodingKey, TatError> {
+        let cached = self.cached_jwks(url, false).await?;
+        if let Some(k) = select_jwk(&cached.keys, kid, alg)? {
+            return Ok(k);
+        }
+        // Unknown kid: the identity provider may have rotated. Refetch once (rate-limited).
+        if cached.fetched.elapsed() >= JWKS_REFETCH_MIN_INTERVAL {
+            let fresh = self.cached_jwks(url, true).await?;
+            if let Some(k) = select_jwk(&fresh.keys, kid, alg)? {
+                return Ok(k);
+            }
+        }
+        Err(invalid(match kid {
+            Some(k) => format!("trusted auth token kid '{k}' is not in the JWKS at {url}"),
+            None => format!(
+                "trusted auth token has no kid and the JWKS at {url} has no single {} key",
+                alg_str(&alg)
+            ),
+        }))
+    }
+
+    async fn cached_jwks(&self, url: &str, force: bool) -> Result<Arc<CachedJwks>, TatError> {
+        let mut cache = self.jwks.lock().await;
+        if let Some(c) = cache.get(url) {
+            let fresh_enough = c.fetched.elapsed() < JWKS_TTL;
+            // A concurrent request may have refetched while we waited for the lock.
+            let just_fetched = c.fetched.elapsed() < JWKS_REFETCH_MIN_INTERVAL;
+            if (!force && fresh_enough) || (force && just_fetched) {
+                return Ok(c.clone());
+            }
+        }
+        let keys = self.fetch_jwks(url).await?;
+        let entry = Arc::new(CachedJwks {
+            keys,
+            fetched: Instant::now(),
+        });
+        cache.insert(url.to_owned(), entry.clone());
+        Ok(entry)
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<JwkSet, TatError> {
+        let unavailable =
+            |why: String| TatError::Unavailable(format!("cannot fetch the JWKS at {url}: {why}"));
+        let resp = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("HTTP {}", resp.status())));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
+        {
+            return Err(unavailable("response too large".into()));
+        }
+        let body = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if body.len() > JWKS_MAX_BYTES {
+            return Err(unavailable("response too large".into()));
+        }
+        serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JWK Set: {e}")))
+    }
+}
+
+fn select_jwk(
+    set: &JwkSet,
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Option<DecodingKey>, TatError> {
+    let usable = |j: &&jsonwebtoken::jwk::Jwk| {
+        let use_ok =
+            !matches!(j.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature);
+        let alg_ok = j
+            .common
+            .key_algorithm
+            .is_none_or(|ka| ka.to_string() == alg_str(&alg));
+        use_ok && alg_ok
+    };
+    let candidates: Vec<_> = match kid {
+        Some(k) => set
+            .keys
+            .iter()
+            .filter(|j| j.common.key_id.as_deref() == Some(k))
+            .filter(usable)
+            .collect(),
+        None => set.keys.iter().filter(usable).collect(),
+    };
+    if candidates.len() != 1 {
+        return Ok(None);
+    }
+    let jwk = candidates[0];
+    let key =
+        DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("JWKS key is unusable: {e}")))?;
+    if key.family() != alg.family() {
+        return Err(invalid(format!(
+            "trusted auth token alg '{}' does not match the type of JWKS key '{}'",
+            alg_str(&alg),
+            jwk.common.key_id.as_deref().unwrap_or("")
+        )));
+    }
+    Ok(Some(key))
+}
+
+pub fn alg_str(a: &Algorithm) -> &'static str {
+    match a {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unknown",
+    }
+}
+
+fn num_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TatError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "trusted auth token claim '{name}' must be a NumericDate"
+                ))
+            }),
+        Some(_) => Err(invalid(format!(
+            "trusted auth token claim '{name}' must be a NumericDate (seconds)"
+        ))),
+    }
+}
+
+fn check_claims(
+    profile: &TokenProfile,
+    c: &Map<String, Value>,
+    now: i64,
+) -> Result<VerifiedTat, TatError> {
+    let pid = &profile.id;
+    match c.get("iss").and_then(Value::as_str) {
+        Some(iss) if iss == profile.issuer => {}
+        got => {
+            return Err(invalid(format!(
+                "trusted auth token iss {} does not match token profile '{pid}'; expected '{}'",
+                shown(got),
+                profile.issuer
+            )));
+        }
+    }
+    let aud_ok = match c.get("aud") {
+        Some(Value::String(a)) => *a == profile.audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(&profile.audience)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(invalid(format!(
+            "trusted auth token aud {} does not include '{}' (token profile '{pid}')",
+            c.get("aud")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(missing)".into()),
+            profile.audience
+        )));
+    }
+    let exp = num_claim(c, "exp")?
+        .ok_or_else(|| invalid("trusted auth token has no exp claim; an expiry is required"))?;
+    if exp + LEEWAY_SECONDS <= now {
+        return Err(invalid(format!(
+            "trusted auth token expired at {exp} (now {now}); mint a fresh one"
+        )));
+    }
+    if let Some(nbf) = num_claim(c, "nbf")?
+        && nbf > now + LEEWAY_SECONDS
+    {
+        return Err(invalid(format!(
+            "trusted auth token is not valid before {nbf} (now {now})"
+        )));
+    }
+    let iat = num_claim(c, "iat")?;
+    if let Some(iat) = iat
+        && iat > now + LEEWAY_SECONDS
+    {
+        return Err(invalid(format!(
+            "trusted auth token iat {iat} is in the future (now {now})"
+        )));
+    }
+    let start = iat.unwrap_or(now).min(now);
+    if exp - start > profile.max_lifetime_seconds {
+        return Err(invalid(format!(
+            "trusted auth token lifetime {}s exceeds max_lifetime_seconds {} of token profile '{pid}'",
+            exp - start,
+            profile.max_lifetime_seconds
+        )));
+    }
+    let claims = &profile.claims;
+    let user_id = match c.get(&claims.user_id) {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => {
+            return Err(invalid(format!(
+                "trusted auth token has no usable user id claim '{}' (a non-empty string of at most 255 bytes)",
+                claims.user_id
+            )));
+        }
+    };
+    let text = |name: &str| match c.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.chars().take(320).collect::<String>()),
+        _ => None,
+    };
+    let roles = match c.get(&claims.roles) {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => s
+            .split([' ', ','])
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let jti = match c.get("jti") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
+        Some(_) => {
+            return Err(invalid(
+                "trusted auth token jti must be a string of at most 255 bytes",
+            ));
+        }
+    };
+    Ok(VerifiedTat {
+        user_id,
+        email: text(&claims.email),
+        name: text(&claims.name),
+        roles,
+        jti,
+        exp,
+    })
+}
+
+fn shown(v: Option<&str>) -> String {
+    match v {
+        Some(s) => format!("'{}'", s.chars().take(120).collect::<String>()),
+        None => "(missing)".into(),
+    }
+}

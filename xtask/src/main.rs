@@ -1,0 +1,762 @@
+//! Project automation for Consentry. Run through the alias in `.cargo/config.toml`:
+//!
+//! ```text
+//! cargo xtask test [--no-lint] [-- <cargo test args>]   every check CI runs
+//! cargo xtask demo [args...]                           the server in dev mode
+//! cargo xtask bench [args...]                          the load benchmark
+//! cargo xtask pg-smoke                                 start/query/stop a throwaway PostgreSQL
+//! ```
+//!
+//! std only, on purpose: this must build in seconds on a fresh machine.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const PG_ROOT: &str = "/usr/lib/postgresql";
+const PG_BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+const PG_OS_USER: &str = "postgres";
+const PG_DIR_PREFIX: &str = "consentry-pg-";
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args...]
+
+commands:
+  test [--no-lint] [-- <args>]  run every check CI runs: fmt, clippy, wasm check of
+                                consentry-protocol, then `cargo test --workspace` against a
+                                throwaway PostgreSQL (installed with apt-get if missing, as root).
+                                --no-lint skips fmt and clippy; args after `--` go to cargo test.
+  demo [args...]                cargo run --release -p consentry-server --bin consentry -- dev [args...]
+  bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
+  pg-smoke                      start a throwaway PostgreSQL, run `select 1` through psql, stop it
+";
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// The one error type: a message for the user. Failures of child processes have already printed
+/// their own output, so the message only needs to say which step failed.
+struct Error(String);
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error(e.to_string())
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error(msg.into()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry point
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((cmd, rest)) => (cmd.as_str(), rest),
+        None => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cmd {
+        "test" => cmd_test(rest),
+        "demo" => cmd_forward(&demo_args(rest)),
+        "bench" => cmd_forward(&bench_args(rest)),
+        "pg-smoke" => cmd_pg_smoke(rest),
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// demo / bench: forward to cargo run, keep the child's exit code
+
+fn demo_args(rest: &[String]) -> Vec<String> {
+    let mut a = strs(&[
+        "run",
+        "--release",
+        "-p",
+        "consentry-server",
+        "--bin",
+        "consentry",
+        "--",
+    ]);
+    a.push("dev".to_owned());
+    a.extend_from_slice(rest);
+    a
+}
+
+fn bench_args(rest: &[String]) -> Vec<String> {
+    let mut a = strs(&[
+        "run",
+        "--release",
+        "-p",
+        "consentry-server",
+        "--example",
+        "bench",
+        "--",
+    ]);
+    a.extend_from_slice(rest);
+    a
+}
+
+fn cmd_forward(cargo_args: &[String]) -> Result<ExitCode> {
+    let status = cargo()
+        .args(cargo_args)
+        .status()
+        .map_err(|e| spawn_error("cargo", &e))?;
+    Ok(exit_code(status))
+}
+
+// ---------------------------------------------------------------------------------------------
+// test
+
+fn cmd_test(args: &[String]) -> Result<ExitCode> {
+    let mut lint = true;
+    let mut test_args: Vec<String> = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--no-lint" => lint = false,
+            "--" => {
+                test_args.extend(iter.by_ref().cloned());
+            }
+            other => {
+                return err(format!(
+                    "unknown option `{other}` for `cargo xtask test` (pass cargo test arguments after `--`)"
+                ));
+            }
+        }
+    }
+
+    let started = Instant::now();
+    let result = run_tests(lint, &test_args);
+    let elapsed = fmt_duration(started.elapsed());
+    match result {
+        Ok(()) => {
+            eprintln!("\n==> all checks passed in {elapsed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("\n==> FAILED after {elapsed}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
+    let root = repo_root();
+    // `cargo xtask` is itself a `cargo run`, which writes Cargo.lock if it was missing, so the
+    // check below is almost always true; it only matters when the lockfile cannot be written.
+    let locked: &[&str] = if root.join("Cargo.lock").is_file() {
+        &["--locked"]
+    } else {
+        &[]
+    };
+
+    if lint {
+        step("cargo fmt --all -- --check", || {
+            ensure_component("fmt", "rustfmt")?;
+            run(cargo().args(["fmt", "--all", "--", "--check"]))
+        })?;
+        step(
+            "cargo clippy --workspace --all-targets -- -D warnings",
+            || {
+                ensure_component("clippy", "clippy")?;
+                run(cargo()
+                    .args(["clippy", "--workspace", "--all-targets"])
+                    .args(locked)
+                    .args(["--", "-D", "warnings"]))
+            },
+        )?;
+    } else {
+        eprintln!("==> skipping fmt and clippy (--no-lint)");
+    }
+
+    step(
+        &format!("cargo check -p consentry-protocol --target {WASM_TARGET}"),
+        || {
+            ensure_wasm_target()?;
+            run(cargo()
+                .args(["check", "-p", "consentry-protocol", "--target", WASM_TARGET])
+                .args(locked))
+        },
+    )?;
+
+    let cluster = step("start a throwaway PostgreSQL", start_cluster)?;
+    let url = cluster.url();
+    eprintln!("    CONSENTRY_TEST_POSTGRES_URL={url}");
+
+    let tested = step("cargo test --workspace", || {
+        run(cargo()
+            .args(["test", "--workspace"])
+            .args(locked)
+            .args(test_args)
+            .env("CONSENTRY_TEST_POSTGRES_URL", &url)
+            .env("CONSENTRY_REQUIRE_POSTGRES", "1"))
+    });
+    if tested.is_err() {
+        cluster.print_log_tail(40);
+    }
+    step("stop PostgreSQL", || {
+        drop(cluster);
+        Ok(())
+    })?;
+    tested
+}
+
+/// Print a step header, run it, and report how long it took or that it failed.
+fn step<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    eprintln!("\n==> {name}");
+    let started = Instant::now();
+    match f() {
+        Ok(v) => {
+            eprintln!("    ok ({})", fmt_duration(started.elapsed()));
+            Ok(v)
+        }
+        Err(e) => Err(Error(format!("step `{name}` failed: {e}"))),
+    }
+}
+
+/// Install a rustup component (rustfmt, clippy) if `cargo <sub> --version` does not work.
+fn ensure_component(cargo_subcommand: &str, component: &str) -> Result<()> {
+    if quiet_ok(cargo().args([cargo_subcommand, "--version"])) {
+        return Ok(());
+    }
+    eprintln!("    `cargo {cargo_subcommand}` is missing: rustup component add {component}");
+    run(Command::new("rustup").args(["component", "add", component]))
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|e| spawn_error("rustup", &e))?;
+    if !out.status.success() {
+        return err(format!(
+            "`rustup target list --installed` failed ({})",
+            out.status
+        ));
+    }
+    if String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == WASM_TARGET)
+    {
+        eprintln!("    target {WASM_TARGET} already installed");
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// pg-smoke
+
+fn cmd_pg_smoke(args: &[String]) -> Result<ExitCode> {
+    if let Some(other) = args.first() {
+        return err(format!(
+            "`cargo xtask pg-smoke` takes no arguments (got `{other}`)"
+        ));
+    }
+    let cluster = step("start a throwaway PostgreSQL", start_cluster)?;
+    let url = cluster.url();
+    eprintln!("    URL: {url}");
+    let psql = cluster.bin_dir.join("psql");
+    let psql = if psql.is_file() {
+        psql
+    } else {
+        PathBuf::from("psql")
+    };
+    let queried = step("psql -c 'select 1'", || {
+        run(Command::new(&psql)
+            .arg(&url)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", "select 1"]))
+    });
+    let dir = cluster.dir.clone();
+    step("stop PostgreSQL", || {
+        drop(cluster);
+        if dir.exists() {
+            return err(format!("{} still exists", dir.display()));
+        }
+        Ok(())
+    })?;
+    queried.map(|()| ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Throwaway PostgreSQL cluster
+
+/// A running throwaway cluster. Dropping it stops the server (`pg_ctl stop -m immediate`) and
+/// deletes its directory, whichever way the caller leaves (error, `?`, normal return).
+struct PgCluster {
+    /// Everything lives here: `data/` (PGDATA), the unix socket, `postgres.log`.
+    dir: PathBuf,
+    bin_dir: PathBuf,
+    port: u16,
+    /// Run initdb/pg_ctl as the `postgres` OS user (postgres refuses to run as root).
+    as_postgres: bool,
+    started: bool,
+}
+
+impl PgCluster {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("postgres.log")
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_command(&self, binary: &str) -> Command {
+        pg_command(&self.bin_dir.join(binary), self.as_postgres, &self.dir)
+    }
+
+    fn print_log_tail(&self, lines: usize) {
+        if let Ok(log) = fs::read_to_string(self.log_file()) {
+            let all: Vec<&str> = log.lines().collect();
+            let from = all.len().saturating_sub(lines);
+            eprintln!("---- last lines of {} ----", self.log_file().display());
+            for line in &all[from..] {
+                eprintln!("{line}");
+            }
+            eprintln!("----");
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.started || self.data_dir().join("postmaster.pid").exists() {
+            let stopped = quiet_ok(
+                self.pg_command("pg_ctl")
+                    .arg("-D")
+                    .arg(self.data_dir())
+                    .args(["-m", "immediate", "-w", "stop"]),
+            );
+            if !stopped {
+                eprintln!(
+                    "xtask: warning: `pg_ctl stop` failed for {}",
+                    self.data_dir().display()
+                );
+            }
+        }
+        match fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                eprintln!(
+                    "xtask: warning: could not delete {}: {e}",
+                    self.dir.display()
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+fn start_cluster() -> Result<PgCluster> {
+    let root = is_root()?;
+    let bin_dir = match find_pg_bin_dir() {
+        Some(dir) => dir,
+        None => {
+            install_postgres(root)?;
+            match find_pg_bin_dir() {
+                Some(dir) => dir,
+                None => {
+                    return err(format!(
+                        "installed postgresql, but found no {} under {PG_ROOT}/*/bin",
+                        PG_BINARIES.join(", ")
+                    ));
+                }
+            }
+        }
+    };
+    eprintln!("    server binaries: {}", bin_dir.display());
+    if root && !user_exists(PG_OS_USER) {
+        return err(format!(
+            "running as root, but there is no `{PG_OS_USER}` OS user to run the server as \
+             (postgres refuses to run as root); `apt-get install postgresql` creates it"
+        ));
+    }
+
+    remove_stale_clusters(&bin_dir, root);
+
+    let dir = env::temp_dir().join(format!("{PG_DIR_PREFIX}{}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    // From here on the guard owns the directory: any early return deletes it.
+    let mut cluster = PgCluster {
+        dir,
+        bin_dir,
+        port: 0,
+        as_postgres: root,
+        started: false,
+    };
+
+    if root {
+        run_quiet(Command::new("chown").arg(PG_OS_USER).arg(&cluster.dir))?;
+        if !quiet_ok(runas_postgres("test", &["-w"]).arg(&cluster.dir)) {
+            return err(format!(
+                "the `{PG_OS_USER}` user cannot write to {} (is a parent directory private? \
+                 set TMPDIR to somewhere like /tmp)",
+                cluster.dir.display()
+            ));
+        }
+    }
+
+    run_quiet(
+        cluster
+            .pg_command("initdb")
+            .arg("-D")
+            .arg(cluster.data_dir())
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ]),
+    )
+    .map_err(|e| Error(format!("initdb: {e}")))?;
+
+    // Pick a free port by letting the kernel choose one; another process could grab it between
+    // our probe and the server's bind, so retry a few times with a fresh port.
+    let mut last_error = Error("no attempt".to_owned());
+    for attempt in 1..=3 {
+        cluster.port = free_port()?;
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            cluster.port,
+            // pg_ctl hands these options to a shell.
+            shell_quote(&cluster.dir.to_string_lossy())
+        );
+        let started = run_quiet(
+            cluster
+                .pg_command("pg_ctl")
+                .arg("-D")
+                .arg(cluster.data_dir())
+                .arg("-o")
+                .arg(&options)
+                .args(["-w", "-t", "60", "-l"])
+                .arg(cluster.log_file())
+                .arg("start"),
+        );
+        match started {
+            Ok(()) => {
+                cluster.started = true;
+                eprintln!(
+                    "    listening on 127.0.0.1:{} ({})",
+                    cluster.port,
+                    cluster.dir.display()
+                );
+                return Ok(cluster);
+            }
+            Err(e) => {
+                eprintln!("    pg_ctl start failed (attempt {attempt}/3): {e}");
+                cluster.print_log_tail(20);
+                // A half-started postmaster would keep the data dir locked.
+                if cluster.data_dir().join("postmaster.pid").exists() {
+                    let _ = quiet_ok(
+                        cluster
+                            .pg_command("pg_ctl")
+                            .arg("-D")
+                            .arg(cluster.data_dir())
+                            .args(["-m", "immediate", "-w", "stop"]),
+                    );
+                }
+                last_error = e;
+            }
+        }
+    }
+    Err(Error(format!("could not start PostgreSQL: {last_error}")))
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` holding initdb, pg_ctl and postgres; failing
+/// that, a directory on PATH holding all three (other distributions, hand-made installs).
+fn find_pg_bin_dir() -> Option<PathBuf> {
+    let has_all = |dir: &Path| PG_BINARIES.iter().all(|b| dir.join(b).is_file());
+    let mut versions: Vec<(Vec<u32>, PathBuf)> = fs::read_dir(PG_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let version: Option<Vec<u32>> = name.split('.').map(|p| p.parse().ok()).collect();
+            let bin = entry.path().join("bin");
+            match version {
+                Some(v) if has_all(&bin) => Some((v, bin)),
+                _ => None,
+            }
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    env::var_os("PATH").and_then(|path| {
+        env::split_paths(&path).find(|dir| has_all(dir)).map(|dir| {
+            // Resolve symlinks (e.g. /usr/local/bin/pg_ctl -> /usr/lib/postgresql/15/bin/pg_ctl)
+            // so that psql etc. are found next to the server binaries.
+            fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .filter(|d| has_all(d))
+                .unwrap_or(dir)
+        })
+    })
+}
+
+fn install_postgres(root: bool) -> Result<()> {
+    if !root {
+        return err(format!(
+            "PostgreSQL server binaries ({}) not found under {PG_ROOT}/*/bin.\n\
+             Install them first, e.g.: sudo apt-get install -y postgresql\n\
+             (as root, `cargo xtask test` installs them itself)",
+            PG_BINARIES.join(", ")
+        ));
+    }
+    eprintln!("    PostgreSQL server not found under {PG_ROOT}: installing it with apt-get");
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "postgresql"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Clusters left behind by an xtask that was killed (Ctrl-C skips destructors, and pg_ctl
+/// detaches the server from the terminal): stop them and delete their directories.
+fn remove_stale_clusters(bin_dir: &Path, root: bool) {
+    let Ok(entries) = fs::read_dir(env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PG_DIR_PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || xtask_is_running(pid) {
+            continue;
+        }
+        let dir = entry.path();
+        eprintln!("    removing stale cluster {}", dir.display());
+        let data = dir.join("data");
+        if data.join("postmaster.pid").exists() {
+            let _ = quiet_ok(
+                pg_command(&bin_dir.join("pg_ctl"), root, &dir)
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-m", "immediate", "-w", "stop"]),
+            );
+        }
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            eprintln!("xtask: warning: could not delete {}: {e}", dir.display());
+        }
+    }
+}
+
+fn xtask_is_running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "xtask")
+}
+
+/// A PostgreSQL binary, run as the `postgres` OS user when `as_postgres`, with `cwd` as the
+/// working directory (initdb complains when it cannot enter the inherited one).
+fn pg_command(binary: &Path, as_postgres: bool, cwd: &Path) -> Command {
+    let binary = binary.as_os_str().to_string_lossy();
+    let mut cmd = if as_postgres {
+        runas_postgres(&binary, &[])
+    } else {
+        Command::new(&*binary)
+    };
+    cmd.current_dir(cwd);
+    cmd
+}
+
+/// `runuser -u postgres -- program args...`, or, where util-linux's runuser is missing,
+/// `su -s /bin/sh -c 'exec "$0" "$@"' postgres -- program args...` (su hands the arguments after
+/// the user to the shell as $0, $1, ...; no quoting needed). Arguments added to the returned
+/// Command go to `program` either way.
+fn runas_postgres(program: &str, args: &[&str]) -> Command {
+    let mut cmd = if let Some(runuser) = find_in_path("runuser") {
+        let mut cmd = Command::new(runuser);
+        cmd.args(["-u", PG_OS_USER, "--", program]);
+        cmd
+    } else {
+        let mut cmd = Command::new("su");
+        cmd.args([
+            "-s",
+            "/bin/sh",
+            "-c",
+            r#"exec "$0" "$@""#,
+            PG_OS_USER,
+            "--",
+            program,
+        ]);
+        cmd
+    };
+    cmd.args(args);
+    cmd
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn is_root() -> Result<bool> {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| spawn_error("id", &e))?;
+    if !out.status.success() {
+        return err("`id -u` failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
+
+fn user_exists(user: &str) -> bool {
+    quiet_ok(Command::new("id").arg("-u").arg(user))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process helpers
+
+fn repo_root() -> PathBuf {
+    let xtask_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir
+        .parent()
+        .map_or_else(|| xtask_dir.to_path_buf(), Path::to_path_buf)
+}
+
+/// `cargo` — the one that is running us (same toolchain), in the repository root.
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// Run with inherited stdio; error if it cannot start or exits unsuccessfully.
+fn run(cmd: &mut Command) -> Result<()> {
+    let program = program_name(cmd);
+    let status = cmd.status().map_err(|e| spawn_error(&program, &e))?;
+    check_status(&program, status)
+}
+
+/// Run with captured output, printed only when the command fails.
+fn run_quiet(cmd: &mut Command) -> Result<()> {
+    let program = describe(cmd);
+    let out = cmd.output().map_err(|e| spawn_error(&program, &e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    check_status(&program, out.status)
+}
+
+/// True if the command ran and exited successfully; its output is discarded.
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.output().is_ok_and(|out| out.status.success())
+}
+
+fn check_status(program: &str, status: ExitStatus) -> Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        err(format!("`{program}` exited with {status}"))
+    }
+}
+
+/// `cargo` rather than `/root/.rustup/toolchains/<toolchain>/bin/cargo`.
+fn program_name(cmd: &Command) -> String {
+    let program = Path::new(cmd.get_program());
+    program
+        .file_name()
+        .unwrap_or(program.as_os_str())
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spawn_error(program: &str, e: &io::Error) -> Error {
+    Error(format!("could not run `{program}`: {e}"))
+}
+
+/// The child's exit code, or 128 + signal number like a shell, for our own exit code.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+fn strs(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{}m {:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
