@@ -1,0 +1,618 @@
+//! Test harness: start the real `consentry` binary on a free loopback port with a config of our
+//! own (its own TAT keypair, clients and resources) on SQLite or PostgreSQL, and talk to it over
+//! HTTP like any independent client would.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+pub const RESOURCE: &str = "http://127.0.0.1:8788/mcp";
+pub const OTHER_RESOURCE: &str = "http://127.0.0.1:8789/files";
+pub const CLIENT: &str = "demo-agent";
+pub const REDIRECT: &str = "http://127.0.0.1:9999/callback";
+pub const TAT_ISS: &str = "urn:test:issuer";
+pub const TAT_AUD: &str = "urn:test:audience";
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL from `CONSENTRY_TEST_POSTGRES_URL`. `None` (skip) when unset, unless
+    /// `CONSENTRY_REQUIRE_POSTGRES=1` (the README's test command sets both), then it fails.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("CONSENTRY_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                if std::env::var("CONSENTRY_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                    panic!(
+                        "CONSENTRY_REQUIRE_POSTGRES=1 but CONSENTRY_TEST_POSTGRES_URL is not set"
+                    );
+                }
+                eprintln!("skipping PostgreSQL variant: CONSENTRY_TEST_POSTGRES_URL is not set");
+                None
+            }
+        }
+    }
+}
+
+/// Run each listed `async fn name(Backend)` as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(b) = $crate::common::Backend::postgres() {
+                        super::$name(b).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn random_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:x}{:x}{:x}", std::process::id(), t & 0xffff_ffff, n)
+}
+
+/// A keypair the test's "product" uses to mint Trusted Auth Tokens.
+#[derive(Clone)]
+pub struct TatKeys {
+    pub private_pem: String,
+    pub public_pem: String,
+    pub alg: Algorithm,
+}
+
+impl TatKeys {
+    pub fn es256() -> TatKeys {
+        let (private_pem, public_pem) =
+            consentry_server::keys::generate_pem_keypair(consentry_server::keys::SigningAlg::ES256)
+                .unwrap();
+        TatKeys {
+            private_pem,
+            public_pem,
+            alg: Algorithm::ES256,
+        }
+    }
+
+    pub fn rs256() -> TatKeys {
+        let (private_pem, public_pem) =
+            consentry_server::keys::generate_pem_keypair(consentry_server::keys::SigningAlg::RS256)
+                .unwrap();
+        TatKeys {
+            private_pem,
+            public_pem,
+            alg: Algorithm::RS256,
+        }
+    }
+
+    pub fn encoding_key(&self) -> EncodingKey {
+        match self.alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(self.private_pem.as_bytes()).unwrap(),
+            _ => EncodingKey::from_ec_pem(self.private_pem.as_bytes()).unwrap(),
+        }
+    }
+
+    /// Sign arbitrary claims with this key.
+    pub fn sign(&self, claims: &Value) -> String {
+        self.sign_with_header(Header::new(self.alg), claims)
+    }
+
+    pub fn sign_with_header(&self, header: Header, claims: &Value) -> String {
+        jsonwebtoken::encode(&header, claims, &self.encoding_key()).unwrap()
+    }
+
+    /// A valid TAT for `user`.
+    pub fn tat(&self, user: &str) -> String {
+        self.sign(&tat_claims(user))
+    }
+}
+
+pub fn tat_claims(user: &str) -> Value {
+    let now = now();
+    json!({
+        "iss": TAT_ISS, "aud": TAT_AUD, "sub": user, "iat": now, "exp": now + 300,
+        "jti": random_id(), "email": format!("{user}@example.com"), "name": "Test User",
+    })
+}
+
+/// A config file, editable before start.
+pub struct Setup {
+    pub backend: Backend,
+    pub keys: TatKeys,
+    /// Extra TOML appended at the end (more profiles, clients, scopes…).
+    pub extra: String,
+    /// Top-level keys overriding the defaults (inserted before any table).
+    pub top: Vec<(String, String)>,
+    pub profile_algorithms: String,
+}
+
+impl Setup {
+    pub fn new(backend: Backend) -> Setup {
+        Setup {
+            backend,
+            keys: TatKeys::es256(),
+            extra: String::new(),
+            top: Vec::new(),
+            profile_algorithms: "[\"ES256\"]".into(),
+        }
+    }
+
+    pub fn top(mut self, key: &str, value: &str) -> Setup {
+        self.top.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn extra(mut self, toml: &str) -> Setup {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub async fn start(self) -> TestServer {
+        TestServer::start(self).await
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub keys: TatKeys,
+    pub http: reqwest::Client,
+    child: Option<Child>,
+    pub database_url: String,
+    pub port: u16,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_consentry")
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("consentry_test_{}", random_id());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to test postgres");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    format!("{base}/{name}")
+}
+
+impl TestServer {
+    pub async fn start(setup: Setup) -> TestServer {
+        consentry_server::install_crypto_providers();
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match &setup.backend {
+            Backend::Sqlite => "sqlite://consentry.db".to_string(),
+            Backend::Postgres(admin) => fresh_postgres_database(admin).await,
+        };
+        Self::start_in(dir, setup.keys.clone(), &setup, &database_url).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        keys: TatKeys,
+        setup: &Setup,
+        database_url: &str,
+    ) -> TestServer {
+        std::fs::write(dir.path().join("tat_public.pem"), &keys.public_pem).unwrap();
+        let port = free_port();
+        let mut top: HashMap<String, String> = HashMap::new();
+        top.insert("issuer".into(), format!("\"http://127.0.0.1:{port}\""));
+        top.insert("listen".into(), format!("\"127.0.0.1:{port}\""));
+        top.insert(
+            "authorization_url".into(),
+            "\"http://127.0.0.1:3000/oauth/authorize\"".into(),
+        );
+        top.insert("database_url".into(), format!("\"{database_url}\""));
+        top.insert(
+            "allowed_origins".into(),
+            "[\"http://127.0.0.1:3000\"]".into(),
+        );
+        for (k, v) in &setup.top {
+            top.insert(k.clone(), v.clone());
+        }
+        let mut config = String::new();
+        let mut keys_sorted: Vec<_> = top.iter().collect();
+        keys_sorted.sort();
+        for (k, v) in keys_sorted {
+            config.push_str(&format!("{k} = {v}\n"));
+        }
+        config.push_str(&format!(
+            r#"
+[[token_profiles]]
+id = "default"
+issuer = "{TAT_ISS}"
+audience = "{TAT_AUD}"
+public_key_pem_file = "tat_public.pem"
+algorithms = {algs}
+max_lifetime_seconds = 900
+jit_provisioning = true
+
+[[scopes]]
+name = "notes:read"
+description = "Read your notes"
+
+[[scopes]]
+name = "notes:write"
+description = "Create and change your notes"
+
+[[scopes]]
+name = "notes:admin"
+description = "Administer notes"
+required_roles = ["admin"]
+
+[[scopes]]
+name = "files:read"
+description = "Read your files"
+
+[[resources]]
+uri = "{RESOURCE}"
+name = "Notes"
+scopes = ["notes:read", "notes:write", "notes:admin"]
+default_scopes = ["notes:read"]
+
+[[resources]]
+uri = "{OTHER_RESOURCE}"
+name = "Files"
+scopes = ["files:read"]
+default_scopes = ["files:read"]
+
+[[clients]]
+client_id = "{CLIENT}"
+client_name = "Demo agent"
+redirect_uris = ["{REDIRECT}"]
+token_endpoint_auth_method = "none"
+
+[[clients]]
+client_id = "native-app"
+client_name = "Native app"
+redirect_uris = ["http://127.0.0.1/callback", "com.example.app:/oauth/cb"]
+
+[[clients]]
+client_id = "other-agent"
+client_name = "Other agent"
+redirect_uris = ["https://other.example.com/cb"]
+"#,
+            algs = setup.profile_algorithms,
+        ));
+        config.push_str(&setup.extra);
+        let config_path = dir.path().join("consentry.toml");
+        std::fs::write(&config_path, &config).unwrap();
+
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env("CONSENTRY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn consentry");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut server = TestServer {
+            base,
+            dir,
+            config_path,
+            keys,
+            http,
+            child: Some(child),
+            database_url: database_url.to_owned(),
+            port,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Start a second process on the same database and config (with another port).
+    pub async fn sibling(&self, setup: &Setup) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(
+            dir,
+            self.keys.clone(),
+            setup,
+            &self.database_url_for_sibling(),
+        )
+        .await
+    }
+
+    fn database_url_for_sibling(&self) -> String {
+        if self.database_url.starts_with("sqlite:") {
+            format!(
+                "sqlite://{}",
+                self.dir.path().join("consentry.db").display()
+            )
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("consentry exited early ({status}): {}", self.log());
+            }
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("consentry did not become ready: {}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        self.child = Some(
+            Command::new(binary())
+                .args(["serve", "--config"])
+                .arg(&self.config_path)
+                .env("CONSENTRY_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        self.wait_ready().await;
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn attest(&self, tat: &str) -> (u16, Value) {
+        self.post_json(
+            "/v1/sessions/attest",
+            None,
+            &json!({"token": tat, "profile_id": "default", "session_duration_minutes": 10}),
+        )
+        .await
+    }
+
+    /// Attest a fresh TAT for `user` and return the session token.
+    pub async fn session(&self, user: &str) -> String {
+        let (status, body) = self.attest(&self.keys.tat(user)).await;
+        assert_eq!(status, 200, "attest: {body}");
+        body["session_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn start_flow(&self, session: &str, params: &Value) -> (u16, Value) {
+        self.post_json("/v1/oauth/authorize/start", Some(session), params)
+            .await
+    }
+
+    pub async fn submit(&self, session: &str, params: &Value, granted: bool) -> (u16, Value) {
+        let mut body = params.clone();
+        body["consent_granted"] = json!(granted);
+        self.post_json("/v1/oauth/authorize/submit", Some(session), &body)
+            .await
+    }
+
+    /// POST form-encoded to the token endpoint; returns (status, headers, body).
+    pub async fn token_raw(
+        &self,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self
+            .http
+            .post(self.url("/oauth2/token"))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn token(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let (s, _, b) = self.token_raw(form).await;
+        (s, b)
+    }
+
+    /// attest → start → submit(allow) → the code, for `params`.
+    pub async fn code_for(&self, user: &str, params: &Value) -> String {
+        let session = self.session(user).await;
+        let (status, body) = self.start_flow(&session, params).await;
+        assert_eq!(status, 200, "start: {body}");
+        let (status, body) = self.submit(&session, params, true).await;
+        assert_eq!(status, 200, "submit: {body}");
+        let loc = body["redirect_uri"].as_str().unwrap();
+        query(loc)
+            .get("code")
+            .cloned()
+            .unwrap_or_else(|| panic!("no code in {loc}"))
+    }
+
+    /// A complete flow up to tokens.
+    pub async fn tokens_for(&self, user: &str, pkce: &Pkce, params: &Value) -> Value {
+        let code = self.code_for(user, params).await;
+        let (status, body) = self
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("client_id", params["client_id"].as_str().unwrap()),
+                (
+                    "redirect_uri",
+                    params["redirect_uri"].as_str().unwrap_or(REDIRECT),
+                ),
+                ("code_verifier", &pkce.verifier),
+                ("resource", RESOURCE),
+            ])
+            .await;
+        assert_eq!(status, 200, "token: {body}");
+        body
+    }
+
+    pub async fn jwks(&self) -> Value {
+        self.get("/.well-known/jwks.json").await.1
+    }
+
+    /// Verify an access token against the server's JWKS like a resource server would.
+    pub async fn verify_access_token(&self, token: &str) -> Value {
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 typ");
+        let kid = header.kid.clone().expect("kid");
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(self.jwks().await).unwrap();
+        let jwk = set.find(&kid).expect("kid in JWKS");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_audience(&[RESOURCE]);
+        v.set_issuer(&[self.base.as_str()]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Value>(token, &key, &v)
+            .unwrap()
+            .claims
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Pkce {
+        let verifier = format!("{}{}", random_id(), "x".repeat(43));
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        Pkce {
+            verifier,
+            challenge: URL_SAFE_NO_PAD.encode(digest),
+        }
+    }
+}
+
+/// Standard authorization parameters for `CLIENT`.
+pub fn params(pkce: &Pkce, scope: &str) -> Value {
+    json!({
+        "client_id": CLIENT,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": scope,
+        "state": "st-123",
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+        "resource": [RESOURCE],
+    })
+}
+
+/// Query parameters of a URL.
+pub fn query(url: &str) -> HashMap<String, String> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (
+                consentry_protocol::percent_decode(k).unwrap(),
+                consentry_protocol::percent_decode(v).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Decode a JWT's payload without verifying (for asserting on claims).
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
