@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         "test" => cmd_test(rest),
         "demo" => cmd_forward(&demo_args(rest)),
-        "bench" => cmd_forward(&bench_args(rest)),
+        "bench" => cmd_bench(rest),
         "pg-smoke" => cmd_pg_smoke(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
@@ -118,18 +118,31 @@ fn demo_args(rest: &[String]) -> Vec<String> {
     a
 }
 
-fn bench_args(rest: &[String]) -> Vec<String> {
-    let mut a = strs(&[
-        "run",
-        "--release",
-        "-p",
-        "consentry-server",
-        "--example",
-        "bench",
-        "--",
-    ]);
-    a.extend_from_slice(rest);
-    a
+/// The bench drives the release `consentry` binary, so build both, then run the example.
+fn cmd_bench(rest: &[String]) -> Result<ExitCode> {
+    let built = cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "consentry-server",
+            "--bins",
+            "--examples",
+        ])
+        .status()
+        .map_err(|e| spawn_error("cargo", &e))?;
+    if !built.success() {
+        return Ok(exit_code(built));
+    }
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let bench = target.join("release").join("examples").join("bench");
+    let status = Command::new(&bench)
+        .args(rest)
+        .status()
+        .map_err(|e| spawn_error(&bench.display().to_string(), &e))?;
+    Ok(exit_code(status))
 }
 
 fn cmd_forward(cargo_args: &[String]) -> Result<ExitCode> {
@@ -221,9 +234,15 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
 
     let tested = step("cargo test --workspace", || {
         run(cargo()
-            .args(["test", "--workspace"])
+            .args(["test", "--workspace", "--no-fail-fast"])
             .args(locked)
             .args(test_args)
+            // The integration tests mostly wait on server processes they start: more threads
+            // than cores shortens the run.
+            .env(
+                "RUST_TEST_THREADS",
+                env::var("RUST_TEST_THREADS").unwrap_or_else(|_| "8".into()),
+            )
             .env("CONSENTRY_TEST_POSTGRES_URL", &url)
             .env("CONSENTRY_REQUIRE_POSTGRES", "1"))
     });

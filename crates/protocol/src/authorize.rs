@@ -418,14 +418,16 @@ fn validate_resources(resources: &[String]) -> Result<Vec<String>, ParamError> {
         }
         validate_absolute_uri("resource", r)?;
         if !out.iter().any(|s| s == r) {
+            // Refuse as soon as the limit is passed: the de-duplication is quadratic, and a JSON
+            // body may carry hundreds of thousands of resources.
+            if out.len() == MAX_RESOURCES {
+                return Err(ParamError::new(
+                    "resource",
+                    ParamProblem::TooMany { max: MAX_RESOURCES },
+                ));
+            }
             out.push(r.to_owned());
         }
-    }
-    if out.len() > MAX_RESOURCES {
-        return Err(ParamError::new(
-            "resource",
-            ParamProblem::TooMany { max: MAX_RESOURCES },
-        ));
     }
     Ok(out)
 }
@@ -487,12 +489,7 @@ fn parse_prompt(value: Option<&str>) -> Result<Prompt, ParamError> {
 /// Written by hand rather than with the `url` crate: that crate's IDNA tables would add tens of KB
 /// to the browser SDK for the one thing needed here, which is splitting and percent-decoding.
 pub fn parse_query(input: &str) -> Result<AuthorizeParams, ParamError> {
-    let query = match input.find('?') {
-        Some(i) => &input[i + 1..],
-        None if input.contains("://") => "",
-        None => input,
-    };
-    let query = query.split('#').next().unwrap_or("");
+    let query = query_part(input);
     let mut p = AuthorizeParams::default();
     for pair in query.split('&').filter(|s| !s.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -522,6 +519,32 @@ pub fn parse_query(input: &str) -> Result<AuthorizeParams, ParamError> {
         *slot = Some(percent_decode(v).ok_or(ParamError::new(name, ParamProblem::BadEncoding))?);
     }
     Ok(p)
+}
+
+/// The query of `input`: a URL (absolute, or a path), `?query`, or a bare `query`.
+///
+/// The fragment is cut first (a `?` after `#` belongs to the fragment). The input is a URL when it
+/// starts with `/`, or when the first of `:`, `=`, `&`, `?` is a `?` (`?query`, `path?query`) or is
+/// the `:` ending a valid scheme; its query then follows the first `?`. Anything else is a bare
+/// query, whose values may hold unencoded `://` and `?` (both are legal in a query).
+fn query_part(input: &str) -> &str {
+    let input = input.split('#').next().unwrap_or("");
+    let is_url = input.starts_with('/')
+        || input.find([':', '=', '&', '?']).is_some_and(|i| {
+            input[i..].starts_with('?') || (input[i..].starts_with(':') && is_scheme(&input[..i]))
+        });
+    if is_url {
+        input.split_once('?').map_or("", |(_, q)| q)
+    } else {
+        input
+    }
+}
+
+/// RFC 3986 `scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
 }
 
 fn param_name(key: &str) -> &'static str {
@@ -626,10 +649,7 @@ pub struct UriParts<'a> {
 pub fn split_uri(uri: &str) -> Option<UriParts<'_>> {
     let colon = uri.find(':')?;
     let scheme = &uri[..colon];
-    let mut sb = scheme.bytes();
-    if !sb.next()?.is_ascii_alphabetic()
-        || !sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
+    if !is_scheme(scheme) {
         return None;
     }
     let after = &uri[colon + 1..];
@@ -704,13 +724,17 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
         && reg.rest == req.rest
 }
 
-/// What the consent screen shows as "where you will be sent": the host of the redirect URI, or
-/// the scheme of a private-use URI scheme (`com.example.app:/cb` → `com.example.app`).
+/// What the consent screen shows as "where you will be sent": the host of an `http(s)` redirect
+/// URI, or the scheme of a private-use URI scheme (`com.example.app:/cb` → `com.example.app`).
+/// A private-use URI goes to whichever app claimed the scheme, so its authority, if any, is not
+/// shown: `evil.app://accounts.example.com/cb` → `evil.app`.
 pub fn redirect_host(uri: &str) -> Option<String> {
     let parts = split_uri(uri)?;
+    let web =
+        parts.scheme.eq_ignore_ascii_case("https") || parts.scheme.eq_ignore_ascii_case("http");
     Some(match parts.host {
-        Some(h) => h.to_ascii_lowercase(),
-        None => parts.scheme.to_ascii_lowercase(),
+        Some(h) if web => h.to_ascii_lowercase(),
+        _ => parts.scheme.to_ascii_lowercase(),
     })
 }
 

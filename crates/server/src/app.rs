@@ -121,6 +121,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/sessions/attest", post(crate::authorize::attest))
         .route("/v1/oauth/authorize/start", post(crate::authorize::start))
         .route("/v1/oauth/authorize/submit", post(crate::authorize::submit))
+        // Before the CORS layer, so that the layer also wraps the 405 fallback: a CORS preflight
+        // (OPTIONS) reaches a route's method fallback, and set afterwards the fallback would
+        // replace the layered one and answer every preflight 405 without CORS headers.
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(browser_cors);
 
     let public = Router::new()
@@ -132,13 +136,13 @@ pub fn router(state: Shared) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth2/token", post(crate::token::token))
         .route("/healthz", get(healthz))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(public_cors);
 
     Router::new()
         .merge(browser)
         .merge(public)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
@@ -194,23 +198,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid_request(format!("cannot read the request body: {e}")))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
+        let bytes = body_bytes(req, state).await?;
+        from_json::<T>(&bytes)
             .map(JsonBody)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                if path == "." {
-                    ApiError::invalid_request(format!(
-                        "request body is not the expected JSON: {inner}"
-                    ))
-                } else {
-                    ApiError::invalid_request(format!("{path}: {inner}"))
+            .map_err(deserialize_error)
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        // Keep the rejection's status (413 for a body over the limit).
+        ApiError::new(
+            e.status(),
+            ErrorCode::InvalidRequest,
+            format!("cannot read the request body: {}", e.body_text()),
+        )
+    })
+}
+
+fn from_json<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, serde_path_to_error::Error<serde_json::Error>> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de)
+}
+
+fn deserialize_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if path == "." {
+        ApiError::invalid_request(format!("request body is not the expected JSON: {inner}"))
+    } else {
+        ApiError::invalid_request(format!("{path}: {inner}"))
+    }
+}
+
+/// The JSON body of a request that carries the authorization parameters flattened into it
+/// (start, submit). serde buffers a flattened struct before reading it, which hides the path
+/// of a field inside it (`resource: 5` would be reported without naming `resource`); so when
+/// the error has no path, the parameters are read again on their own to name the one at fault.
+pub struct AuthorizeBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AuthorizeBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        match from_json::<T>(&bytes) {
+            Ok(v) => Ok(AuthorizeBody(v)),
+            Err(e) if e.path().iter().next().is_none() => {
+                match from_json::<consentry_protocol::AuthorizeParams>(&bytes) {
+                    Err(named) if named.path().iter().next().is_some() => {
+                        Err(deserialize_error(named))
+                    }
+                    _ => Err(deserialize_error(e)),
                 }
-            })
+            }
+            Err(e) => Err(deserialize_error(e)),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use consentry_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::app::{JsonBody, Session, Shared, now, session_from_token};
+use crate::app::{AuthorizeBody, JsonBody, Session, Shared, now, session_from_token};
 use crate::clients::{Client, quoted_list, truncate};
 use crate::config::ResourceConfig;
 use crate::crypto::SessionClaims;
@@ -97,7 +97,7 @@ async fn attest_tat(
         && let Some(jti) = &v.jti
         && !s
             .store
-            .use_tat_jti(&profile.id, jti, v.exp + crate::tat::LEEWAY_SECONDS)
+            .use_tat_jti(&profile.issuer, jti, v.exp + crate::tat::LEEWAY_SECONDS)
             .await?
     {
         return Err(ApiError::unauthorized(
@@ -348,7 +348,7 @@ async fn load_user(s: &Shared, session: &SessionClaims) -> ApiResult<UserRow> {
 pub async fn start(
     State(s): State<Shared>,
     headers: axum::http::HeaderMap,
-    JsonBody(body): JsonBody<AuthorizeStartRequest>,
+    AuthorizeBody(body): AuthorizeBody<AuthorizeStartRequest>,
 ) -> ApiResult<Json<AuthorizeStartResponse>> {
     let (session, new_session) = match (&body.trusted_auth_token, crate::app::bearer(&headers)) {
         (Some(tat), _) => {
@@ -418,7 +418,7 @@ pub async fn start(
 pub async fn submit(
     State(s): State<Shared>,
     Session(session): Session,
-    JsonBody(body): JsonBody<AuthorizeSubmitRequest>,
+    AuthorizeBody(body): AuthorizeBody<AuthorizeSubmitRequest>,
 ) -> ApiResult<Json<AuthorizeSubmitResponse>> {
     let user = load_user(&s, &session).await?;
     let ev = evaluate(&s, &body.params, &user).await?;

@@ -209,18 +209,13 @@ impl Store {
 
     // --- users and Trusted Auth Tokens ---
 
-    /// Record a TAT `jti` as used. False when it was used before (a replay).
-    pub async fn use_tat_jti(
-        &self,
-        profile_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> DbResult<bool> {
+    /// Record a TAT `jti` of `issuer` as used. False when it was used before (a replay).
+    pub async fn use_tat_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> DbResult<bool> {
         let r = sqlx::query(
-            "INSERT INTO used_tat_jtis (profile_id, jti, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (profile_id, jti) DO NOTHING",
+            "INSERT INTO used_tat_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (issuer, jti) DO NOTHING",
         )
-        .bind(profile_id)
+        .bind(issuer)
         .bind(jti)
         .bind(expires_at)
         .execute(&self.pool)

@@ -1,8 +1,8 @@
 //! Trusted Auth Token verification: the product asserts its logged-in user with a JWT, signed
 //! either by its identity provider (keys from a JWKS URL) or by its own keypair (a PEM public key).
 //!
-//! `jsonwebtoken` checks the signature; every claim rule is checked here so each failure gets a
-//! precise message (which claim, what was expected).
+//! `jsonwebtoken` checks the signature only; the payload is parsed and every claim rule is checked
+//! here so each failure gets a precise message (which claim, what was expected).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
@@ -57,6 +57,8 @@ pub struct VerifiedTat {
 struct RawHeader {
     alg: Option<String>,
     kid: Option<String>,
+    /// RFC 7515 §4.1.11: extensions the verifier must understand. Consentry understands none.
+    crit: Option<Value>,
 }
 
 struct CachedJwks {
@@ -132,7 +134,7 @@ impl TatVerifier {
             )));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(_), Some(_), None) =
+        let (Some(h), Some(p), Some(sig), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid(
@@ -144,6 +146,11 @@ impl TatVerifier {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| invalid("trusted auth token header is not base64url-encoded JSON"))?;
+        if header.crit.is_some() {
+            return Err(invalid(
+                "trusted auth token header has a crit parameter; no JWS extensions (RFC 7515 §4.1.11) are supported",
+            ));
+        }
         let alg_name = header.alg.unwrap_or_default();
         let allowed: Vec<&str> = profile.algorithms.iter().map(alg_str).collect();
         let Some(alg) = profile
@@ -168,26 +175,43 @@ impl TatVerifier {
             KeySource::Jwks(url) => self.jwks_key(url, header.kid.as_deref(), alg).await?,
         };
 
-        let mut v = Validation::new(alg);
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => invalid(format!(
-                    "trusted auth token signature does not verify with token profile '{}' key",
-                    profile.id
-                )),
-                ErrorKind::InvalidAlgorithm => invalid(format!(
-                    "trusted auth token alg '{alg_name}' does not match the key type of token profile '{}'",
-                    profile.id
-                )),
-                other => invalid(format!("trusted auth token is malformed: {other:?}")),
-            }
-        })?;
-        check_claims(profile, &data.claims, now)
+        if key.family() != alg.family() {
+            return Err(invalid(format!(
+                "trusted auth token alg '{alg_name}' does not match the key type of token profile '{}'",
+                profile.id
+            )));
+        }
+        // Only the signature goes through jsonwebtoken: its own claim parsing turns a claim of an
+        // unexpected type (a string exp, an object sub, a negative number) into an opaque JSON
+        // error, where the rules below name the claim.
+        let message = &token[..h.len() + 1 + p.len()];
+        let sig_ok = jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key, alg)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                match e.kind() {
+                    ErrorKind::Base64(_) => {
+                        invalid("trusted auth token signature is not base64url-encoded")
+                    }
+                    other => invalid(format!(
+                        "trusted auth token signature cannot be checked with token profile '{}' key: {other:?}",
+                        profile.id
+                    )),
+                }
+            })?;
+        if !sig_ok {
+            return Err(invalid(format!(
+                "trusted auth token signature does not verify with token profile '{}' key",
+                profile.id
+            )));
+        }
+        let claims: Map<String, Value> = URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                invalid("trusted auth token payload is not a base64url-encoded JSON object")
+            })?;
+        check_claims(profile, &claims, now)
     }
 
     async fn jwks_key(
@@ -277,12 +301,31 @@ fn select_jwk(
         use_ok && alg_ok
     };
     let candidates: Vec<_> = match kid {
-        Some(k) => set
-            .keys
-            .iter()
-            .filter(|j| j.common.key_id.as_deref() == Some(k))
-            .filter(usable)
-            .collect(),
+        Some(k) => {
+            let named: Vec<_> = set
+                .keys
+                .iter()
+                .filter(|j| j.common.key_id.as_deref() == Some(k))
+                .collect();
+            let usable_named: Vec<_> = named.iter().copied().filter(usable).collect();
+            if usable_named.is_empty()
+                && let Some(j) = named.first()
+            {
+                // The kid is published, but not as a key for this alg: refetching cannot help.
+                let what = match (&j.common.public_key_use, &j.common.key_algorithm) {
+                    (Some(u), _) if *u != PublicKeyUse::Signature => {
+                        "it is not a signature key (use is not 'sig')".to_owned()
+                    }
+                    (_, Some(ka)) => format!("it is for alg '{ka}'"),
+                    _ => "it is not usable".to_owned(),
+                };
+                return Err(invalid(format!(
+                    "trusted auth token kid '{k}' names a JWKS key that cannot verify alg '{}': {what}",
+                    alg_str(&alg)
+                )));
+            }
+            usable_named
+        }
         None => set.keys.iter().filter(usable).collect(),
     };
     if candidates.len() != 1 {
@@ -369,31 +412,32 @@ fn check_claims(
     }
     let exp = num_claim(c, "exp")?
         .ok_or_else(|| invalid("trusted auth token has no exp claim; an expiry is required"))?;
-    if exp + LEEWAY_SECONDS <= now {
+    // Saturating arithmetic throughout: NumericDates are the token's, so any i64 may arrive.
+    if exp.saturating_add(LEEWAY_SECONDS) <= now {
         return Err(invalid(format!(
-            "trusted auth token expired at {exp} (now {now}); mint a fresh one"
+            "trusted auth token expired: exp {exp} is before now ({now}) by more than the {LEEWAY_SECONDS} s leeway; mint a fresh one"
         )));
     }
     if let Some(nbf) = num_claim(c, "nbf")?
-        && nbf > now + LEEWAY_SECONDS
+        && nbf > now.saturating_add(LEEWAY_SECONDS)
     {
         return Err(invalid(format!(
-            "trusted auth token is not valid before {nbf} (now {now})"
+            "trusted auth token nbf {nbf} is in the future (now {now}): not valid yet"
         )));
     }
     let iat = num_claim(c, "iat")?;
     if let Some(iat) = iat
-        && iat > now + LEEWAY_SECONDS
+        && iat > now.saturating_add(LEEWAY_SECONDS)
     {
         return Err(invalid(format!(
             "trusted auth token iat {iat} is in the future (now {now})"
         )));
     }
     let start = iat.unwrap_or(now).min(now);
-    if exp - start > profile.max_lifetime_seconds {
+    let lifetime = exp.saturating_sub(start);
+    if lifetime > profile.max_lifetime_seconds {
         return Err(invalid(format!(
-            "trusted auth token lifetime {}s exceeds max_lifetime_seconds {} of token profile '{pid}'",
-            exp - start,
+            "trusted auth token lifetime {lifetime}s (from iat to exp) exceeds max_lifetime_seconds {} of token profile '{pid}'",
             profile.max_lifetime_seconds
         )));
     }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use consentry_protocol::wire::TokenResponse;
@@ -83,7 +84,24 @@ impl Form {
     }
 }
 
-pub async fn token(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Taken as a Result so that a body the server cannot read (over the size limit…) gets a JSON
+    // error like every other failure, not axum's plain-text rejection.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::new(
+                e.status(),
+                ErrorCode::InvalidRequest,
+                format!("cannot read the request body: {}", e.body_text()),
+            )
+            .into_response();
+        }
+    };
     match handle(&s, &headers, &body).await {
         Ok(t) => {
             let mut r = Json(t).into_response();
@@ -344,7 +362,18 @@ async fn issue(
     now: i64,
 ) -> ApiResult<TokenResponse> {
     let ttl = s.cfg.access_token_ttl_seconds;
-    let scope = scopes.join(" ");
+    // A token carries only the scopes that mean something to its audience (RFC 8707 §2.2):
+    // a token for the files server does not also say "notes:write".
+    let scope = scopes
+        .iter()
+        .filter(|sc| {
+            audience
+                .iter()
+                .any(|a| s.cfg.resource(a).is_some_and(|r| r.scopes.contains(sc)))
+        })
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
     let aud: Value = match audience {
         [one] => json!(one),
         many => json!(many),

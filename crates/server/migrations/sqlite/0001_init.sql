@@ -21,11 +21,13 @@ CREATE TABLE users (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+-- Keyed by the token's issuer, not the profile: profiles that accept the same tokens must not
+-- each accept one replay.
 CREATE TABLE used_tat_jtis (
-    profile_id TEXT NOT NULL,
+    issuer TEXT NOT NULL,
     jti TEXT NOT NULL,
     expires_at BIGINT NOT NULL,
-    PRIMARY KEY (profile_id, jti)
+    PRIMARY KEY (issuer, jti)
 );
 CREATE TABLE consent_grants (
     user_id TEXT NOT NULL,

@@ -387,10 +387,10 @@ redirect_uris = ["https://other.example.com/cb"]
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("consentry exited early ({status}): {}", self.log());
             }
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!("consentry did not become ready: {}", self.log());
@@ -538,6 +538,61 @@ redirect_uris = ["https://other.example.com/cb"]
         body
     }
 
+    /// Redeem an authorization code at the token endpoint (no `resource`).
+    pub async fn redeem(
+        &self,
+        code: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", client_id),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+        ])
+        .await
+    }
+
+    /// Use a refresh token (no `scope`, no `resource`).
+    pub async fn refresh(&self, refresh_token: &str, client_id: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", client_id),
+        ])
+        .await
+    }
+
+    /// Any request with raw bytes and headers; the body is kept as text and parsed as JSON when
+    /// it is JSON (`Value::Null` otherwise).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> RawResponse {
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        RawResponse {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
     pub async fn jwks(&self) -> Value {
         self.get("/.well-known/jwks.json").await.1
     }
@@ -615,4 +670,37 @@ pub fn query(url: &str) -> HashMap<String, String> {
 pub fn jwt_claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// A response read without assumptions about its body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Assert an error response: exact status, exact `error` code, and an `error_description` that
+/// mentions every one of `mentions` (the parameter at fault, the expected value…).
+#[track_caller]
+pub fn assert_error(got: (u16, &Value), status: u16, error: &str, mentions: &[&str]) {
+    let (got_status, body) = got;
+    assert_eq!(got_status, status, "status; body: {body}");
+    assert_eq!(body["error"], error, "error code; body: {body}");
+    let desc = body["error_description"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error_description in {body}"));
+    for m in mentions {
+        assert!(
+            desc.contains(m),
+            "error_description should mention {m:?}: {desc:?}"
+        );
+    }
 }

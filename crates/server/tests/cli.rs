@@ -1,0 +1,413 @@
+//! The `consentry` command line: bad configs fail at start naming the key, `mint-tat` tokens are
+//! accepted, `keys rotate` keeps old keys published, `dev` comes up with a working walkthrough.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const GOOD: &str = r#"
+issuer = "http://127.0.0.1:1"
+listen = "127.0.0.1:1"
+authorization_url = "http://127.0.0.1:3000/oauth/authorize"
+database_url = "sqlite://c.db"
+
+[[token_profiles]]
+id = "default"
+issuer = "urn:i"
+audience = "urn:a"
+public_key_pem_file = "tat_public.pem"
+algorithms = ["ES256"]
+
+[[scopes]]
+name = "notes:read"
+description = "Read your notes"
+
+[[resources]]
+uri = "http://127.0.0.1:8788/mcp"
+name = "Notes"
+scopes = ["notes:read"]
+"#;
+
+/// Run `consentry serve` on a config and return (exit success, stderr).
+fn serve_with(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tat_public.pem"),
+        TatKeys::es256().public_pem,
+    )
+    .unwrap();
+    let path = dir.path().join("consentry.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("consentry kept running on a config that should have been refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_config_fails_at_start_naming_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "HS256 refused",
+            r#"algorithms = ["ES256"]"#,
+            r#"algorithms = ["HS256"]"#,
+        ),
+        (
+            "none refused",
+            r#"algorithms = ["ES256"]"#,
+            r#"algorithms = ["none"]"#,
+        ),
+        (
+            "algorithms required",
+            "algorithms = [\"ES256\"]\n",
+            "algorithms = []\n",
+        ),
+        (
+            "key type must fit algorithms",
+            r#"algorithms = ["ES256"]"#,
+            r#"algorithms = ["RS256"]"#,
+        ),
+        (
+            "undeclared scope",
+            r#"scopes = ["notes:read"]"#,
+            r#"scopes = ["notes:write"]"#,
+        ),
+        (
+            "bad issuer",
+            r#"issuer = "http://127.0.0.1:1""#,
+            r#"issuer = "not a url""#,
+        ),
+        ("unknown key", "database_url", "databse_url"),
+        (
+            "bad signing alg",
+            "database_url",
+            "signing_alg = \"HS256\"\ndatabase_url",
+        ),
+        (
+            "grace out of range",
+            "database_url",
+            "refresh_reuse_grace_seconds = -1\ndatabase_url",
+        ),
+        ("missing key file", "tat_public.pem", "missing.pem"),
+    ];
+    let expect = [
+        "token_profiles[0].algorithms",
+        "token_profiles[0].algorithms",
+        "token_profiles[0].algorithms",
+        "token_profiles[0]",
+        "resources[0].scopes",
+        "issuer",
+        "databse_url",
+        "signing_alg",
+        "refresh_reuse_grace_seconds",
+        "public_key_pem_file",
+    ];
+    for ((label, from, to), want) in cases.iter().zip(expect) {
+        assert!(GOOD.contains(from), "{label}: fixture lacks '{from}'");
+        let (ok, stderr) = serve_with(&GOOD.replacen(from, to, 1));
+        assert!(!ok, "{label}: server started");
+        assert!(
+            stderr.contains(want),
+            "{label}: stderr does not name '{want}': {stderr}"
+        );
+    }
+}
+
+#[test]
+fn env_overrides_a_scalar_and_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tat_public.pem"),
+        TatKeys::es256().public_pem,
+    )
+    .unwrap();
+    let path = dir.path().join("consentry.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("CONSENTRY_ACCESS_TOKEN_TTL_SECONDS", "ten")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CONSENTRY_ACCESS_TOKEN_TTL_SECONDS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_override_takes_effect() {
+    consentry_server::install_crypto_providers();
+    // CONSENTRY_ACCESS_TOKEN_TTL_SECONDS changes expires_in; proven through a real flow.
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = TatKeys::es256();
+    std::fs::write(dir.path().join("tat_public.pem"), &keys.public_pem).unwrap();
+    let cfg = GOOD
+        .replace("http://127.0.0.1:1", &format!("http://127.0.0.1:{port}"))
+        .replace("127.0.0.1:1\"", &format!("127.0.0.1:{port}\""))
+        + "[[clients]]\nclient_id = \"c\"\nclient_name = \"C\"\nredirect_uris = [\"http://127.0.0.1:9/cb\"]\n";
+    std::fs::write(dir.path().join("consentry.toml"), cfg).unwrap();
+    let mut child = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(dir.path().join("consentry.toml"))
+        .env("CONSENTRY_ACCESS_TOKEN_TTL_SECONDS", "120")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server did not start");
+    let pkce = Pkce::new();
+    let tat = keys.sign(
+        &json!({"iss": "urn:i", "aud": "urn:a", "sub": "u", "iat": now(), "exp": now() + 60}),
+    );
+    let p = json!({"client_id": "c", "redirect_uri": "http://127.0.0.1:9/cb", "scope": "notes:read", "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256", "trusted_auth_token": tat, "profile_id": "default"});
+    let st: serde_json::Value = http
+        .post(format!("{base}/v1/oauth/authorize/start"))
+        .json(&p)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut sub = p.clone();
+    sub["consent_granted"] = json!(true);
+    let r: serde_json::Value = http
+        .post(format!("{base}/v1/oauth/authorize/submit"))
+        .bearer_auth(st["session_token"].as_str().unwrap())
+        .json(&sub)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = query(r["redirect_uri"].as_str().unwrap())["code"].clone();
+    let t: serde_json::Value = http
+        .post(format!("{base}/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", "c"),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["expires_in"], 120, "{t}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mint_tat_output_is_accepted_by_attest() {
+    let s = Setup::new(Backend::Sqlite).start().await;
+    let key = s.dir().join("tat_private.pem");
+    std::fs::write(&key, &s.keys.private_pem).unwrap();
+    let out = Command::new(binary())
+        .args(["mint-tat", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            TAT_ISS,
+            "--audience",
+            TAT_AUD,
+            "--sub",
+            "zoe",
+            "--email",
+            "zoe@example.com",
+            "--roles",
+            "admin,user",
+            "--ttl",
+            "5m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tat = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let claims = jwt_claims(&tat);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        300
+    );
+    let (status, att) = s.attest(&tat).await;
+    assert_eq!(status, 200, "{att}");
+    assert_eq!(att["user"]["user_id"], "zoe");
+    assert_eq!(att["user"]["roles"], json!(["admin", "user"]));
+    // --ttl longer than the profile allows is refused at attest
+    let out = Command::new(binary())
+        .args(["mint-tat", "--key"])
+        .arg(&key)
+        .args([
+            "--issuer",
+            TAT_ISS,
+            "--audience",
+            TAT_AUD,
+            "--sub",
+            "zoe",
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    let (status, e) = s
+        .attest(String::from_utf8(out.stdout).unwrap().trim())
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("max_lifetime_seconds"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_keeps_the_old_key_published() {
+    let mut s = Setup::new(Backend::Sqlite).start().await;
+    let pkce = Pkce::new();
+    let before = s
+        .tokens_for("rot", &pkce, &params(&pkce, "notes:read"))
+        .await;
+    let old_at = before["access_token"].as_str().unwrap().to_owned();
+    let old_kid = jsonwebtoken::decode_header(&old_at).unwrap().kid.unwrap();
+
+    let out = Command::new(binary())
+        .args(["keys", "rotate", "--config"])
+        .arg(&s.config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.restart().await;
+
+    let jwks = s.jwks().await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    assert!(
+        kids.contains(&old_kid.as_str()),
+        "the retired key stays published"
+    );
+    let pkce = Pkce::new();
+    let after = s
+        .tokens_for("rot", &pkce, &params(&pkce, "notes:read"))
+        .await;
+    let new_kid = jsonwebtoken::decode_header(after["access_token"].as_str().unwrap())
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_ne!(new_kid, old_kid, "the new key signs");
+    // tokens signed before the rotation still verify
+    s.verify_access_token(&old_at).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_command_writes_config_and_serves() {
+    use std::io::BufRead;
+    consentry_server::install_crypto_providers();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(binary())
+        .args(["dev", "--dir"])
+        .arg(dir.path().join("dev"))
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut tat = None;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tat.is_none() && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push_str(&line);
+            seen.push('\n');
+            tat = line.trim().strip_prefix("TAT=").map(str::to_owned);
+        }
+    }
+    let tat = tat.unwrap_or_else(|| panic!("no TAT printed: {seen}"));
+    for f in [
+        "consentry.toml",
+        "tat_private.pem",
+        "tat_public.pem",
+        "consentry.db",
+    ] {
+        assert!(dir.path().join("dev").join(f).exists(), "{f} not written");
+    }
+    // The printed token is accepted by the server it was printed for.
+    let base = format!("http://127.0.0.1:{port}");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/sessions/attest"))
+        .json(&json!({"token": tat, "profile_id": "default"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["user_id"], "demo-user");
+}
