@@ -31,6 +31,7 @@ pub struct AppState {
     pub keys: KeyRing,
     pub sealer: Sealer,
     pub tat: TatVerifier,
+    pub registration_limiter: crate::register::RateLimiter,
     metadata: Value,
 }
 
@@ -67,13 +68,20 @@ impl AppState {
             keys,
             sealer,
             tat,
+            registration_limiter: crate::register::RateLimiter::default(),
             metadata,
         })
     }
 
-    /// A client registered for this server (pre-registered in config for now).
+    /// A client of this server: pre-registered in the config, or dynamically registered.
     pub async fn client(&self, client_id: &str) -> ApiResult<Option<Client>> {
-        Ok(self.cfg.clients.get(client_id).map(Client::from_config))
+        if let Some(c) = self.cfg.clients.get(client_id) {
+            return Ok(Some(Client::from_config(c)));
+        }
+        match self.store.client(client_id).await? {
+            Some(row) => Ok(Some(crate::register::client_from_row(&row)?)),
+            None => Ok(None),
+        }
     }
 }
 
@@ -86,19 +94,40 @@ fn metadata(cfg: &Config) -> Value {
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": cfg.scopes.keys().collect::<Vec<_>>(),
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "bearer"],
+        "scopes_supported": cfg
+            .scopes
+            .keys()
+            .map(String::as_str)
+            .chain(crate::oidc::OIDC_SCOPES.iter().map(|(sc, _)| *sc))
+            .collect::<Vec<_>>(),
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],
+        "registration_endpoint": format!("{iss}/oauth2/register"),
+        "revocation_endpoint": format!("{iss}/oauth2/revoke"),
+        "introspection_endpoint": format!("{iss}/oauth2/introspect"),
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
+        "id_token_signing_alg_values_supported": [cfg.signing_alg.as_str()],
+        "subject_types_supported": ["public"],
+        "claims_supported": ["sub", "name", "email", "iss", "aud", "exp", "iat", "auth_time", "nonce"],
+        "client_id_metadata_document_supported": cfg.cimd.enabled,
     })
 }
 
 pub fn router(state: Shared) -> Router {
     let public_cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600));
     let origins: Vec<HeaderValue> = state
@@ -121,6 +150,11 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/sessions/attest", post(crate::authorize::attest))
         .route("/v1/oauth/authorize/start", post(crate::authorize::start))
         .route("/v1/oauth/authorize/submit", post(crate::authorize::submit))
+        .route("/v1/connected_apps", get(crate::apps::list))
+        .route(
+            "/v1/connected_apps/{client_id}/revoke",
+            post(crate::apps::revoke),
+        )
         // Before the CORS layer, so that the layer also wraps the 405 fallback: a CORS preflight
         // (OPTIONS) reaches a route's method fallback, and set afterwards the fallback would
         // replace the layered one and answer every preflight 405 without CORS headers.
@@ -135,13 +169,44 @@ pub fn router(state: Shared) -> Router {
         .route("/.well-known/openid-configuration", get(metadata_handler))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth2/token", post(crate::token::token))
+        .route("/oauth2/register", post(crate::register::register))
+        .route(
+            "/oauth2/register/{client_id}",
+            get(crate::register::read)
+                .put(crate::register::update)
+                .delete(crate::register::delete),
+        )
+        .route("/oauth2/introspect", post(crate::introspect::introspect))
+        .route("/oauth2/revoke", post(crate::introspect::revoke))
+        .route(
+            "/oauth2/userinfo",
+            get(crate::oidc::userinfo).post(crate::oidc::userinfo),
+        )
         .route("/healthz", get(healthz))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(public_cors);
 
+    // Server-to-server only: no CORS.
+    let admin = Router::new()
+        .route(
+            "/admin/v1/users/{user_id}/connected_apps",
+            get(crate::apps::admin_user_apps),
+        )
+        .route(
+            "/admin/v1/users/{user_id}/connected_apps/{client_id}/revoke",
+            post(crate::apps::admin_revoke_user_app),
+        )
+        .route("/admin/v1/clients", get(crate::apps::admin_clients))
+        .route(
+            "/admin/v1/clients/{client_id}",
+            get(crate::apps::admin_client).delete(crate::apps::admin_delete_client),
+        )
+        .method_not_allowed_fallback(method_not_allowed);
+
     Router::new()
         .merge(browser)
         .merge(public)
+        .merge(admin)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(CatchPanicLayer::custom(|_| {

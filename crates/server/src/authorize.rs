@@ -210,6 +210,16 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
     }
     let redirect_uri = client.resolve_redirect_uri(raw.redirect_uri.as_deref())?;
     let state = echo_state(raw);
+    if !client.allows_grant("authorization_code") {
+        let e = ApiError::bad_request(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "client '{}' is not registered for the authorization_code grant",
+                client.client_id
+            ),
+        );
+        return Err(redirected(s, e, &redirect_uri, state));
+    }
 
     // 2. Everything else goes back to the client with the error.
     let req =
@@ -284,9 +294,35 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
         }
     }
 
+    if let Some(allowed) = &client.scope
+        && let Some(extra) = scopes.iter().find(|sc| !allowed.contains(sc))
+    {
+        let e = ApiError::bad_request(
+            ErrorCode::InvalidScope,
+            format!(
+                "scope '{}' is not registered for client '{}'; registered: {}",
+                truncate(extra),
+                client.client_id,
+                quoted_list(allowed)
+            ),
+        );
+        return Err(redirected(s, e, &redirect_uri, state));
+    }
+
     let granted = s.store.granted(&user.user_id, &client.client_id).await?;
     let mut lines = Vec::new();
     for sc in &scopes {
+        // OpenID scopes are about this server's own userinfo: granted on the issuer.
+        if let Some(description) = crate::oidc::oidc_description(sc) {
+            lines.push(ScopeLine {
+                resource: cfg.issuer.clone(),
+                scope: sc.clone(),
+                description: description.to_owned(),
+                grantable: true,
+                already: granted.iter().any(|(gr, gs)| *gr == cfg.issuer && gs == sc),
+            });
+            continue;
+        }
         let on: Vec<&ResourceConfig> = resources.iter().filter(|r| r.scopes.contains(sc)).collect();
         if on.is_empty() {
             let available: Vec<String> = resources.iter().flat_map(|r| r.scopes.clone()).collect();

@@ -6,6 +6,17 @@ use crate::config::ClientConfig;
 use crate::error::{ApiError, ApiResult};
 use consentry_protocol::ErrorCode;
 
+/// Where a client's registration comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientSource {
+    /// `[[clients]]` in the config: the operator vouches for it.
+    Config,
+    /// Dynamic Client Registration (RFC 7591): self-asserted.
+    Registered,
+    /// A Client ID Metadata Document fetched from the client_id URL.
+    MetadataDocument,
+}
+
 #[derive(Clone, Debug)]
 pub struct Client {
     pub client_id: String,
@@ -14,8 +25,15 @@ pub struct Client {
     pub token_endpoint_auth_method: String,
     pub client_uri: Option<String>,
     pub logo_uri: Option<String>,
-    /// Someone vouched for this client (pre-registered by the operator).
+    /// Someone vouched for this client (pre-registered by the operator, or a CIMD host in
+    /// `trusted_domains`). The consent screen warns about the others.
     pub verified: bool,
+    /// SHA-256 hex of the client secret, for confidential clients.
+    pub secret_hash: Option<String>,
+    pub grant_types: Vec<String>,
+    /// Scopes the client registered for (`None`: any configured scope).
+    pub scope: Option<Vec<String>>,
+    pub source: ClientSource,
 }
 
 impl Client {
@@ -28,7 +46,19 @@ impl Client {
             client_uri: c.client_uri.clone(),
             logo_uri: c.logo_uri.clone(),
             verified: true,
+            secret_hash: c.client_secret.as_deref().map(crate::crypto::sha256_hex),
+            grant_types: c.grant_types.clone(),
+            scope: None,
+            source: ClientSource::Config,
         }
+    }
+
+    pub fn is_confidential(&self) -> bool {
+        self.token_endpoint_auth_method != "none"
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
     }
 
     /// The redirect URI to use: the requested one if it matches a registered one exactly (or by

@@ -44,6 +44,43 @@ pub struct RawConfig {
     pub resources: Vec<ResourceConfig>,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub cimd: crate::cimd::CimdConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    /// Bearer key for the admin API (`/admin/v1`); the admin API is off when unset.
+    #[serde(default)]
+    pub admin_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// open | initial_access_token | disabled
+    #[serde(default = "default_registration_mode")]
+    pub mode: String,
+    #[serde(default)]
+    pub initial_access_tokens: Vec<String>,
+    /// Registrations per client IP per minute.
+    #[serde(default = "default_registration_rate")]
+    pub rate_limit_per_minute: u32,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            mode: default_registration_mode(),
+            initial_access_tokens: Vec::new(),
+            rate_limit_per_minute: default_registration_rate(),
+        }
+    }
+}
+
+fn default_registration_mode() -> String {
+    "open".into()
+}
+fn default_registration_rate() -> u32 {
+    60
 }
 
 fn default_listen() -> String {
@@ -155,6 +192,9 @@ pub struct ResourceConfig {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub default_scopes: Vec<String>,
+    /// Lets this resource server call `/oauth2/introspect` with `Authorization: Bearer <secret>`.
+    #[serde(default)]
+    pub introspection_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,10 +209,20 @@ pub struct ClientConfig {
     pub client_uri: Option<String>,
     #[serde(default)]
     pub logo_uri: Option<String>,
+    /// For `client_secret_basic` / `client_secret_post` clients (hashed in memory at load; prefer
+    /// the `CONSENTRY_CLIENT_SECRET_<CLIENT_ID>`-style secret stores of your platform).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default = "default_grant_types")]
+    pub grant_types: Vec<String>,
 }
 
 fn default_auth_method() -> String {
     "none".into()
+}
+
+fn default_grant_types() -> Vec<String> {
+    vec!["authorization_code".into(), "refresh_token".into()]
 }
 
 /// The validated configuration the server runs with.
@@ -194,6 +244,11 @@ pub struct Config {
     pub scopes: BTreeMap<String, ScopeConfig>,
     pub resources: Vec<ResourceConfig>,
     pub clients: HashMap<String, ClientConfig>,
+    pub cimd: crate::cimd::CimdConfig,
+    pub registration: RegistrationConfig,
+    pub admin_key: Option<String>,
+    /// The config file's directory (relative paths in the config resolve against it).
+    pub base_dir: PathBuf,
 }
 
 /// Where a token profile's verification keys come from.
@@ -230,6 +285,7 @@ const ENV_KEYS: &[(&str, EnvKind)] = &[
     ("authorization_code_ttl_seconds", EnvKind::Int),
     ("max_session_duration_minutes", EnvKind::Int),
     ("database_max_connections", EnvKind::Int),
+    ("admin_key", EnvKind::Str),
 ];
 
 #[derive(Clone, Copy)]
@@ -541,6 +597,12 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 );
             }
         }
+        if r.introspection_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            bail!("{k}.introspection_secret: must be at least 32 characters");
+        }
         for s in &r.default_scopes {
             if !r.scopes.contains(s) {
                 bail!("{k}.default_scopes: '{s}' is not one of this resource's scopes");
@@ -557,13 +619,34 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 c.client_id
             );
         }
-        if c.token_endpoint_auth_method != "none" {
-            bail!(
-                "{k}.token_endpoint_auth_method: '{}' is not supported for pre-registered clients yet; expected 'none' (public client with PKCE)",
+        match (c.token_endpoint_auth_method.as_str(), &c.client_secret) {
+            ("none", None) => {}
+            ("none", Some(_)) => bail!(
+                "{k}.client_secret: a public client (token_endpoint_auth_method 'none') has no secret"
+            ),
+            ("client_secret_basic" | "client_secret_post", Some(secret)) if secret.len() >= 32 => {}
+            ("client_secret_basic" | "client_secret_post", _) => bail!(
+                "{k}.client_secret: required for {} and at least 32 characters",
                 c.token_endpoint_auth_method
-            );
+            ),
+            (other, _) => bail!(
+                "{k}.token_endpoint_auth_method: '{other}' is not supported; expected none, client_secret_basic or client_secret_post"
+            ),
         }
-        if c.redirect_uris.is_empty() {
+        for g in &c.grant_types {
+            if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str())
+            {
+                bail!(
+                    "{k}.grant_types: '{g}' is not supported; expected authorization_code, refresh_token or client_credentials"
+                );
+            }
+            if g == "client_credentials" && c.token_endpoint_auth_method == "none" {
+                bail!(
+                    "{k}.grant_types: client_credentials needs a confidential client (a client_secret)"
+                );
+            }
+        }
+        if c.redirect_uris.is_empty() && c.grant_types.iter().any(|g| g == "authorization_code") {
             bail!("{k}.redirect_uris must list at least one URI");
         }
         for u in &c.redirect_uris {
@@ -572,6 +655,36 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         if clients.insert(c.client_id.clone(), c.clone()).is_some() {
             bail!("{k}.client_id: '{}' is listed twice", c.client_id);
         }
+    }
+
+    match raw.registration.mode.as_str() {
+        "open" | "disabled" => {}
+        "initial_access_token" => {
+            if raw.registration.initial_access_tokens.is_empty() {
+                bail!(
+                    "registration.initial_access_tokens: mode 'initial_access_token' needs at least one token"
+                );
+            }
+        }
+        other => bail!(
+            "registration.mode: '{other}' is not supported; expected open, initial_access_token or disabled"
+        ),
+    }
+    if let Some(k) = &raw.admin_key
+        && k.len() < 32
+    {
+        bail!("admin_key: must be at least 32 characters");
+    }
+    let mut cimd = raw.cimd;
+    if let Some(ca) = cimd.extra_ca_file.take() {
+        cimd.extra_ca_file = Some(if ca.is_absolute() { ca } else { base.join(ca) });
+    }
+    if cimd.min_cache_seconds > cimd.max_cache_seconds {
+        bail!(
+            "cimd.min_cache_seconds ({}) must not exceed cimd.max_cache_seconds ({})",
+            cimd.min_cache_seconds,
+            cimd.max_cache_seconds
+        );
     }
 
     Ok(Config {
@@ -591,6 +704,10 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         scopes,
         resources: raw.resources,
         clients,
+        cimd,
+        registration: raw.registration,
+        admin_key: raw.admin_key,
+        base_dir: base.to_path_buf(),
     })
 }
 

@@ -60,6 +60,26 @@ pub struct RefreshRow {
     pub rotated_at: Option<i64>,
 }
 
+/// A dynamically registered client.
+#[derive(Clone, Debug)]
+pub struct ClientRow {
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub registration_token_hash: String,
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+/// One consented (client, resource, scope) of a user.
+#[derive(Clone, Debug)]
+pub struct GrantRow {
+    pub client_id: String,
+    pub resource: String,
+    pub scope: String,
+    pub granted_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
 /// What redeeming an authorization code did.
 pub enum CodeRedemption {
     /// First use: the family and its first refresh token were stored.
@@ -460,12 +480,169 @@ impl Store {
             .transpose()
     }
 
+    // --- registered clients (DCR) ---
+
+    pub async fn insert_client(&self, c: &ClientRow, now: i64) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, secret_hash, registration_token_hash, metadata, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.secret_hash)
+        .bind(&c.registration_token_hash)
+        .bind(&c.metadata)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn client(&self, client_id: &str) -> DbResult<Option<ClientRow>> {
+        let row = sqlx::query(
+            "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
+             FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| client_row(&r)).transpose()
+    }
+
+    pub async fn clients(&self, limit: i64, after: &str) -> DbResult<Vec<ClientRow>> {
+        let rows = sqlx::query(
+            "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
+             FROM clients WHERE client_id > $1 ORDER BY client_id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(client_row).collect()
+    }
+
+    pub async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        metadata: &str,
+        now: i64,
+    ) -> DbResult<bool> {
+        let r =
+            sqlx::query("UPDATE clients SET metadata = $2, updated_at = $3 WHERE client_id = $1")
+                .bind(client_id)
+                .bind(metadata)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Delete a client, its consents, and revoke every grant it holds.
+    pub async fn delete_client(&self, client_id: &str, now: i64) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM consent_grants WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
+             WHERE client_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    // --- revocation and connected apps ---
+
+    pub async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn access_token_revoked(&self, jti: &str) -> DbResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The clients a user granted something to: (client_id, resource, scope, granted_at) rows
+    /// plus each client's last token use.
+    pub async fn connected_apps(&self, user_id: &str) -> DbResult<Vec<GrantRow>> {
+        let rows = sqlx::query(
+            "SELECT g.client_id, g.resource, g.scope, g.granted_at, \
+             (SELECT MAX(f.last_used_at) FROM token_families f \
+              WHERE f.user_id = g.user_id AND f.client_id = g.client_id) \
+             FROM consent_grants g WHERE g.user_id = $1 ORDER BY g.client_id, g.resource, g.scope",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GrantRow {
+                    client_id: r.try_get(0)?,
+                    resource: r.try_get(1)?,
+                    scope: r.try_get(2)?,
+                    granted_at: r.try_get(3)?,
+                    last_used_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Remove the user's consent for a client and revoke every grant of that (user, client).
+    /// False when there was nothing to revoke.
+    pub async fn revoke_connected_app(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let consents =
+            sqlx::query("DELETE FROM consent_grants WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let families = sqlx::query(
+            "UPDATE token_families SET revoked_at = $3, revoked_reason = 'user_revoked' \
+             WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(consents + families > 0)
+    }
+
     /// Remove rows that can no longer matter: expired jtis, codes and refresh tokens.
     pub async fn purge_expired(&self, now: i64) -> DbResult<()> {
         for sql in [
             "DELETE FROM used_tat_jtis WHERE expires_at < $1",
             "DELETE FROM used_codes WHERE expires_at < $1",
             "DELETE FROM refresh_tokens WHERE expires_at < $1",
+            "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
         ] {
             sqlx::query(sql).bind(now).execute(&self.pool).await?;
         }
@@ -512,6 +689,16 @@ async fn insert_refresh(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn client_row(r: &sqlx::any::AnyRow) -> DbResult<ClientRow> {
+    Ok(ClientRow {
+        client_id: r.try_get(0)?,
+        secret_hash: r.try_get(1)?,
+        registration_token_hash: r.try_get(2)?,
+        metadata: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+    })
 }
 
 fn user_row(r: &sqlx::any::AnyRow) -> DbResult<UserRow> {

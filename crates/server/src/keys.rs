@@ -194,6 +194,9 @@ pub struct KeyRing {
 pub struct KeyState {
     pub current: Arc<SigningKey>,
     pub jwks: Value,
+    /// Verification keys by kid: every published key (for introspection and userinfo).
+    pub verifiers:
+        std::collections::HashMap<String, (jsonwebtoken::DecodingKey, jsonwebtoken::Algorithm)>,
 }
 
 impl KeyRing {
@@ -248,6 +251,7 @@ async fn load_state(
     }
     let mut current = None;
     let mut published = Vec::new();
+    let mut verifiers = std::collections::HashMap::new();
     for r in &rows {
         let live = r.retired_at.is_none_or(|t| t + publish_for > now);
         if !live {
@@ -261,6 +265,16 @@ async fn load_state(
             .with_context(|| format!("signing key {} is corrupt", r.kid))?;
         let key = SigningKey::from_pkcs8(a, &der)?;
         published.push(key.public_jwk.clone());
+        if let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(key.public_jwk.clone())
+            && let Ok(dk) = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+        {
+            let alg = match a {
+                SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+                SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+                SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+            };
+            verifiers.insert(key.kid.clone(), (dk, alg));
+        }
         // Rows are newest first: the first current key of the configured algorithm signs.
         if current.is_none() && r.retired_at.is_none() && a == alg {
             current = Some(Arc::new(key));
@@ -270,6 +284,7 @@ async fn load_state(
     Ok(KeyState {
         current,
         jwks: json!({ "keys": published }),
+        verifiers,
     })
 }
 

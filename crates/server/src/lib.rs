@@ -5,15 +5,20 @@
 //! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
 
 pub mod app;
+pub mod apps;
 pub mod authorize;
+pub mod cimd;
 pub mod clients;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod dev;
 pub mod error;
+pub mod introspect;
 pub mod keys;
 pub mod mint;
+pub mod oidc;
+pub mod register;
 pub mod tat;
 pub mod token;
 
@@ -50,9 +55,12 @@ pub async fn serve(
         "consentry listening on http://{local}"
     );
     spawn_maintenance(state.clone());
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use consentry_protocol::wire::TokenResponse;
 use consentry_protocol::{ErrorCode, is_valid_code_verifier, parse_scope, percent_decode};
 use serde_json::{Value, json};
@@ -20,17 +21,17 @@ use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
 use crate::db::{CodeRedemption, FamilyRow};
 use crate::error::{ApiError, ApiResult};
 
-const REFRESH_PREFIX: &str = "cyr_";
+pub(crate) const REFRESH_PREFIX: &str = "cyr_";
 
 /// A parsed `application/x-www-form-urlencoded` body. Parameters may not repeat (RFC 6749 §3.2),
 /// except `resource` (RFC 8707).
-struct Form {
+pub(crate) struct Form {
     single: HashMap<String, String>,
     resources: Vec<String>,
 }
 
 impl Form {
-    fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Form> {
+    pub(crate) fn parse(headers: &HeaderMap, body: &[u8]) -> ApiResult<Form> {
         let ct = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -74,11 +75,11 @@ impl Form {
         Ok(Form { single, resources })
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.single.get(k).map(String::as_str)
     }
 
-    fn require(&self, k: &str) -> ApiResult<&str> {
+    pub(crate) fn require(&self, k: &str) -> ApiResult<&str> {
         self.get(k)
             .ok_or_else(|| ApiError::invalid_request(format!("{k} is required")))
     }
@@ -126,10 +127,14 @@ async fn handle(s: &Shared, headers: &HeaderMap, body: &[u8]) -> ApiResult<Token
             let client = authenticate_client(s, headers, &form).await?;
             refresh(s, &client, &form).await
         }
+        "client_credentials" => {
+            let client = authenticate_client(s, headers, &form).await?;
+            client_credentials(s, &client, &form).await
+        }
         other => Err(ApiError::bad_request(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "grant_type '{}' is not supported; expected authorization_code or refresh_token",
+                "grant_type '{}' is not supported; expected authorization_code, refresh_token or client_credentials",
                 truncate(other)
             ),
         )),
@@ -142,24 +147,180 @@ fn invalid_client(msg: String) -> ApiError {
     e
 }
 
-/// Public clients identify themselves with `client_id` and prove possession with PKCE.
-async fn authenticate_client(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Client> {
-    let client_id = form.require("client_id")?;
-    let client = s.client(client_id).await?.ok_or_else(|| {
+/// `Authorization: Basic` credentials (RFC 6749 §2.3.1: both parts form-urlencoded).
+fn basic_credentials(headers: &HeaderMap) -> ApiResult<Option<(String, String)>> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        invalid_client(
+            "the Authorization header is not valid HTTP Basic client authentication".into(),
+        )
+    };
+    let v = v.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = v.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(invalid_client(format!(
+            "client authentication scheme '{}' is not supported; use HTTP Basic or client_secret in the body",
+            truncate(scheme)
+        )));
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let id = percent_decode(id).ok_or_else(bad)?;
+    let secret = percent_decode(secret).ok_or_else(bad)?;
+    Ok(Some((id, secret)))
+}
+
+/// Identify the client and check its credentials against the method it registered: `none`
+/// (client_id only; PKCE proves possession), `client_secret_basic` or `client_secret_post`.
+pub(crate) async fn authenticate_client(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: &Form,
+) -> ApiResult<Client> {
+    let basic = basic_credentials(headers)?;
+    let (client_id, secret, method) = match (basic, form.get("client_secret")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if let Some(fid) = form.get("client_id")
+                && fid != id
+            {
+                return Err(invalid_client(
+                    "client_id in the body differs from the HTTP Basic client id".into(),
+                ));
+            }
+            (id, Some(secret), "client_secret_basic")
+        }
+        (None, Some(secret)) => (
+            form.require("client_id")?.to_owned(),
+            Some(secret.to_owned()),
+            "client_secret_post",
+        ),
+        (None, None) => (form.require("client_id")?.to_owned(), None, "none"),
+    };
+    let client = s.client(&client_id).await?.ok_or_else(|| {
         invalid_client(format!(
             "client_id '{}' is not registered with this server",
-            truncate(client_id)
+            truncate(&client_id)
         ))
     })?;
-    if client.token_endpoint_auth_method == "none"
-        && (headers.contains_key(header::AUTHORIZATION) || form.get("client_secret").is_some())
-    {
+    if client.token_endpoint_auth_method != method {
+        let how = match client.token_endpoint_auth_method.as_str() {
+            "none" => "it is a public client (token_endpoint_auth_method 'none'): send client_id only, no credentials".to_owned(),
+            m => format!("it must authenticate with {m}"),
+        };
         return Err(invalid_client(format!(
-            "client '{}' is a public client (token_endpoint_auth_method 'none'); send no client credentials",
+            "client '{}' sent {method} credentials but {how}",
             client.client_id
         )));
     }
+    if let Some(secret) = secret {
+        let ok = client.secret_hash.as_ref().is_some_and(|h| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                h.as_bytes(),
+                sha256_hex(&secret).as_bytes(),
+            )
+            .is_ok()
+        });
+        if !ok {
+            return Err(invalid_client(format!(
+                "client authentication failed for client '{}'",
+                client.client_id
+            )));
+        }
+    }
     Ok(client)
+}
+
+/// `client_credentials`: a confidential client acting for itself (no user, no refresh token).
+async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
+    if !client.is_confidential() || !client.allows_grant("client_credentials") {
+        return Err(ApiError::bad_request(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "client '{}' may not use the client_credentials grant (it needs a secret and client_credentials in its grant_types)",
+                client.client_id
+            ),
+        ));
+    }
+    let cfg = &s.cfg;
+    let all: Vec<String> = cfg.resources.iter().map(|r| r.uri.clone()).collect();
+    let audience = if form.resources.is_empty() {
+        match all.as_slice() {
+            [only] => vec![only.clone()],
+            _ => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "resource is required; expected one of: {}",
+                        quoted_list(&all)
+                    ),
+                ));
+            }
+        }
+    } else {
+        narrow_resources(&form.resources, &all)?
+    };
+    let available: Vec<String> = audience
+        .iter()
+        .filter_map(|a| cfg.resource(a))
+        .flat_map(|r| r.scopes.clone())
+        .collect();
+    let requested = parse_scope(form.get("scope"))?;
+    let scopes: Vec<String> = if requested.is_empty() {
+        audience
+            .iter()
+            .filter_map(|a| cfg.resource(a))
+            .flat_map(|r| r.default_scopes.clone())
+            .filter(|sc| {
+                client
+                    .scope
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(sc))
+            })
+            .collect()
+    } else {
+        requested
+    };
+    for sc in &scopes {
+        if !available.contains(sc) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not available on the requested resource; expected some of: {}",
+                    truncate(sc),
+                    quoted_list(&available)
+                ),
+            ));
+        }
+        if let Some(allowed) = &client.scope
+            && !allowed.contains(sc)
+        {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not registered for client '{}'; registered: {}",
+                    truncate(sc),
+                    client.client_id,
+                    quoted_list(allowed)
+                ),
+            ));
+        }
+    }
+    let grant = Grant {
+        subject: &client.client_id,
+        client_id: &client.client_id,
+        grant_id: None,
+    };
+    issue(s, &grant, &scopes, &audience, None, None, now()).await
 }
 
 /// The requested `resource` values must be a subset of what was authorized; none means all.
@@ -262,7 +423,20 @@ async fn authorization_code(s: &Shared, client: &Client, form: &Form) -> ApiResu
             "code was already used; the tokens issued for it have been revoked",
         ));
     }
-    issue(s, &family, &payload.scopes, &audience, Some(refresh), now).await
+    let id = IdTokenInput {
+        nonce: payload.nonce.as_deref(),
+        auth_time: payload.auth_time,
+    };
+    issue(
+        s,
+        &Grant::of(&family),
+        &payload.scopes,
+        &audience,
+        Some(refresh),
+        Some(id),
+        now,
+    )
+    .await
 }
 
 async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
@@ -349,57 +523,110 @@ async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenRes
             "refresh_token was already used; every token of this grant has been revoked",
         ));
     }
-    issue(s, &row.family, &scopes, &audience, Some(next), now).await
+    issue(
+        s,
+        &Grant::of(&row.family),
+        &scopes,
+        &audience,
+        Some(next),
+        None,
+        now,
+    )
+    .await
 }
 
-/// Sign an RFC 9068 access token for a grant.
+/// Who a token is for: a user's grant, or a client acting for itself.
+struct Grant<'a> {
+    subject: &'a str,
+    client_id: &'a str,
+    /// The token family (user grants only): revoking it reaches the token through `gid`.
+    grant_id: Option<&'a str>,
+}
+
+impl<'a> Grant<'a> {
+    fn of(f: &'a FamilyRow) -> Grant<'a> {
+        Grant {
+            subject: &f.user_id,
+            client_id: &f.client_id,
+            grant_id: Some(&f.family_id),
+        }
+    }
+}
+
+/// For an ID token: the nonce of the authorization request and when the user authenticated.
+struct IdTokenInput<'a> {
+    nonce: Option<&'a str>,
+    auth_time: i64,
+}
+
+/// Sign an RFC 9068 access token (and an ID token when `openid` was granted).
 async fn issue(
     s: &Shared,
-    family: &FamilyRow,
+    grant: &Grant<'_>,
     scopes: &[String],
     audience: &[String],
     refresh_token: Option<String>,
+    id: Option<IdTokenInput<'_>>,
     now: i64,
 ) -> ApiResult<TokenResponse> {
     let ttl = s.cfg.access_token_ttl_seconds;
     // A token carries only the scopes that mean something to its audience (RFC 8707 §2.2):
-    // a token for the files server does not also say "notes:write".
-    let scope = scopes
+    // a token for the files server does not also say "notes:write". OpenID scopes stay: they
+    // are for this server's userinfo endpoint.
+    let kept: Vec<String> = scopes
         .iter()
         .filter(|sc| {
-            audience
-                .iter()
-                .any(|a| s.cfg.resource(a).is_some_and(|r| r.scopes.contains(sc)))
+            crate::oidc::is_oidc_scope(sc)
+                || audience
+                    .iter()
+                    .any(|a| s.cfg.resource(a).is_some_and(|r| r.scopes.contains(sc)))
         })
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(" ");
+        .cloned()
+        .collect();
+    let scope = kept.join(" ");
     let aud: Value = match audience {
         [one] => json!(one),
         many => json!(many),
     };
-    let claims = json!({
+    let mut claims = json!({
         "iss": s.cfg.issuer,
-        "sub": family.user_id,
+        "sub": grant.subject,
         "aud": aud,
         "exp": now + ttl,
         "iat": now,
         "nbf": now,
         "jti": random_token(16),
-        "client_id": family.client_id,
+        "client_id": grant.client_id,
         "scope": scope,
-        // The grant this token belongs to, so revoking the grant can be reflected for the
-        // token (introspection) without a row per access token.
-        "gid": family.family_id,
     });
+    if let (Some(gid), Value::Object(m)) = (grant.grant_id, &mut claims) {
+        // The grant this token belongs to, so revoking the grant reaches the token
+        // (introspection) without a row per access token.
+        m.insert("gid".into(), json!(gid));
+    }
     let keys = s.keys.current().await;
     let access_token = keys.current.sign_jwt("at+jwt", &claims)?;
+    let id_token = match id {
+        Some(input) if kept.iter().any(|sc| sc == "openid") => Some(
+            crate::oidc::id_token(
+                s,
+                grant.subject,
+                grant.client_id,
+                &kept,
+                input.nonce,
+                input.auth_time,
+                now,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
         expires_in: ttl,
         refresh_token,
         scope,
-        id_token: None,
+        id_token,
     })
 }

@@ -852,13 +852,23 @@ async fn token_endpoint_hygiene(b: Backend) {
             .starts_with("application/json")
     );
     for gt in [
-        "client_credentials",
+        "password",
         "implicit",
         "urn:ietf:params:oauth:grant-type:device_code",
     ] {
         let (status, e) = s.token(&[("grant_type", gt), ("client_id", CLIENT)]).await;
         assert_error((status, &e), 400, "unsupported_grant_type", &[gt]);
     }
+    // client_credentials exists, but not for a public client
+    let (status, e) = s
+        .token(&[("grant_type", "client_credentials"), ("client_id", CLIENT)])
+        .await;
+    assert_error(
+        (status, &e),
+        400,
+        "unauthorized_client",
+        &["client_credentials"],
+    );
 
     // missing grant_type
     let (status, headers, e) = s

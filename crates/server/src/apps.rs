@@ -1,0 +1,232 @@
+//! The user side of "reversible": a user's connected apps (`/v1/connected_apps`, bearer session)
+//! and the operator's admin API (`/admin/v1`, bearer admin key).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use consentry_protocol::ErrorCode;
+use consentry_protocol::wire::ConnectedApp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::{Session, Shared, bearer, now};
+use crate::clients::truncate;
+use crate::error::{ApiError, ApiResult};
+
+async fn connected_apps_of(s: &Shared, user_id: &str) -> ApiResult<Vec<ConnectedApp>> {
+    let rows = s.store.connected_apps(user_id).await?;
+    let mut by_client: BTreeMap<String, ConnectedApp> = BTreeMap::new();
+    for r in rows {
+        let app = by_client
+            .entry(r.client_id.clone())
+            .or_insert_with(|| ConnectedApp {
+                client_id: r.client_id.clone(),
+                client_name: r.client_id.clone(),
+                logo_uri: None,
+                scopes: Vec::new(),
+                resources: Vec::new(),
+                granted_at: r.granted_at,
+                last_used_at: r.last_used_at,
+            });
+        if !app.scopes.contains(&r.scope) {
+            app.scopes.push(r.scope.clone());
+        }
+        if !app.resources.contains(&r.resource) && r.resource != s.cfg.issuer {
+            app.resources.push(r.resource.clone());
+        }
+        app.granted_at = app.granted_at.min(r.granted_at);
+    }
+    let mut out = Vec::with_capacity(by_client.len());
+    for (_, mut app) in by_client {
+        // A client deleted since keeps its id as the name; a CIMD client may be unreachable:
+        // neither must hide the grant from the user who wants to revoke it.
+        if let Ok(Some(c)) = s.client(&app.client_id).await {
+            app.client_name = c.client_name;
+            app.logo_uri = c.logo_uri;
+        }
+        out.push(app);
+    }
+    Ok(out)
+}
+
+/// `GET /v1/connected_apps`
+pub async fn list(
+    State(s): State<Shared>,
+    Session(session): Session,
+) -> ApiResult<Json<Vec<ConnectedApp>>> {
+    Ok(Json(connected_apps_of(&s, &session.u).await?))
+}
+
+/// `POST /v1/connected_apps/{client_id}/revoke`: removes the consent and revokes every token of
+/// this (user, client). Only the session's own user is ever touched.
+pub async fn revoke(
+    State(s): State<Shared>,
+    Session(session): Session,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if !s
+        .store
+        .revoke_connected_app(&session.u, &client_id, now())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!(
+                "client '{}' is not connected to this user",
+                truncate(&client_id)
+            ),
+        ));
+    }
+    Ok(Json(json!({"revoked": true, "client_id": client_id})))
+}
+
+// --- admin API ---
+
+fn admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(key) = &s.cfg.admin_key else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "the admin API is off: set admin_key (or CONSENTRY_ADMIN_KEY)",
+        ));
+    };
+    let presented = bearer(headers).unwrap_or("");
+    if aws_lc_rs::constant_time::verify_slices_are_equal(key.as_bytes(), presented.as_bytes())
+        .is_err()
+    {
+        return Err(ApiError::unauthorized(
+            ErrorCode::InvalidToken,
+            "the admin API needs Authorization: Bearer <admin_key>",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn admin_user_apps(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Vec<ConnectedApp>>> {
+    admin(&s, &headers)?;
+    Ok(Json(connected_apps_of(&s, &user_id).await?))
+}
+
+pub async fn admin_revoke_user_app(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path((user_id, client_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    if !s
+        .store
+        .revoke_connected_app(&user_id, &client_id, now())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!(
+                "client '{}' is not connected to user '{}'",
+                truncate(&client_id),
+                truncate(&user_id)
+            ),
+        ));
+    }
+    Ok(Json(
+        json!({"revoked": true, "user_id": user_id, "client_id": client_id}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct Page {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+fn client_json(c: &crate::clients::Client) -> Value {
+    json!({
+        "client_id": c.client_id, "client_name": c.client_name, "redirect_uris": c.redirect_uris,
+        "token_endpoint_auth_method": c.token_endpoint_auth_method, "grant_types": c.grant_types,
+        "client_uri": c.client_uri, "logo_uri": c.logo_uri, "verified": c.verified,
+        "source": match c.source {
+            crate::clients::ClientSource::Config => "config",
+            crate::clients::ClientSource::Registered => "registered",
+            crate::clients::ClientSource::MetadataDocument => "metadata_document",
+        },
+    })
+}
+
+/// Registered clients (DCR) and pre-registered ones, paged by client_id.
+pub async fn admin_clients(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let after = page.after.unwrap_or_default();
+    let mut items: Vec<Value> = Vec::new();
+    if after.is_empty() {
+        let mut configured: Vec<_> = s.cfg.clients.values().collect();
+        configured.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        items.extend(
+            configured
+                .into_iter()
+                .map(|c| client_json(&crate::clients::Client::from_config(c))),
+        );
+    }
+    let rows = s.store.clients(limit, &after).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.client_id.clone()))
+        .flatten();
+    for r in &rows {
+        items.push(client_json(&crate::register::client_from_row(r)?));
+    }
+    Ok(Json(json!({"clients": items, "next_after": next})))
+}
+
+pub async fn admin_client(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    let c = s.client(&client_id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no client '{}'", truncate(&client_id)),
+        )
+    })?;
+    Ok(Json(client_json(&c)))
+}
+
+pub async fn admin_delete_client(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    admin(&s, &headers)?;
+    if s.cfg.clients.contains_key(&client_id) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidRequest,
+            format!(
+                "client '{}' is pre-registered in the config file; remove it there",
+                truncate(&client_id)
+            ),
+        ));
+    }
+    if !s.store.delete_client(&client_id, now()).await? {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no registered client '{}'", truncate(&client_id)),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

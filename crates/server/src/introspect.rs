@@ -1,0 +1,195 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use consentry_protocol::ErrorCode;
+use serde_json::{Map, Value, json};
+
+use crate::app::{Shared, now};
+use crate::clients::Client;
+use crate::crypto::sha256_hex;
+use crate::error::{ApiError, ApiResult};
+use crate::token::{Form, REFRESH_PREFIX, authenticate_client};
+
+/// Verify an access token this server signed and check it was not revoked (one by one, or with
+/// its grant). `None` when it is not active.
+pub async fn active_access_token(s: &Shared, token: &str) -> ApiResult<Option<Map<String, Value>>> {
+    let Ok(header) = jsonwebtoken::decode_header(token) else {
+        return Ok(None);
+    };
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Ok(None);
+    }
+    let keys = s.keys.current().await;
+    let Some((key, alg)) = header.kid.as_deref().and_then(|k| keys.verifiers.get(k)) else {
+        return Ok(None);
+    };
+    let mut v = jsonwebtoken::Validation::new(*alg);
+    v.set_issuer(&[&s.cfg.issuer]);
+    v.validate_aud = false;
+    v.leeway = 0;
+    v.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
+    let Ok(data) = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v) else {
+        return Ok(None);
+    };
+    let claims = data.claims;
+    if let Some(jti) = claims.get("jti").and_then(Value::as_str)
+        && s.store.access_token_revoked(jti).await?
+    {
+        return Ok(None);
+    }
+    if let Some(gid) = claims.get("gid").and_then(Value::as_str)
+        && s.store.family_revoked(gid).await? != Some(false)
+    {
+        return Ok(None);
+    }
+    Ok(Some(claims))
+}
+
+/// Who is asking: a client (sees only its own tokens) or a resource server (sees only tokens
+/// whose audience includes it).
+enum Caller {
+    Client(Client),
+    Resource(String),
+}
+
+async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Caller> {
+    if let Some(presented) = crate::app::bearer(headers) {
+        for r in &s.cfg.resources {
+            if let Some(secret) = &r.introspection_secret
+                && aws_lc_rs::constant_time::verify_slices_are_equal(
+                    secret.as_bytes(),
+                    presented.as_bytes(),
+                )
+                .is_ok()
+            {
+                return Ok(Caller::Resource(r.uri.clone()));
+            }
+        }
+        return Err(ApiError::unauthorized(
+            ErrorCode::InvalidClient,
+            "the bearer credential is not a resource server's introspection_secret",
+        ));
+    }
+    let client = authenticate_client(s, headers, form).await?;
+    if !client.is_confidential() {
+        return Err(ApiError::unauthorized(
+            ErrorCode::InvalidClient,
+            format!(
+                "introspection needs an authenticated caller; client '{}' is public (no secret)",
+                client.client_id
+            ),
+        ));
+    }
+    Ok(Caller::Client(client))
+}
+
+fn inactive() -> Response {
+    no_store(Json(json!({"active": false})).into_response())
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `POST /oauth2/introspect`
+pub async fn introspect(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let form = Form::parse(&headers, &body)?;
+    let caller = caller(&s, &headers, &form).await?;
+    let token = form.require("token")?;
+    if token.starts_with(REFRESH_PREFIX) {
+        let Some(row) = s.store.refresh_token(&sha256_hex(token)).await? else {
+            return Ok(inactive());
+        };
+        let allowed = match &caller {
+            Caller::Client(c) => c.client_id == row.family.client_id,
+            Caller::Resource(_) => false,
+        };
+        let now = now();
+        if !allowed
+            || row.family.revoked_at.is_some()
+            || row.expires_at <= now
+            || row
+                .rotated_at
+                .is_some_and(|t| t + s.cfg.refresh_reuse_grace_seconds < now)
+        {
+            return Ok(inactive());
+        }
+        return Ok(no_store(
+            Json(json!({
+                "active": true, "token_type": "refresh_token", "scope": row.family.scope,
+                "client_id": row.family.client_id, "sub": row.family.user_id, "exp": row.expires_at,
+                "iss": s.cfg.issuer,
+            }))
+            .into_response(),
+        ));
+    }
+    let Some(mut claims) = active_access_token(&s, token).await? else {
+        return Ok(inactive());
+    };
+    let allowed = match &caller {
+        Caller::Client(c) => claims.get("client_id").and_then(Value::as_str) == Some(&c.client_id),
+        Caller::Resource(uri) => match claims.get("aud") {
+            Some(Value::String(a)) => a == uri,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(uri)),
+            _ => false,
+        },
+    };
+    if !allowed {
+        return Ok(inactive());
+    }
+    claims.remove("gid");
+    claims.insert("active".into(), json!(true));
+    claims.insert("token_type".into(), json!("Bearer"));
+    Ok(no_store(Json(Value::Object(claims)).into_response()))
+}
+
+/// `POST /oauth2/revoke`: a refresh token revokes its whole grant (and with it every access
+/// token issued from it); an access token goes on the deny-list until it expires. Unknown tokens
+/// answer 200, as RFC 7009 §2.2 asks.
+pub async fn revoke(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let form = Form::parse(&headers, &body)?;
+    let client = authenticate_client(&s, &headers, &form).await?;
+    let token = form.require("token")?;
+    let now = now();
+    let foreign = || {
+        ApiError::bad_request(
+            ErrorCode::UnauthorizedClient,
+            format!("the token was not issued to client '{}'", client.client_id),
+        )
+    };
+    if token.starts_with(REFRESH_PREFIX) {
+        if let Some(row) = s.store.refresh_token(&sha256_hex(token)).await? {
+            if row.family.client_id != client.client_id {
+                return Err(foreign());
+            }
+            s.store
+                .revoke_family(&row.family.family_id, "revoked_by_client", now)
+                .await?;
+        }
+    } else if let Some(claims) = active_access_token(&s, token).await? {
+        if claims.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(foreign());
+        }
+        if let (Some(jti), Some(exp)) = (
+            claims.get("jti").and_then(Value::as_str),
+            claims.get("exp").and_then(Value::as_i64),
+        ) {
+            s.store.revoke_access_token(jti, exp).await?;
+        }
+    }
+    Ok(no_store(StatusCode::OK.into_response()))
+}

@@ -1,0 +1,492 @@
+//! Dynamic Client Registration (RFC 7591) at `POST /oauth2/register` and its management protocol
+//! (RFC 7592: `GET`/`PUT`/`DELETE` on the registration_client_uri, authorized by the
+//! registration_access_token).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
+use consentry_protocol::{ErrorCode, is_loopback_host, parse_scope};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::app::{JsonBody, Shared, bearer, now};
+use crate::clients::{Client, ClientSource, truncate};
+use crate::crypto::{random_token, sha256_hex};
+use crate::db::ClientRow;
+use crate::error::{ApiError, ApiResult};
+
+/// The metadata a client registers (RFC 7591 §2), as stored and returned.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub response_types: Vec<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: String,
+    #[serde(default)]
+    pub application_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+}
+
+impl ClientMetadata {
+    pub fn into_client(self, client_id: String, secret_hash: Option<String>) -> Client {
+        Client {
+            client_name: self
+                .client_name
+                .clone()
+                .unwrap_or_else(|| client_id.clone()),
+            client_id,
+            redirect_uris: self.redirect_uris,
+            token_endpoint_auth_method: self.token_endpoint_auth_method,
+            client_uri: self.client_uri,
+            logo_uri: self.logo_uri,
+            verified: false,
+            secret_hash,
+            grant_types: self.grant_types,
+            scope: self
+                .scope
+                .as_deref()
+                .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect()),
+            source: ClientSource::Registered,
+        }
+    }
+}
+
+pub fn client_from_row(row: &ClientRow) -> ApiResult<Client> {
+    let md: ClientMetadata = serde_json::from_str(&row.metadata)
+        .map_err(|e| ApiError::internal(format!("stored client metadata is corrupt: {e}")))?;
+    Ok(md.into_client(row.client_id.clone(), row.secret_hash.clone()))
+}
+
+fn bad_metadata(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidClientMetadata, msg)
+}
+
+fn bad_redirect(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(ErrorCode::InvalidRedirectUri, msg)
+}
+
+/// Schemes that must never be a redirect target, whatever the application type.
+const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob"];
+
+fn check_redirect_uri(uri: &str, application_type: &str) -> ApiResult<()> {
+    validate_redirect_uri(uri).map_err(|e| bad_redirect(format!("redirect_uris: {e}")))?;
+    let parts = split_uri(uri).ok_or_else(|| {
+        bad_redirect(format!(
+            "redirect_uris: '{}' is not an absolute URI",
+            truncate(uri)
+        ))
+    })?;
+    let scheme = parts.scheme.to_ascii_lowercase();
+    if FORBIDDEN_SCHEMES.contains(&scheme.as_str()) {
+        return Err(bad_redirect(format!(
+            "redirect_uris: scheme '{scheme}' of '{}' is never allowed",
+            truncate(uri)
+        )));
+    }
+    let loopback = parts.host.is_some_and(is_loopback_host);
+    let ok = match application_type {
+        "web" => scheme == "https" || (scheme == "http" && loopback),
+        // RFC 8252: loopback http (any port at authorization time) or a private-use scheme.
+        _ => (scheme == "http" && loopback) || (scheme != "http" && scheme != "https"),
+    };
+    if !ok {
+        let expected = if application_type == "web" {
+            "https, or http on a loopback host (127.0.0.1, [::1], localhost)"
+        } else {
+            "http on a loopback host or a private-use scheme such as com.example.app:/callback"
+        };
+        return Err(bad_redirect(format!(
+            "redirect_uris: '{}' is not allowed for application_type '{application_type}'; expected {expected}",
+            truncate(uri)
+        )));
+    }
+    if parts.host.is_none() && scheme.contains("http") {
+        return Err(bad_redirect(format!(
+            "redirect_uris: '{}' has no host",
+            truncate(uri)
+        )));
+    }
+    Ok(())
+}
+
+fn check_url_field(field: &str, value: &Option<String>) -> ApiResult<()> {
+    if let Some(v) = value {
+        let ok = split_uri(v).is_some_and(|p| {
+            (p.scheme == "https" || (p.scheme == "http" && p.host.is_some_and(is_loopback_host)))
+                && p.host.is_some()
+        }) && v.len() <= 2048
+            && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(bad_metadata(format!(
+                "{field}: '{}' must be an https URL (http only on loopback hosts)",
+                truncate(v)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &Option<String>, max: usize) -> ApiResult<()> {
+    if let Some(v) = value
+        && (v.trim().is_empty() || v.len() > max || v.chars().any(char::is_control))
+    {
+        return Err(bad_metadata(format!(
+            "{field} must be non-empty text of at most {max} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Validate and normalise registration metadata (defaults per RFC 7591 §2).
+pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<ClientMetadata> {
+    if md.application_type.is_empty() {
+        md.application_type = "web".into();
+    }
+    if !["web", "native"].contains(&md.application_type.as_str()) {
+        return Err(bad_metadata(format!(
+            "application_type: '{}' is not supported; expected 'web' or 'native'",
+            truncate(&md.application_type)
+        )));
+    }
+    if md.token_endpoint_auth_method.is_empty() {
+        md.token_endpoint_auth_method = "client_secret_basic".into();
+    }
+    if !["none", "client_secret_basic", "client_secret_post"]
+        .contains(&md.token_endpoint_auth_method.as_str())
+    {
+        return Err(bad_metadata(format!(
+            "token_endpoint_auth_method: '{}' is not supported; expected none, client_secret_basic or client_secret_post",
+            truncate(&md.token_endpoint_auth_method)
+        )));
+    }
+    if md.grant_types.is_empty() {
+        md.grant_types = vec!["authorization_code".into()];
+    }
+    for g in &md.grant_types {
+        match g.as_str() {
+            "authorization_code" | "refresh_token" => {}
+            "client_credentials" if md.token_endpoint_auth_method != "none" => {}
+            "client_credentials" => {
+                return Err(bad_metadata(
+                    "grant_types: client_credentials needs a confidential client (token_endpoint_auth_method client_secret_basic or client_secret_post)",
+                ));
+            }
+            other => {
+                return Err(bad_metadata(format!(
+                    "grant_types: '{}' is not supported; expected authorization_code, refresh_token or client_credentials",
+                    truncate(other)
+                )));
+            }
+        }
+    }
+    // A client that can get codes may refresh: every MCP client expects refresh tokens.
+    if md.grant_types.iter().any(|g| g == "authorization_code")
+        && !md.grant_types.iter().any(|g| g == "refresh_token")
+    {
+        md.grant_types.push("refresh_token".into());
+    }
+    if md.response_types.is_empty() {
+        md.response_types = vec!["code".into()];
+    }
+    if let Some(bad) = md.response_types.iter().find(|r| *r != "code") {
+        return Err(bad_metadata(format!(
+            "response_types: '{}' is not supported; expected 'code'",
+            truncate(bad)
+        )));
+    }
+    let uses_code = md.grant_types.iter().any(|g| g == "authorization_code");
+    if uses_code && md.redirect_uris.is_empty() {
+        return Err(bad_redirect(
+            "redirect_uris is required for the authorization_code grant",
+        ));
+    }
+    if md.redirect_uris.len() > 20 {
+        return Err(bad_redirect("redirect_uris may list at most 20 URIs"));
+    }
+    for uri in &md.redirect_uris {
+        check_redirect_uri(uri, &md.application_type)?;
+    }
+    check_text("client_name", &md.client_name, 200)?;
+    check_text("software_id", &md.software_id, 200)?;
+    check_text("software_version", &md.software_version, 100)?;
+    for (f, v) in [
+        ("client_uri", &md.client_uri),
+        ("logo_uri", &md.logo_uri),
+        ("policy_uri", &md.policy_uri),
+        ("tos_uri", &md.tos_uri),
+    ] {
+        check_url_field(f, v)?;
+    }
+    if md.contacts.len() > 10 || md.contacts.iter().any(|c| c.is_empty() || c.len() > 320) {
+        return Err(bad_metadata(
+            "contacts must list at most 10 non-empty addresses",
+        ));
+    }
+    if let Some(scope) = &md.scope {
+        let scopes = parse_scope(Some(scope)).map_err(|e| bad_metadata(e.to_string()))?;
+        if let Some(unknown) = scopes
+            .iter()
+            .find(|sc| !s.cfg.scopes.contains_key(*sc) && !crate::oidc::is_oidc_scope(sc))
+        {
+            return Err(bad_metadata(format!(
+                "scope: '{}' is not offered by this server; offered: {}",
+                truncate(unknown),
+                s.cfg.scopes.keys().cloned().collect::<Vec<_>>().join(" ")
+            )));
+        }
+        md.scope = if scopes.is_empty() {
+            None
+        } else {
+            Some(scopes.join(" "))
+        };
+    }
+    Ok(md)
+}
+
+/// Per-IP fixed-window rate limit for registration.
+#[derive(Default)]
+pub struct RateLimiter {
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    /// True when the call is within the limit.
+    pub fn allow(&self, ip: IpAddr, per_minute: u32) -> bool {
+        let Ok(mut w) = self.windows.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if w.len() > 100_000 {
+            w.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
+        }
+        let entry = w.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0).as_secs() >= 60 {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= per_minute
+    }
+}
+
+fn registration_response(
+    s: &Shared,
+    client_id: &str,
+    issued_at: i64,
+    md: &ClientMetadata,
+    secret: Option<&str>,
+    reg_token: Option<&str>,
+) -> Value {
+    let mut v = serde_json::to_value(md).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("client_id".into(), json!(client_id));
+        m.insert("client_id_issued_at".into(), json!(issued_at));
+        if let Some(secret) = secret {
+            m.insert("client_secret".into(), json!(secret));
+            m.insert("client_secret_expires_at".into(), json!(0));
+        }
+        if let Some(t) = reg_token {
+            m.insert("registration_access_token".into(), json!(t));
+        }
+        m.insert(
+            "registration_client_uri".into(),
+            json!(format!("{}/oauth2/register/{}", s.cfg.issuer, client_id)),
+        );
+    }
+    v
+}
+
+fn no_store(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `POST /oauth2/register`
+pub async fn register(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    JsonBody(md): JsonBody<ClientMetadata>,
+) -> ApiResult<Response> {
+    let reg = &s.cfg.registration;
+    match reg.mode.as_str() {
+        "disabled" => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
+                "dynamic client registration is disabled on this server",
+            ));
+        }
+        "initial_access_token" => {
+            let presented = bearer(&headers).unwrap_or("");
+            let ok = reg.initial_access_tokens.iter().any(|t| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    t.as_bytes(),
+                    presented.as_bytes(),
+                )
+                .is_ok()
+            });
+            if !ok {
+                return Err(ApiError::unauthorized(
+                    ErrorCode::InvalidToken,
+                    "registration requires an initial access token: Authorization: Bearer <token>",
+                ));
+            }
+        }
+        _ => {}
+    }
+    if !s
+        .registration_limiter
+        .allow(peer.ip(), reg.rate_limit_per_minute)
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!(
+                "too many registrations from this address; the limit is {} per minute",
+                reg.rate_limit_per_minute
+            ),
+        ));
+    }
+    let md = validate_metadata(&s, md)?;
+    let now = now();
+    // Self-issued ids never start with https:// (those are CIMD URLs).
+    let client_id = format!("cyc-{}", random_token(16));
+    let secret =
+        (md.token_endpoint_auth_method != "none").then(|| format!("cys-{}", random_token(32)));
+    let reg_token = format!("cyt-{}", random_token(32));
+    let metadata = serde_json::to_string(&md).map_err(ApiError::internal)?;
+    s.store
+        .insert_client(
+            &ClientRow {
+                client_id: client_id.clone(),
+                secret_hash: secret.as_deref().map(sha256_hex),
+                registration_token_hash: sha256_hex(&reg_token),
+                metadata,
+                created_at: now,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(client_id = %client_id, client_name = ?md.client_name, "client registered");
+    Ok(no_store(
+        StatusCode::CREATED,
+        registration_response(
+            &s,
+            &client_id,
+            now,
+            &md,
+            secret.as_deref(),
+            Some(&reg_token),
+        ),
+    ))
+}
+
+/// Authorize an RFC 7592 call: the registration access token of exactly this client.
+async fn managed_client(s: &Shared, headers: &HeaderMap, client_id: &str) -> ApiResult<ClientRow> {
+    let presented = bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            ErrorCode::InvalidToken,
+            "Authorization: Bearer <registration_access_token> is required",
+        )
+    })?;
+    let row = s.store.client(client_id).await?;
+    let ok = row.as_ref().is_some_and(|r| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            r.registration_token_hash.as_bytes(),
+            sha256_hex(presented).as_bytes(),
+        )
+        .is_ok()
+    });
+    match row {
+        // Unknown client and wrong token answer the same, so ids cannot be probed.
+        Some(r) if ok => Ok(r),
+        _ => Err(ApiError::unauthorized(
+            ErrorCode::InvalidToken,
+            "the registration access token is not valid for this client",
+        )),
+    }
+}
+
+/// `GET /oauth2/register/{client_id}`
+pub async fn read(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<Response> {
+    let row = managed_client(&s, &headers, &client_id).await?;
+    let md: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::internal)?;
+    Ok(no_store(
+        StatusCode::OK,
+        registration_response(&s, &client_id, row.created_at, &md, None, None),
+    ))
+}
+
+/// `PUT /oauth2/register/{client_id}`: replace the metadata (RFC 7592 §2.2).
+pub async fn update(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> ApiResult<Response> {
+    let row = managed_client(&s, &headers, &client_id).await?;
+    if body.get("client_id").and_then(Value::as_str) != Some(client_id.as_str()) {
+        return Err(ApiError::invalid_request(format!(
+            "client_id in the body must be '{client_id}'"
+        )));
+    }
+    let old: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::internal)?;
+    let md: ClientMetadata = serde_path_to_error::deserialize(&body)
+        .map_err(|e| bad_metadata(format!("{}: {}", e.path(), e.inner())))?;
+    let md = validate_metadata(&s, md)?;
+    if (md.token_endpoint_auth_method == "none") != (old.token_endpoint_auth_method == "none") {
+        return Err(bad_metadata(
+            "token_endpoint_auth_method cannot change between public (none) and confidential; register a new client",
+        ));
+    }
+    let metadata = serde_json::to_string(&md).map_err(ApiError::internal)?;
+    s.store
+        .update_client_metadata(&client_id, &metadata, now())
+        .await?;
+    Ok(no_store(
+        StatusCode::OK,
+        registration_response(&s, &client_id, row.created_at, &md, None, None),
+    ))
+}
+
+/// `DELETE /oauth2/register/{client_id}`: the client and every grant it holds are gone.
+pub async fn delete(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    managed_client(&s, &headers, &client_id).await?;
+    s.store.delete_client(&client_id, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
