@@ -32,6 +32,8 @@ pub struct AppState {
     pub sealer: Sealer,
     pub tat: TatVerifier,
     pub registration_limiter: crate::register::RateLimiter,
+    /// Resolves https client_ids (Client ID Metadata Documents); `None` when `[cimd]` is off.
+    pub cimd: Option<crate::cimd::CimdResolver>,
     metadata: Value,
 }
 
@@ -62,6 +64,11 @@ impl AppState {
             .build()?;
         let tat = TatVerifier::new(&cfg.token_profiles, http)?;
         let metadata = metadata(&cfg);
+        let cimd = if cfg.cimd.enabled {
+            Some(crate::cimd::CimdResolver::new(&cfg.cimd)?)
+        } else {
+            None
+        };
         Ok(AppState {
             cfg: Arc::new(cfg),
             store,
@@ -69,6 +76,7 @@ impl AppState {
             sealer,
             tat,
             registration_limiter: crate::register::RateLimiter::default(),
+            cimd,
             metadata,
         })
     }
@@ -77,6 +85,13 @@ impl AppState {
     pub async fn client(&self, client_id: &str) -> ApiResult<Option<Client>> {
         if let Some(c) = self.cfg.clients.get(client_id) {
             return Ok(Some(Client::from_config(c)));
+        }
+        // https client_ids are Client ID Metadata Document URLs (self-issued ids never are).
+        if client_id.starts_with("https://") {
+            return match &self.cimd {
+                Some(r) => Ok(Some(r.resolve(client_id).await?)),
+                None => Ok(None),
+            };
         }
         match self.store.client(client_id).await? {
             Some(row) => Ok(Some(crate::register::client_from_row(&row)?)),

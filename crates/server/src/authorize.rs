@@ -173,12 +173,32 @@ fn error_location(
     code: ErrorCode,
     description: &str,
 ) -> String {
-    let mut pairs = vec![("error", code.as_str()), ("error_description", description)];
+    let description = oauth_description(description);
+    let mut pairs = vec![
+        ("error", code.as_str()),
+        ("error_description", description.as_str()),
+    ];
     if let Some(st) = state {
         pairs.push(("state", st));
     }
     pairs.push(("iss", &s.cfg.issuer));
     append_query(redirect_uri, &pairs)
+}
+
+/// RFC 6749 §4.1.2.1: error_description is printable ASCII without `"` and `\\`. Our messages
+/// quote client input, so map what does not fit instead of sending it to the client.
+fn oauth_description(d: &str) -> String {
+    let mut out = String::with_capacity(d.len());
+    for c in d.chars() {
+        match c {
+            '"' => out.push('\''),
+            '\\' => out.push('/'),
+            '…' => out.push_str("..."),
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 fn redirected(s: &Shared, e: ApiError, redirect_uri: &str, state: Option<&str>) -> ApiError {

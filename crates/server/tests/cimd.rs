@@ -1,0 +1,1012 @@
+//! Client ID Metadata Document resolution, end to end over real HTTPS — on loopback only.
+//!
+//! A test CA and server certificate are made with rcgen; a small HTTP/1.1-over-TLS server on
+//! 127.0.0.1 serves good and bad documents (written by hand, not with a framework, so that a
+//! test controls every byte: a lying or missing Content-Length, chunked oversize bodies, a stall).
+//!
+//! No test sends a packet anywhere but loopback. Names such as `evil.test` exist only in an
+//! injected resolver, and `CimdResolver::with_resolver` connects to loopback addresses only (a
+//! policy checked after the special-use guard), so even a broken guard could not reach 10.0.0.5:
+//! the tests would then fail with the policy's error instead of the guard's. Tests that fetch an
+//! IP-literal URL on 127.0.0.1 use the production constructor `CimdResolver::new` (literals never
+//! reach DNS).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use consentry_protocol::ErrorCode;
+use consentry_server::cimd::{CimdConfig, CimdError, CimdResolver, is_cimd_client_id};
+use consentry_server::error::ApiError;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+// ------------------------------------------------------------------------------------------
+// Test PKI and HTTPS server
+// ------------------------------------------------------------------------------------------
+
+struct Pki {
+    ca_file: tempfile::NamedTempFile,
+    cert: CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+/// A CA, and a server certificate it signed for the loopback addresses and a few test names.
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "consentry test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+        "docs.example.test".to_owned(),
+        "agent.example.test".to_owned(),
+    ])
+    .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let mut ca_file = tempfile::NamedTempFile::new().unwrap();
+    ca_file.write_all(ca_cert.pem().as_bytes()).unwrap();
+    ca_file.flush().unwrap();
+    Pki {
+        ca_file,
+        cert: cert.der().clone(),
+        key_der: key.serialize_der(),
+    }
+}
+
+struct Server {
+    port: u16,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// TLS handshakes that failed (the client refused our certificate).
+    handshake_failures: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+    fn total_hits(&self) -> usize {
+        self.hits.lock().unwrap().values().sum()
+    }
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+async fn start_server(pki: &Pki) -> Server {
+    consentry_server::install_crypto_providers();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der.clone())),
+        )
+        .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let handshake_failures = Arc::new(AtomicUsize::new(0));
+    let (h, f) = (hits.clone(), handshake_failures.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, hits, failures) = (acceptor.clone(), h.clone(), f.clone());
+            tokio::spawn(async move {
+                match acceptor.accept(tcp).await {
+                    Ok(stream) => serve(stream, hits).await,
+                    Err(_) => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        port,
+        hits,
+        handshake_failures,
+    }
+}
+
+fn document(client_id: &str) -> serde_json::Value {
+    json!({
+        "client_id": client_id,
+        "client_name": "Docs Agent",
+        "redirect_uris": ["https://agent.example.test/callback", "http://127.0.0.1/callback"],
+        "client_uri": "https://agent.example.test/",
+        "logo_uri": "https://agent.example.test/logo.png",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "notes:read notes:write",
+    })
+}
+
+/// One request per connection: read the head, answer by path, close.
+async fn serve(
+    mut stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if head.len() > 16 * 1024 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let host = header("host");
+    let accept = header("accept");
+    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let id = format!("https://{host}{path}");
+
+    let mut status = "200 OK";
+    let mut extra = String::new();
+    let body: String = match path.as_str() {
+        // Refuse anything that does not ask for JSON, so every other test checks the header.
+        _ if accept != "application/json" => {
+            status = "406 Not Acceptable";
+            String::new()
+        }
+        "/valid" => document(&id).to_string(),
+        "/cached" => {
+            extra = "Cache-Control: public, max-age=600\r\n".into();
+            document(&id).to_string()
+        }
+        "/nostore" => {
+            extra = "Cache-Control: no-store\r\n".into();
+            document(&id).to_string()
+        }
+        "/wrong-id" => document(&format!("https://{host}/someone-else")).to_string(),
+        "/secret" => {
+            let mut d = document(&id);
+            d["client_secret"] = json!("hunter2");
+            d.to_string()
+        }
+        "/private-key-jwt" => {
+            let mut d = document(&id);
+            d["token_endpoint_auth_method"] = json!("private_key_jwt");
+            d.to_string()
+        }
+        "/secret-basic" => {
+            let mut d = document(&id);
+            d["token_endpoint_auth_method"] = json!("client_secret_basic");
+            d.to_string()
+        }
+        "/not-json" => "<html>hello</html>".into(),
+        "/big" => {
+            let mut d = document(&id);
+            d["padding"] = json!("x".repeat(6 * 1024));
+            d.to_string()
+        }
+        "/big-chunked" => {
+            // No Content-Length: the cap must hold while the body streams.
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                      Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            let chunk = "x".repeat(1024);
+            for _ in 0..64 {
+                let frame = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+                if stream.write_all(frame.as_bytes()).await.is_err() {
+                    return;
+                }
+                let _ = stream.flush().await;
+            }
+            let _ = stream.write_all(b"0\r\n\r\n").await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        "/redirect" => {
+            status = "302 Found";
+            extra = "Location: /valid\r\n".into();
+            String::new()
+        }
+        "/error" => {
+            status = "500 Internal Server Error";
+            r#"{"error":"boom"}"#.into()
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            document(&id).to_string()
+        }
+        "/slow-ok" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            extra = "Cache-Control: max-age=600\r\n".into();
+            document(&id).to_string()
+        }
+        "/slow-bad" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            document("https://elsewhere.example.test/x").to_string()
+        }
+        _ => {
+            status = "404 Not Found";
+            String::new()
+        }
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{extra}\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------------------
+// Injected DNS
+// ------------------------------------------------------------------------------------------
+
+/// The only name source of a `with_resolver` fetcher: a fixed table, counting lookups.
+#[derive(Default)]
+struct TableResolver {
+    table: HashMap<String, Vec<IpAddr>>,
+    lookups: AtomicUsize,
+}
+
+impl TableResolver {
+    fn new(entries: &[(&str, &[&str])]) -> Arc<TableResolver> {
+        Arc::new(TableResolver {
+            table: entries
+                .iter()
+                .map(|(name, ips)| {
+                    (
+                        (*name).to_owned(),
+                        ips.iter().map(|i| i.parse().unwrap()).collect(),
+                    )
+                })
+                .collect(),
+            lookups: AtomicUsize::new(0),
+        })
+    }
+    fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl Resolve for TableResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        let found = self.table.get(name.as_str()).cloned();
+        let name = name.as_str().to_owned();
+        Box::pin(async move {
+            match found {
+                Some(ips) => {
+                    let addrs: Vec<SocketAddr> =
+                        ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+                    Ok(Box::new(addrs.into_iter()) as Addrs)
+                }
+                None => Err(format!("test resolver: no entry for {name}").into()),
+            }
+        })
+    }
+}
+
+fn cfg(pki: &Pki, allow: &[String]) -> CimdConfig {
+    CimdConfig {
+        allow_hosts: allow.to_vec(),
+        extra_ca_file: Some(pki.ca_file.path().to_path_buf()),
+        ..CimdConfig::default()
+    }
+}
+
+/// A production resolver allowed to fetch from the test server's 127.0.0.1 port.
+fn loopback_resolver(pki: &Pki, server: &Server) -> CimdResolver {
+    CimdResolver::new(&cfg(pki, &[format!("127.0.0.1:{}", server.port)])).unwrap()
+}
+
+#[track_caller]
+fn assert_msg(e: &CimdError, want: &str) {
+    let msg = e.to_string();
+    assert!(msg.contains(want), "error '{msg}' should contain '{want}'");
+}
+
+// ------------------------------------------------------------------------------------------
+// SSRF guard
+// ------------------------------------------------------------------------------------------
+
+/// Names that resolve to special-use addresses are refused after resolution, before any
+/// connection: the error is the guard's and names the address. (Even if the guard were broken,
+/// `with_resolver` would only connect to loopback, so nothing here can leave the machine.)
+#[tokio::test]
+async fn names_resolving_to_special_use_addresses_are_refused_before_connecting() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("evil.test", &["10.0.0.5"], "10.0.0.5"),
+        ("meta.test", &["169.254.169.254"], "169.254.169.254"),
+        ("mapped.test", &["::ffff:127.0.0.1"], "::ffff:127.0.0.1"),
+        ("mapped10.test", &["::ffff:10.0.0.5"], "::ffff:10.0.0.5"),
+        ("cgnat.test", &["100.64.0.1"], "100.64.0.1"),
+        ("zero.test", &["0.0.0.0"], "0.0.0.0"),
+        ("private172.test", &["172.16.5.4"], "172.16.5.4"),
+        ("private192.test", &["192.168.1.1"], "192.168.1.1"),
+        ("bench.test", &["198.18.0.1"], "198.18.0.1"),
+        ("doc.test", &["203.0.113.7"], "203.0.113.7"),
+        ("mcast.test", &["224.0.0.251"], "224.0.0.251"),
+        ("bcast.test", &["255.255.255.255"], "255.255.255.255"),
+        ("loop.test", &["127.0.0.1"], "127.0.0.1"),
+        ("loop6.test", &["::1"], "::1"),
+        ("nat64.test", &["64:ff9b::a00:5"], "64:ff9b::a00:5"),
+        ("sixtofour.test", &["2002:a00:5::1"], "2002:a00:5::1"),
+        ("ula.test", &["fd12:3456::1"], "fd12:3456::1"),
+        ("linklocal6.test", &["fe80::1"], "fe80::1"),
+        ("docv6.test", &["2001:db8::1"], "2001:db8::1"),
+        ("mcast6.test", &["ff02::1"], "ff02::1"),
+        // One internal address among public ones refuses the whole answer.
+        ("mixed.test", &["8.8.8.8", "10.0.0.5"], "10.0.0.5"),
+        ("mixed6.test", &["2606:4700::1111", "::1"], "::1"),
+    ];
+    let dns = TableResolver::new(
+        &cases
+            .iter()
+            .map(|(n, ips, _)| (*n, *ips))
+            .collect::<Vec<_>>(),
+    );
+    let resolver = CimdResolver::with_resolver(&cfg(&pki, &[]), dns.clone()).unwrap();
+    for (i, (name, _, addr)) in cases.iter().enumerate() {
+        // The test server's port: were the guard to let loopback through, it would be hit.
+        let url = format!("https://{name}:{}/valid", server.port);
+        let err = resolver.resolve(&url).await.unwrap_err();
+        match &err {
+            CimdError::SpecialUseAddress {
+                host, addr: got, ..
+            } => {
+                assert_eq!(host, name);
+                assert_eq!(got.to_string(), *addr, "{name}");
+            }
+            other => panic!("{name}: expected the guard's refusal, got {other:?}: {other}"),
+        }
+        assert_msg(
+            &err,
+            &format!("host {name} resolves to a special-use address {addr} ("),
+        );
+        assert_msg(&err, "RFC 6890");
+        assert_eq!(
+            dns.lookups(),
+            i + 1,
+            "the guard runs on the resolver's answer"
+        );
+    }
+    assert_eq!(server.total_hits(), 0);
+    assert_eq!(server.handshake_failures.load(Ordering::SeqCst), 0);
+    // Names the resolver does not know fail as DNS failures, precisely.
+    let err = resolver
+        .resolve("https://unknown.test/client.json")
+        .await
+        .unwrap_err();
+    assert_msg(&err, "host unknown.test could not be resolved");
+}
+
+/// reqwest connects to IP literals without asking the resolver: they get the same check, made
+/// before fetching, and the resolver is never consulted.
+#[tokio::test]
+async fn ip_literal_hosts_are_checked_too() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let dns = TableResolver::new(&[]);
+    let resolver = CimdResolver::with_resolver(&cfg(&pki, &[]), dns.clone()).unwrap();
+    let port = server.port;
+    let cases = [
+        ("https://10.0.0.5/client.json".to_owned(), "10.0.0.5"),
+        (
+            "https://169.254.169.254/latest/meta-data".to_owned(),
+            "169.254.169.254",
+        ),
+        ("https://100.64.0.1/c".to_owned(), "100.64.0.1"),
+        ("https://[::ffff:a00:5]/c".to_owned(), "::ffff:10.0.0.5"),
+        ("https://[fd00::1]/c".to_owned(), "fd00::1"),
+        (
+            "https://[64:ff9b::a9fe:a9fe]/c".to_owned(),
+            "64:ff9b::a9fe:a9fe",
+        ),
+        (format!("https://127.0.0.1:{port}/valid"), "127.0.0.1"),
+        (format!("https://[::1]:{port}/valid"), "::1"),
+    ];
+    for (url, addr) in &cases {
+        let err = resolver.resolve(url).await.unwrap_err();
+        assert!(
+            matches!(&err, CimdError::SpecialUseAddress { addr: a, .. } if a.to_string() == *addr),
+            "{url}: {err:?}"
+        );
+        assert_msg(&err, &format!("its host is a special-use address {addr} ("));
+    }
+    // Other spellings of an IPv4 literal never get that far: they are not canonical.
+    for url in [
+        "https://2130706433/c",
+        "https://0x7f.1/c",
+        "https://127.1/c",
+    ] {
+        let err = resolver.resolve(url).await.unwrap_err();
+        assert!(matches!(err, CimdError::InvalidUrl { .. }), "{url}: {err}");
+        assert_msg(&err, "not in canonical form");
+    }
+    assert_eq!(dns.lookups(), 0);
+    assert_eq!(server.total_hits(), 0);
+}
+
+/// The guard's backstop: `allow_hosts` exempts a name from the special-use check, standing in
+/// for a broken guard. The loopback-only policy of `with_resolver` still refuses 10.0.0.5, before
+/// connecting — so the guard tests above can never leak traffic.
+#[tokio::test]
+async fn the_test_policy_stops_what_a_broken_guard_would_let_through() {
+    let pki = pki();
+    let dns = TableResolver::new(&[("evil.test", &["10.0.0.5"])]);
+    let exempt = [
+        "evil.test:443".to_owned(),
+        "10.0.0.5:443".to_owned(),
+        "[fd00::1]:443".to_owned(),
+    ];
+    let resolver = CimdResolver::with_resolver(&cfg(&pki, &exempt), dns.clone()).unwrap();
+    for (url, addr) in [
+        ("https://evil.test/client.json", "10.0.0.5"),
+        ("https://10.0.0.5/client.json", "10.0.0.5"),
+        ("https://[fd00::1]/client.json", "fd00::1"),
+    ] {
+        let err = resolver.resolve(url).await.unwrap_err();
+        assert!(matches!(err, CimdError::Fetch { .. }), "{url}: {err:?}");
+        assert_msg(&err, &format!("refusing to connect to {addr} "));
+        assert_msg(&err, "connects to loopback addresses only");
+    }
+    assert_eq!(dns.lookups(), 1);
+}
+
+/// `allow_hosts` is exact: the same loopback URL is refused without the entry, or with an entry
+/// for another port.
+#[tokio::test]
+async fn allow_hosts_lifts_the_guard_for_exactly_that_host_and_port() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let url = server.url("/valid");
+    let port = server.port;
+    for allow in [
+        vec![],
+        vec![format!("127.0.0.1:{}", port.wrapping_add(1))],
+        vec![format!("localhost:{port}")],
+    ] {
+        let resolver = CimdResolver::new(&cfg(&pki, &allow)).unwrap();
+        let err = resolver.resolve(&url).await.unwrap_err();
+        assert!(
+            matches!(err, CimdError::SpecialUseAddress { .. }),
+            "{allow:?}: {err}"
+        );
+        assert_msg(
+            &err,
+            "special-use address 127.0.0.1 (loopback 127.0.0.0/8; RFC 6890)",
+        );
+    }
+    // By name: docs.example.test -> 127.0.0.1, allowed at another port only.
+    let named = format!("https://docs.example.test:{port}/valid");
+    let dns = TableResolver::new(&[("docs.example.test", &["127.0.0.1"])]);
+    let other_port = [format!("docs.example.test:{}", port.wrapping_add(1))];
+    let resolver = CimdResolver::with_resolver(&cfg(&pki, &other_port), dns.clone()).unwrap();
+    let err = resolver.resolve(&named).await.unwrap_err();
+    assert_msg(
+        &err,
+        "host docs.example.test resolves to a special-use address 127.0.0.1",
+    );
+    assert_eq!(server.total_hits(), 0);
+
+    // With the exact entry, both work.
+    let ok = loopback_resolver(&pki, &server)
+        .resolve(&url)
+        .await
+        .unwrap();
+    assert_eq!(ok.client_id, url);
+    let exact = [format!("docs.example.test:{port}")];
+    let resolver = CimdResolver::with_resolver(&cfg(&pki, &exact), dns.clone()).unwrap();
+    let ok = resolver.resolve(&named).await.unwrap();
+    assert_eq!(ok.client_id, named);
+    assert_eq!(server.hits("/valid"), 2);
+}
+
+// ------------------------------------------------------------------------------------------
+// Fetching and validating
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_valid_document_becomes_a_public_client() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let url = server.url("/valid");
+    assert!(is_cimd_client_id(&url));
+    let c = loopback_resolver(&pki, &server)
+        .resolve(&url)
+        .await
+        .unwrap();
+    assert_eq!(c.client_id, url);
+    assert_eq!(c.client_name, "Docs Agent");
+    assert_eq!(
+        c.redirect_uris,
+        [
+            "https://agent.example.test/callback",
+            "http://127.0.0.1/callback"
+        ]
+    );
+    assert_eq!(c.token_endpoint_auth_method, "none");
+    assert!(!c.is_confidential());
+    assert_eq!(c.client_uri.as_deref(), Some("https://agent.example.test/"));
+    assert_eq!(
+        c.logo_uri.as_deref(),
+        Some("https://agent.example.test/logo.png")
+    );
+    assert_eq!(c.scope.as_deref().unwrap(), ["notes:read", "notes:write"]);
+    assert!(c.allows_grant("authorization_code") && c.allows_grant("refresh_token"));
+    assert!(!c.allows_grant("client_credentials"));
+    assert!(!c.verified, "127.0.0.1 is not in trusted_domains");
+    assert_eq!(
+        c.source,
+        consentry_server::clients::ClientSource::MetadataDocument
+    );
+    assert_eq!(
+        c.resolve_redirect_uri(Some("http://127.0.0.1:5555/callback"))
+            .unwrap(),
+        "http://127.0.0.1:5555/callback"
+    );
+
+    // Trusted domains: exact, and *.suffix for a named host.
+    let mut trusted = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    trusted.trusted_domains = vec!["127.0.0.1".into()];
+    let c = CimdResolver::new(&trusted)
+        .unwrap()
+        .resolve(&url)
+        .await
+        .unwrap();
+    assert!(c.verified);
+    let named = format!("https://docs.example.test:{}/valid", server.port);
+    let dns = TableResolver::new(&[("docs.example.test", &["127.0.0.1"])]);
+    let mut trusted = cfg(&pki, &[format!("docs.example.test:{}", server.port)]);
+    trusted.trusted_domains = vec!["*.example.test".into()];
+    let c = CimdResolver::with_resolver(&trusted, dns.clone())
+        .unwrap()
+        .resolve(&named)
+        .await
+        .unwrap();
+    assert!(c.verified);
+    assert_eq!(c.client_id, named);
+    trusted.trusted_domains = vec!["example.test".into()];
+    let c = CimdResolver::with_resolver(&trusted, dns)
+        .unwrap()
+        .resolve(&named)
+        .await
+        .unwrap();
+    assert!(!c.verified, "exact entries do not cover subdomains");
+}
+
+#[tokio::test]
+async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let resolver = loopback_resolver(&pki, &server);
+    let u = |p: &str| server.url(p);
+    let cases = [
+        (
+            "/wrong-id",
+            format!(
+                "client metadata document at {} has client_id 'https://127.0.0.1:{}/someone-else', \
+                 which differs from the URL",
+                u("/wrong-id"),
+                server.port
+            ),
+        ),
+        (
+            "/big",
+            format!(
+                "client metadata document at {} is larger than 5120 bytes",
+                u("/big")
+            ),
+        ),
+        (
+            "/big-chunked",
+            format!(
+                "client metadata document at {} is larger than 5120 bytes",
+                u("/big-chunked")
+            ),
+        ),
+        (
+            "/redirect",
+            format!(
+                "client metadata document at {} returned HTTP 302; redirects are not followed",
+                u("/redirect")
+            ),
+        ),
+        (
+            "/secret",
+            format!(
+                "client metadata document at {} carries client_secret",
+                u("/secret")
+            ),
+        ),
+        (
+            "/secret-basic",
+            "token_endpoint_auth_method 'client_secret_basic', a shared-secret method".into(),
+        ),
+        (
+            "/private-key-jwt",
+            "token_endpoint_auth_method 'private_key_jwt', which this server does not support"
+                .into(),
+        ),
+        (
+            "/error",
+            format!(
+                "client metadata document at {} returned HTTP 500; only 200 is accepted",
+                u("/error")
+            ),
+        ),
+        ("/nope", "returned HTTP 404; only 200 is accepted".into()),
+        ("/not-json", "is not valid JSON".into()),
+    ];
+    for (path, want) in &cases {
+        let err = resolver.resolve(&u(path)).await.unwrap_err();
+        assert_msg(&err, want);
+        let api = ApiError::from(err.clone());
+        assert_eq!(api.status, axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(api.code, ErrorCode::InvalidClient);
+        assert_eq!(api.description, err.to_string());
+    }
+    assert_eq!(server.hits("/valid"), 0, "the redirect was not followed");
+    assert!(matches!(
+        resolver.resolve(&u("/big")).await.unwrap_err(),
+        CimdError::TooLarge { limit: 5120, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_after_3_seconds() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let url = server.url("/slow");
+    let started = Instant::now();
+    let err = loopback_resolver(&pki, &server)
+        .resolve(&url)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.to_string(),
+        format!("client metadata document at {url} timed out after 3 s")
+    );
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_millis(4000),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_fails_tls() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let url = server.url("/valid");
+    // No extra CA: only the public roots, which do not know the test CA.
+    let no_ca = CimdConfig {
+        allow_hosts: vec![format!("127.0.0.1:{}", server.port)],
+        ..CimdConfig::default()
+    };
+    let err = CimdResolver::new(&no_ca)
+        .unwrap()
+        .resolve(&url)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CimdError::Fetch { .. }), "{err:?}");
+    assert_msg(&err, "could not be fetched: TLS handshake failed");
+    assert_msg(&err, "certificate");
+    // A certificate from the trusted CA, but for other names.
+    let dns = TableResolver::new(&[("other.test", &["127.0.0.1"])]);
+    let resolver =
+        CimdResolver::with_resolver(&cfg(&pki, &[format!("other.test:{}", server.port)]), dns)
+            .unwrap();
+    let err = resolver
+        .resolve(&format!("https://other.test:{}/valid", server.port))
+        .await
+        .unwrap_err();
+    assert_msg(&err, "TLS handshake failed");
+    assert_msg(&err, "certificate");
+    assert_eq!(server.total_hits(), 0);
+}
+
+// ------------------------------------------------------------------------------------------
+// Caching
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn valid_documents_are_cached_and_errors_never() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let resolver = loopback_resolver(&pki, &server);
+    for _ in 0..3 {
+        resolver.resolve(&server.url("/cached")).await.unwrap();
+        resolver.resolve(&server.url("/valid")).await.unwrap();
+        resolver.resolve(&server.url("/nostore")).await.unwrap();
+        resolver
+            .resolve(&server.url("/wrong-id"))
+            .await
+            .unwrap_err();
+        resolver.resolve(&server.url("/error")).await.unwrap_err();
+    }
+    assert_eq!(server.hits("/cached"), 1, "max-age=600: fetched once");
+    assert_eq!(
+        server.hits("/valid"),
+        1,
+        "no Cache-Control: min_cache_seconds (60 s)"
+    );
+    assert_eq!(server.hits("/nostore"), 3, "no-store: never cached");
+    assert_eq!(
+        server.hits("/wrong-id"),
+        3,
+        "invalid documents: never cached"
+    );
+    assert_eq!(server.hits("/error"), 3, "HTTP errors: never cached");
+
+    // min_cache_seconds = 0 and no Cache-Control: not cached.
+    let mut no_min = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    no_min.min_cache_seconds = 0;
+    let resolver = CimdResolver::new(&no_min).unwrap();
+    resolver.resolve(&server.url("/valid")).await.unwrap();
+    resolver.resolve(&server.url("/valid")).await.unwrap();
+    assert_eq!(server.hits("/valid"), 3);
+}
+
+/// Concurrent resolutions of one URL share one fetch — its success, or its error (which is
+/// still not cached: the next call fetches again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_resolutions_share_one_fetch() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let resolver = Arc::new(loopback_resolver(&pki, &server));
+    for (path, ok) in [("/slow-ok", true), ("/slow-bad", false)] {
+        let url = server.url(path);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (r, url) = (resolver.clone(), url.clone());
+            tasks.spawn(async move { r.resolve(&url).await });
+        }
+        let results = tasks.join_all().await;
+        assert_eq!(results.len(), 8);
+        assert!(results.iter().all(|r| r.is_ok() == ok), "{results:?}");
+        assert_eq!(server.hits(path), 1, "{path}: one fetch for 8 callers");
+    }
+    resolver.resolve(&server.url("/slow-ok")).await.unwrap();
+    assert_eq!(server.hits("/slow-ok"), 1, "cached");
+    resolver
+        .resolve(&server.url("/slow-bad"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        server.hits("/slow-bad"),
+        2,
+        "the shared error was not cached"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Configuration and URL rules
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn urls_that_are_not_metadata_documents_are_refused_precisely() {
+    let resolver = CimdResolver::new(&CimdConfig::default()).unwrap();
+    for (id, want) in [
+        ("demo-agent", "must start with 'https://'"),
+        ("http://example.com/client", "must start with 'https://'"),
+        ("https://example.com/", "must have a path"),
+        ("https://example.com/c#x", "fragment"),
+        ("https://u:p@example.com/c", "username or password"),
+        ("https://example.com/a/../c", "'..' path segments"),
+        ("https://EXAMPLE.com/c", "canonical form"),
+    ] {
+        assert!(!is_cimd_client_id(id));
+        let err = resolver.resolve(id).await.unwrap_err();
+        assert!(matches!(err, CimdError::InvalidUrl { .. }));
+        assert_msg(
+            &err,
+            &format!("client_id '{id}' is not a valid client metadata document URL: "),
+        );
+        assert_msg(&err, want);
+    }
+    let off = CimdConfig {
+        enabled: false,
+        ..CimdConfig::default()
+    };
+    let err = CimdResolver::new(&off)
+        .unwrap()
+        .resolve("https://example.com/client.json")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CimdError::Disabled { .. }));
+    assert_msg(&err, "[cimd] enabled = false");
+}
+
+#[test]
+fn bad_configuration_is_refused_at_construction() {
+    let missing = CimdConfig {
+        extra_ca_file: Some("/nonexistent/ca.pem".into()),
+        ..CimdConfig::default()
+    };
+    let e = CimdResolver::new(&missing).unwrap_err().to_string();
+    assert!(
+        e.contains("cimd.extra_ca_file: cannot read /nonexistent/ca.pem"),
+        "{e}"
+    );
+    let mut junk = tempfile::NamedTempFile::new().unwrap();
+    junk.write_all(b"not a certificate").unwrap();
+    let bad_ca = CimdConfig {
+        extra_ca_file: Some(junk.path().to_path_buf()),
+        ..CimdConfig::default()
+    };
+    let e = format!("{:#}", CimdResolver::new(&bad_ca).unwrap_err());
+    assert!(e.contains("cimd.extra_ca_file"), "{e}");
+    let bad_allow = CimdConfig {
+        allow_hosts: vec!["127.0.0.1".into()],
+        ..CimdConfig::default()
+    };
+    let e = CimdResolver::new(&bad_allow).unwrap_err().to_string();
+    assert!(e.contains("'127.0.0.1' must be host:port"), "{e}");
+    let bounds = CimdConfig {
+        min_cache_seconds: 100,
+        max_cache_seconds: 10,
+        ..CimdConfig::default()
+    };
+    let e = CimdResolver::new(&bounds).unwrap_err().to_string();
+    assert!(e.contains("must not exceed"), "{e}");
+}
+
+/// Whether `localhost` is answered from /etc/hosts before any DNS server is asked, so that the
+/// production (system) resolver can be exercised without a packet leaving the machine.
+fn localhost_is_in_etc_hosts() -> bool {
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let nss = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    let listed = hosts.lines().any(|l| {
+        let mut f = l.split('#').next().unwrap_or("").split_whitespace();
+        f.next().is_some_and(|ip| ip == "127.0.0.1" || ip == "::1") && f.any(|n| n == "localhost")
+    });
+    let files_first = nss.lines().any(|l| {
+        l.trim_start()
+            .strip_prefix("hosts:")
+            .is_some_and(|v| v.split_whitespace().next() == Some("files"))
+    });
+    listed && files_first
+}
+
+/// The production constructor's system resolver, with `localhost` (answered from /etc/hosts):
+/// refused as loopback without an allow entry, fetched with one.
+#[tokio::test]
+async fn the_system_resolver_is_guarded_too() {
+    if !localhost_is_in_etc_hosts() {
+        eprintln!("skipping: localhost is not answered from /etc/hosts first");
+        return;
+    }
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let url = format!("https://localhost:{}/valid", server.port);
+    let err = CimdResolver::new(&cfg(&pki, &[]))
+        .unwrap()
+        .resolve(&url)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, CimdError::SpecialUseAddress { .. }),
+        "{err:?}"
+    );
+    assert_msg(&err, "host localhost resolves to a special-use address");
+    assert_eq!(server.total_hits(), 0);
+    let allowed = cfg(&pki, &[format!("localhost:{}", server.port)]);
+    let c = CimdResolver::new(&allowed)
+        .unwrap()
+        .resolve(&url)
+        .await
+        .unwrap();
+    assert_eq!(c.client_id, url);
+    assert_eq!(server.hits("/valid"), 1);
+}
+
+// ------------------------------------------------------------------------------------------
+// Through the real server: a CIMD client completes a flow
+// ------------------------------------------------------------------------------------------
+
+#[path = "common/mod.rs"]
+mod common;
+
+async fn cimd_client_completes_a_flow(b: common::Backend) {
+    use common::*;
+    let pki = pki();
+    let docs = start_server(&pki).await;
+    let client_id = docs.url("/valid");
+    let s = Setup::new(b)
+        .extra(&format!(
+            "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\n",
+            docs.port,
+            pki.ca_file.path().display()
+        ))
+        .start()
+        .await;
+    let (_, meta) = s.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
+
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(client_id);
+    p["redirect_uri"] = json!("http://127.0.0.1:61234/callback");
+    let session = s.session("cimd-user").await;
+    let (status, st) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["client"]["client_id"], client_id);
+    assert_eq!(st["client"]["client_name"], "Docs Agent");
+    assert_eq!(
+        st["client"]["verified"], false,
+        "unknown CIMD host is unverified"
+    );
+    assert_eq!(st["redirect_host"], "127.0.0.1");
+    let (status, sub) = s.submit(&session, &p, true).await;
+    assert_eq!(status, 200, "{sub}");
+    let code = query(sub["redirect_uri"].as_str().unwrap())["code"].clone();
+    let (status, tok) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("redirect_uri", "http://127.0.0.1:61234/callback"),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await;
+    assert_eq!(status, 200, "{tok}");
+    let claims = s
+        .verify_access_token(tok["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(claims["client_id"], client_id);
+
+    // A document whose client_id differs is refused at start, shown (never redirected).
+    let mut bad = p.clone();
+    bad["client_id"] = json!(docs.url("/wrong-id"));
+    let (status, e) = s.start_flow(&session, &bad).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], "invalid_client");
+    assert!(e.get("redirect_uri").is_none(), "{e}");
+    // Without the allow-list entry, loopback is a special-use address: refused.
+    let guarded = Setup::new(common::Backend::Sqlite).start().await;
+    let session = guarded.session("cimd-user").await;
+    let (status, e) = guarded.start_flow(&session, &p).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("special-use"),
+        "{e}"
+    );
+}
+
+on_both_backends!(cimd_client_completes_a_flow);
