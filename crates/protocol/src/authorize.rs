@@ -153,7 +153,7 @@ impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const MAX: usize = 120;
         match self.0.char_indices().nth(MAX) {
-            Some((cut, _)) => write!(f, "'{}…'", &self.0[..cut]),
+            Some((cut, _)) => write!(f, "'{}...'", &self.0[..cut]),
             None => write!(f, "'{}'", self.0),
         }
     }
@@ -197,12 +197,12 @@ impl fmt::Display for ParamError {
             ),
             ParamProblem::ScopeToken(v) => write!(
                 f,
-                "scope {} is not a valid scope token; expected printable ASCII without \" or \\",
+                "scope {} is not a valid scope token; expected printable ASCII other than double quote and backslash",
                 Shown(v)
             ),
             ParamProblem::TooMany { max } => write!(f, "{p} may list at most {max} values"),
             ParamProblem::NotAbsoluteUri(v) => {
-                write!(f, "{p} {} must be an absolute URI (scheme:…)", Shown(v))
+                write!(f, "{p} {} must be an absolute URI (scheme:...)", Shown(v))
             }
             ParamProblem::HasFragment(v) => {
                 write!(f, "{p} {} must not contain a fragment ('#')", Shown(v))

@@ -161,7 +161,8 @@ fn client_json(c: &crate::clients::Client) -> Value {
     })
 }
 
-/// Registered clients (DCR) and pre-registered ones, paged by client_id.
+/// Registered clients (DCR) and pre-registered ones, in one list ordered by client_id and paged
+/// by it: at most `limit` clients whose id sorts after `after`.
 pub async fn admin_clients(
     State(s): State<Shared>,
     headers: HeaderMap,
@@ -170,23 +171,25 @@ pub async fn admin_clients(
     admin(&s, &headers)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let after = page.after.unwrap_or_default();
-    let mut items: Vec<Value> = Vec::new();
-    if after.is_empty() {
-        let mut configured: Vec<_> = s.cfg.clients.values().collect();
-        configured.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-        items.extend(
-            configured
-                .into_iter()
-                .map(|c| client_json(&crate::clients::Client::from_config(c))),
-        );
+    let mut clients: Vec<crate::clients::Client> = s
+        .cfg
+        .clients
+        .values()
+        .filter(|c| c.client_id.as_str() > after.as_str())
+        .map(crate::clients::Client::from_config)
+        .collect();
+    // The first `limit` registered clients after `after` hold every one this page can show.
+    for r in &s.store.clients(limit, &after).await? {
+        if !s.cfg.clients.contains_key(&r.client_id) {
+            clients.push(crate::register::client_from_row(r)?);
+        }
     }
-    let rows = s.store.clients(limit, &after).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.client_id.clone()))
+    clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    clients.truncate(usize::try_from(limit).unwrap_or(1000));
+    let next = (clients.len() as i64 == limit)
+        .then(|| clients.last().map(|c| c.client_id.clone()))
         .flatten();
-    for r in &rows {
-        items.push(client_json(&crate::register::client_from_row(r)?));
-    }
+    let items: Vec<Value> = clients.iter().map(client_json).collect();
     Ok(Json(json!({"clients": items, "next_after": next})))
 }
 

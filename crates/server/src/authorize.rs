@@ -228,18 +228,19 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
     if let Some(r) = raw.redirect_uri.as_deref() {
         consentry_protocol::authorize::validate_redirect_uri(r)?;
     }
-    let redirect_uri = client.resolve_redirect_uri(raw.redirect_uri.as_deref())?;
-    let state = echo_state(raw);
+    // A client that may not use this flow is shown the error: its redirect URI (if any) was
+    // never registered for codes.
     if !client.allows_grant("authorization_code") {
-        let e = ApiError::bad_request(
+        return Err(ApiError::bad_request(
             ErrorCode::UnauthorizedClient,
             format!(
                 "client '{}' is not registered for the authorization_code grant",
                 client.client_id
             ),
-        );
-        return Err(redirected(s, e, &redirect_uri, state));
+        ));
     }
+    let redirect_uri = client.resolve_redirect_uri(raw.redirect_uri.as_deref())?;
+    let state = echo_state(raw);
 
     // 2. Everything else goes back to the client with the error.
     let req =

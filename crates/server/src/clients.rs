@@ -110,7 +110,7 @@ pub fn quoted_list(items: &[String]) -> String {
 
 pub fn truncate(s: &str) -> String {
     match s.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &s[..i]),
+        Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),
     }
 }

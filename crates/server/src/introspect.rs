@@ -74,6 +74,20 @@ async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Calle
             "the bearer credential is not a resource server's introspection_secret",
         ));
     }
+    if headers.get(header::AUTHORIZATION).is_none()
+        && form.get("client_id").is_none()
+        && form.get("client_secret").is_none()
+    {
+        // No credentials at all is a failed client authentication (RFC 7662 §2.1), not a
+        // malformed request: answer 401 like any other unauthenticated caller.
+        let mut e = ApiError::unauthorized(
+            ErrorCode::InvalidClient,
+            "introspection needs an authenticated caller: HTTP Basic client credentials, \
+             client_id and client_secret in the body, or Authorization: Bearer <introspection_secret>",
+        );
+        e.www_authenticate = Some("Basic realm=\"consentry\"".into());
+        return Err(e);
+    }
     let client = authenticate_client(s, headers, form).await?;
     if !client.is_confidential() {
         return Err(ApiError::unauthorized(
@@ -115,12 +129,15 @@ pub async fn introspect(
             Caller::Resource(_) => false,
         };
         let now = now();
+        // A rotated token is dead as soon as the token endpoint would refuse it: at once
+        // without a reuse grace window, after the window otherwise (same rule as `refresh`).
+        let grace = s.cfg.refresh_reuse_grace_seconds;
         if !allowed
             || row.family.revoked_at.is_some()
             || row.expires_at <= now
             || row
                 .rotated_at
-                .is_some_and(|t| t + s.cfg.refresh_reuse_grace_seconds < now)
+                .is_some_and(|t| grace <= 0 || now - t > grace)
         {
             return Ok(inactive());
         }

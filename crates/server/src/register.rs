@@ -114,14 +114,16 @@ fn check_redirect_uri(uri: &str, application_type: &str) -> ApiResult<()> {
     let loopback = parts.host.is_some_and(is_loopback_host);
     let ok = match application_type {
         "web" => scheme == "https" || (scheme == "http" && loopback),
-        // RFC 8252: loopback http (any port at authorization time) or a private-use scheme.
-        _ => (scheme == "http" && loopback) || (scheme != "http" && scheme != "https"),
+        // RFC 8252: loopback http (§7.3, any port at authorization time), a private-use scheme
+        // (§7.1) or a claimed https URI (§7.2). VS Code registers as native with
+        // https://vscode.dev/redirect next to its loopback URIs.
+        _ => scheme != "http" || loopback,
     };
     if !ok {
         let expected = if application_type == "web" {
             "https, or http on a loopback host (127.0.0.1, [::1], localhost)"
         } else {
-            "http on a loopback host or a private-use scheme such as com.example.app:/callback"
+            "https, http on a loopback host, or a private-use scheme such as com.example.app:/callback"
         };
         return Err(bad_redirect(format!(
             "redirect_uris: '{}' is not allowed for application_type '{application_type}'; expected {expected}",
@@ -154,12 +156,20 @@ fn check_url_field(field: &str, value: &Option<String>) -> ApiResult<()> {
     Ok(())
 }
 
+/// Unicode bidirectional embeddings, overrides and isolates: they reorder what follows them, so
+/// a client_name could render on the consent screen as something other than its characters.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn check_text(field: &str, value: &Option<String>, max: usize) -> ApiResult<()> {
     if let Some(v) = value
-        && (v.trim().is_empty() || v.len() > max || v.chars().any(char::is_control))
+        && (v.trim().is_empty()
+            || v.len() > max
+            || v.chars().any(|c| c.is_control() || is_bidi_control(c)))
     {
         return Err(bad_metadata(format!(
-            "{field} must be non-empty text of at most {max} bytes without control characters"
+            "{field} must be non-empty text of at most {max} bytes without control or bidirectional override characters"
         )));
     }
     Ok(())
@@ -168,7 +178,16 @@ fn check_text(field: &str, value: &Option<String>, max: usize) -> ApiResult<()> 
 /// Validate and normalise registration metadata (defaults per RFC 7591 §2).
 pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<ClientMetadata> {
     if md.application_type.is_empty() {
-        md.application_type = "web".into();
+        // RFC 7591 has no application_type; OpenID Connect Registration defaults it to "web".
+        // A client that omits it but lists a private-use scheme redirect URI (Cursor registers
+        // cursor://anysphere.cursor-mcp/oauth/callback this way) is a native app: defaulting it
+        // to "web" would refuse every such client.
+        let private_use = md.redirect_uris.iter().any(|u| {
+            split_uri(u).is_some_and(|p| {
+                !p.scheme.eq_ignore_ascii_case("http") && !p.scheme.eq_ignore_ascii_case("https")
+            })
+        });
+        md.application_type = if private_use { "native" } else { "web" }.into();
     }
     if !["web", "native"].contains(&md.application_type.as_str()) {
         return Err(bad_metadata(format!(
@@ -271,6 +290,18 @@ pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<Client
     Ok(md)
 }
 
+/// The metadata of a registration or update body. A field of the wrong type is
+/// `invalid_client_metadata` naming the field (RFC 7591 §3.2.2), like any other bad value.
+fn parse_metadata(body: &Value) -> ApiResult<ClientMetadata> {
+    if !body.is_object() {
+        return Err(bad_metadata(
+            "the client metadata must be a JSON object (RFC 7591 §2)",
+        ));
+    }
+    serde_path_to_error::deserialize(body)
+        .map_err(|e| bad_metadata(format!("{}: {}", e.path(), e.inner())))
+}
+
 /// Per-IP fixed-window rate limit for registration.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -332,7 +363,7 @@ pub async fn register(
     State(s): State<Shared>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    JsonBody(md): JsonBody<ClientMetadata>,
+    JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let reg = &s.cfg.registration;
     match reg.mode.as_str() {
@@ -374,6 +405,7 @@ pub async fn register(
             ),
         ));
     }
+    let md = parse_metadata(&body)?;
     let md = validate_metadata(&s, md)?;
     let now = now();
     // Self-issued ids never start with https:// (those are CIMD URLs).
@@ -462,8 +494,7 @@ pub async fn update(
         )));
     }
     let old: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::internal)?;
-    let md: ClientMetadata = serde_path_to_error::deserialize(&body)
-        .map_err(|e| bad_metadata(format!("{}: {}", e.path(), e.inner())))?;
+    let md = parse_metadata(&body)?;
     let md = validate_metadata(&s, md)?;
     if (md.token_endpoint_auth_method == "none") != (old.token_endpoint_auth_method == "none") {
         return Err(bad_metadata(

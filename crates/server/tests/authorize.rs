@@ -53,10 +53,26 @@ fn assert_redirected(s: &TestServer, got: (u16, &Value), error: &str, mentions: 
     assert_eq!(q["error"], error, "{loc}");
     assert_eq!(q["state"], "st-123", "{loc}");
     assert_eq!(q["iss"], s.base, "{loc}");
-    assert_eq!(
-        q["error_description"],
-        got.1["error_description"].as_str().unwrap()
+    // The redirect carries the same description, restricted to RFC 6749's error_description
+    // characters (printable ASCII without '"' and '\\').
+    let desc = &q["error_description"];
+    assert!(
+        desc.chars()
+            .all(|c| (' '..='~').contains(&c) && c != '"' && c != '\\'),
+        "{desc}"
     );
+    let json_desc: String = got.1["error_description"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect();
+    assert_eq!(*desc, json_desc);
     assert!(!q.contains_key("code"), "{loc}");
 }
 

@@ -168,6 +168,9 @@ pub struct Setup {
     /// Top-level keys overriding the defaults (inserted before any table).
     pub top: Vec<(String, String)>,
     pub profile_algorithms: String,
+    /// Extra TOML lines placed inside the first `[[resources]]` table (`RESOURCE`), e.g.
+    /// `introspection_secret = "…"`.
+    pub resource_extra: String,
 }
 
 impl Setup {
@@ -178,7 +181,15 @@ impl Setup {
             extra: String::new(),
             top: Vec::new(),
             profile_algorithms: "[\"ES256\"]".into(),
+            resource_extra: String::new(),
         }
+    }
+
+    /// Add TOML lines inside the `RESOURCE` table (see `resource_extra`).
+    pub fn resource_extra(mut self, toml: &str) -> Setup {
+        self.resource_extra.push_str(toml);
+        self.resource_extra.push('\n');
+        self
     }
 
     pub fn top(mut self, key: &str, value: &str) -> Setup {
@@ -301,7 +312,7 @@ uri = "{RESOURCE}"
 name = "Notes"
 scopes = ["notes:read", "notes:write", "notes:admin"]
 default_scopes = ["notes:read"]
-
+{resource_extra}
 [[resources]]
 uri = "{OTHER_RESOURCE}"
 name = "Files"
@@ -325,6 +336,7 @@ client_name = "Other agent"
 redirect_uris = ["https://other.example.com/cb"]
 "#,
             algs = setup.profile_algorithms,
+            resource_extra = setup.resource_extra,
         ));
         config.push_str(&setup.extra);
         let config_path = dir.path().join("consentry.toml");
@@ -702,5 +714,55 @@ pub fn assert_error(got: (u16, &Value), status: u16, error: &str, mentions: &[&s
             desc.contains(m),
             "error_description should mention {m:?}: {desc:?}"
         );
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (WHATWG: alphanumerics and `*-._`
+/// kept, space as `+`, every other byte `%XX`), as RFC 6749 §2.3.1 asks of HTTP Basic client
+/// credentials.
+pub fn form_urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A form body from pairs, each part form-urlencoded.
+pub fn form_body(pairs: &[(&str, &str)]) -> Vec<u8> {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// `Authorization: Basic` client credentials per RFC 6749 §2.3.1 (id and secret form-urlencoded
+/// before base64).
+pub fn basic_auth(client_id: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            form_urlencode(client_id),
+            form_urlencode(secret)
+        ))
+    )
+}
+
+impl TestServer {
+    /// POST a form to the token endpoint with extra headers (client authentication…).
+    pub async fn token_with(&self, headers: &[(&str, &str)], form: &[(&str, &str)]) -> RawResponse {
+        let mut h = vec![("content-type", "application/x-www-form-urlencoded")];
+        h.extend_from_slice(headers);
+        self.raw(reqwest::Method::POST, "/oauth2/token", &h, form_body(form))
+            .await
     }
 }
