@@ -82,9 +82,9 @@ impl From<ParamError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(format!("database: {e}"))
+impl From<crate::sql::DbError> for ApiError {
+    fn from(e: crate::sql::DbError) -> Self {
+        ApiError::internal(e)
     }
 }
 

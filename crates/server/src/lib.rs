@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mint;
 pub mod oidc;
 pub mod register;
+pub mod sql;
 pub mod tat;
 pub mod token;
 
