@@ -36,6 +36,8 @@ commands:
                                 --no-lint skips fmt and clippy; args after `--` go to cargo test.
   demo [args...]                cargo run --release -p consentry-server --bin consentry -- dev [args...]
   bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
+  bench-peer [args...]          side by side with node-oidc-provider through ../shared/bench
+                                (crates/server/bench/peer.sh; needs node, npm, openssl)
   pg-smoke                      start a throwaway PostgreSQL, run `select 1` through psql, stop it
 ";
 
@@ -81,6 +83,14 @@ fn main() -> ExitCode {
         "demo" => cmd_forward(&demo_args(rest)),
         "bench" => cmd_bench(rest),
         "pg-smoke" => cmd_pg_smoke(rest),
+        "bench-peer" => {
+            let status = Command::new("bash")
+                .arg("crates/server/bench/peer.sh")
+                .args(rest)
+                .status()
+                .map_err(|e| spawn_error("bash", &e));
+            status.map(exit_code)
+        }
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(ExitCode::SUCCESS)

@@ -18,7 +18,7 @@ use crate::app::{AuthorizeBody, JsonBody, Session, Shared, now, session_from_tok
 use crate::clients::{Client, quoted_list, truncate};
 use crate::config::ResourceConfig;
 use crate::crypto::SessionClaims;
-use crate::db::UserRow;
+use crate::db::{AttestOutcome, UserRow};
 use crate::error::{ApiError, ApiResult};
 use crate::tat::TatError;
 
@@ -93,39 +93,47 @@ async fn attest_tat(
         TatError::Invalid(m) => ApiError::unauthorized(ErrorCode::InvalidTrustedAuthToken, m),
         TatError::Unavailable(m) => ApiError::unavailable(m),
     })?;
-    if profile.single_use_jti
-        && let Some(jti) = &v.jti
-        && !s
-            .store
-            .use_tat_jti(&profile.issuer, jti, v.exp + crate::tat::LEEWAY_SECONDS)
-            .await?
-    {
-        return Err(ApiError::unauthorized(
-            ErrorCode::InvalidTrustedAuthToken,
-            format!(
-                "trusted auth token jti '{}' was already used; mint a fresh token for each attempt",
-                truncate(jti)
-            ),
-        ));
-    }
     let row = UserRow {
         user_id: v.user_id.clone(),
         email: v.email.clone(),
         name: v.name.clone(),
         roles: v.roles.clone(),
     };
-    if profile.jit_provisioning {
-        s.store.upsert_user(&row, &profile.id, now).await?;
-    } else if !s.store.update_user(&row, &profile.id, now).await? {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::AccessDenied,
-            format!(
-                "user '{}' does not exist and token profile '{}' has jit_provisioning = false",
-                truncate(&v.user_id),
-                profile.id
-            ),
-        ));
+    let jti = v.jti.clone().filter(|_| profile.single_use_jti);
+    let outcome = s
+        .store
+        .attest(
+            &profile.issuer,
+            jti.as_deref(),
+            v.exp.saturating_add(crate::tat::LEEWAY_SECONDS),
+            &row,
+            &profile.id,
+            profile.jit_provisioning,
+            now,
+        )
+        .await?;
+    match outcome {
+        AttestOutcome::Recorded => {}
+        AttestOutcome::Replayed => {
+            return Err(ApiError::unauthorized(
+                ErrorCode::InvalidTrustedAuthToken,
+                format!(
+                    "trusted auth token jti '{}' was already used; mint a fresh token for each attempt",
+                    truncate(jti.as_deref().unwrap_or(""))
+                ),
+            ));
+        }
+        AttestOutcome::UnknownUser => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccessDenied,
+                format!(
+                    "user '{}' does not exist and token profile '{}' has jit_provisioning = false",
+                    truncate(&v.user_id),
+                    profile.id
+                ),
+            ));
+        }
     }
     let expires_at = now + i64::from(minutes) * 60;
     let token = s.sealer.session_token(&SessionClaims {
@@ -133,6 +141,9 @@ async fn attest_tat(
         p: profile.id.clone(),
         e: expires_at,
         i: now,
+        m: v.email.clone(),
+        n: v.name.clone(),
+        r: v.roles.clone(),
     })?;
     Ok((
         token,
@@ -392,13 +403,14 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
     })
 }
 
-async fn load_user(s: &Shared, session: &SessionClaims) -> ApiResult<UserRow> {
-    s.store.user(&session.u).await?.ok_or_else(|| {
-        ApiError::unauthorized(
-            ErrorCode::InvalidSession,
-            "the session's user no longer exists; attest again",
-        )
-    })
+/// The user as attested: the session carries the attributes, signed.
+fn session_user(session: &SessionClaims) -> UserRow {
+    UserRow {
+        user_id: session.u.clone(),
+        email: session.m.clone(),
+        name: session.n.clone(),
+        roles: session.r.clone(),
+    }
 }
 
 /// `POST /v1/oauth/authorize/start`: bearer session, or a Trusted Auth Token in the body.
@@ -425,7 +437,7 @@ pub async fn start(
             ));
         }
     };
-    let user = load_user(&s, &session).await?;
+    let user = session_user(&session);
     let ev = evaluate(&s, &body.params, &user).await?;
     let (session_token, session_expires_at) = match new_session {
         Some((t, e)) => (Some(t), Some(e)),
@@ -477,7 +489,7 @@ pub async fn submit(
     Session(session): Session,
     AuthorizeBody(body): AuthorizeBody<AuthorizeSubmitRequest>,
 ) -> ApiResult<Json<AuthorizeSubmitResponse>> {
-    let user = load_user(&s, &session).await?;
+    let user = session_user(&session);
     let ev = evaluate(&s, &body.params, &user).await?;
     let state = ev.req.state.as_deref();
     if !body.consent_granted {

@@ -53,6 +53,13 @@ pub struct SessionClaims {
     pub e: i64,
     /// issued at
     pub i: i64,
+    /// The user's attributes as attested (so the consent API needs no database read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub r: Vec<String>,
 }
 
 pub enum SessionError {
@@ -162,6 +169,9 @@ mod tests {
             p: "default".into(),
             e: 200,
             i: 100,
+            m: None,
+            n: None,
+            r: Vec::new(),
         };
         let t = s.session_token(&c).expect("sign");
         assert!(matches!(s.open_session(&t, 150), Ok(c) if c.u == "u1"));

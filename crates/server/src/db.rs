@@ -80,6 +80,16 @@ pub struct GrantRow {
     pub last_used_at: Option<i64>,
 }
 
+/// What attesting a Trusted Auth Token recorded.
+pub enum AttestOutcome {
+    /// The jti (if any) is now used and the user is stored.
+    Recorded,
+    /// The jti was used before: nothing changed.
+    Replayed,
+    /// No such user and just-in-time provisioning is off: nothing changed.
+    UnknownUser,
+}
+
 /// What redeeming an authorization code did.
 pub enum CodeRedemption {
     /// First use: the family and its first refresh token were stored.
@@ -266,17 +276,63 @@ impl Store {
 
     // --- users and Trusted Auth Tokens ---
 
-    /// Record a TAT `jti` of `issuer` as used. False when it was used before (a replay).
-    pub async fn use_tat_jti(&self, issuer: &str, jti: &str, expires_at: i64) -> DbResult<bool> {
-        let (issuer, jti) = (issuer.to_owned(), jti.to_owned());
-        self.run(move |tx| {
-            Ok(tx.exec(
-                "INSERT INTO used_tat_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (issuer, jti) DO NOTHING",
-                &args![issuer, jti, expires_at],
-            )? == 1)
-        })
-        .await
+    /// Record an attested Trusted Auth Token in one transaction: its `jti` as used (per issuer)
+    /// and the user (created when `jit`, else only updated). A replay or an unknown user change
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn attest(
+        &self,
+        issuer: &str,
+        jti: Option<&str>,
+        jti_expires_at: i64,
+        u: &UserRow,
+        profile_id: &str,
+        jit: bool,
+        now: i64,
+    ) -> DbResult<AttestOutcome> {
+        let (issuer, jti, u, profile_id) = (
+            issuer.to_owned(),
+            jti.map(str::to_owned),
+            u.clone(),
+            profile_id.to_owned(),
+        );
+        let result = self
+            .run(move |tx| {
+                if let Some(jti) = &jti {
+                    let fresh = tx.exec(
+                        "INSERT INTO used_tat_jtis (issuer, jti, expires_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (issuer, jti) DO NOTHING",
+                        &args![&issuer, jti, jti_expires_at],
+                    )? == 1;
+                    if !fresh {
+                        return Ok(AttestOutcome::Replayed);
+                    }
+                }
+                let roles = serde_json::to_string(&u.roles).unwrap_or_else(|_| "[]".into());
+                if jit {
+                    tx.exec(
+                        "INSERT INTO users (user_id, email, name, roles, profile_id, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                         ON CONFLICT (user_id) DO UPDATE SET email = $2, name = $3, roles = $4, \
+                         profile_id = $5, updated_at = $6",
+                        &args![&u.user_id, &u.email, &u.name, roles, &profile_id, now],
+                    )?;
+                } else if tx.exec(
+                    "UPDATE users SET email = $2, name = $3, roles = $4, profile_id = $5, updated_at = $6 \
+                     WHERE user_id = $1",
+                    &args![&u.user_id, &u.email, &u.name, roles, &profile_id, now],
+                )? != 1
+                {
+                    // Roll the jti back: an unknown user must not burn the token.
+                    return Err(DbError::Other(UNKNOWN_USER.into()));
+                }
+                Ok(AttestOutcome::Recorded)
+            })
+            .await;
+        match result {
+            Err(DbError::Other(m)) if m == UNKNOWN_USER => Ok(AttestOutcome::UnknownUser),
+            other => other,
+        }
     }
 
     pub async fn user(&self, user_id: &str) -> DbResult<Option<UserRow>> {
@@ -288,37 +344,6 @@ impl Store {
             )?
             .map(|r| user_row(&r))
             .transpose()
-        })
-        .await
-    }
-
-    /// Create the user, or refresh the attributes the identity provider asserted.
-    pub async fn upsert_user(&self, u: &UserRow, profile_id: &str, now: i64) -> DbResult<()> {
-        let (u, profile_id) = (u.clone(), profile_id.to_owned());
-        self.run(move |tx| {
-            let roles = serde_json::to_string(&u.roles).unwrap_or_else(|_| "[]".into());
-            tx.exec(
-                "INSERT INTO users (user_id, email, name, roles, profile_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 ON CONFLICT (user_id) DO UPDATE SET email = $2, name = $3, roles = $4, \
-                 profile_id = $5, updated_at = $6",
-                &args![u.user_id, u.email, u.name, roles, profile_id, now],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Update an existing user only. False when there is no such user.
-    pub async fn update_user(&self, u: &UserRow, profile_id: &str, now: i64) -> DbResult<bool> {
-        let (u, profile_id) = (u.clone(), profile_id.to_owned());
-        self.run(move |tx| {
-            let roles = serde_json::to_string(&u.roles).unwrap_or_else(|_| "[]".into());
-            Ok(tx.exec(
-                "UPDATE users SET email = $2, name = $3, roles = $4, profile_id = $5, updated_at = $6 \
-                 WHERE user_id = $1",
-                &args![u.user_id, u.email, u.name, roles, profile_id, now],
-            )? == 1)
         })
         .await
     }
@@ -501,20 +526,6 @@ impl Store {
         .await
     }
 
-    /// Is this grant revoked? `None` when there is no such grant.
-    pub async fn family_revoked(&self, family_id: &str) -> DbResult<Option<bool>> {
-        let family_id = family_id.to_owned();
-        self.run(move |tx| {
-            tx.query_opt(
-                "SELECT revoked_at FROM token_families WHERE family_id = $1",
-                &args![family_id],
-            )?
-            .map(|r| r.opt_int(0).map(|v| v.is_some()))
-            .transpose()
-        })
-        .await
-    }
-
     // --- registered clients (DCR) ---
 
     pub async fn insert_client(&self, c: &ClientRow, now: i64) -> DbResult<()> {
@@ -618,15 +629,28 @@ impl Store {
         .await
     }
 
-    pub async fn access_token_revoked(&self, jti: &str) -> DbResult<bool> {
-        let jti = jti.to_owned();
+    /// Is this access token revoked, one by one (`jti` on the deny-list) or with its grant
+    /// (`gid` revoked or unknown)? One round trip.
+    pub async fn access_token_revoked(&self, jti: &str, gid: Option<&str>) -> DbResult<bool> {
+        let (jti, gid) = (jti.to_owned(), gid.map(str::to_owned));
         self.run(move |tx| {
-            Ok(tx
+            if tx
                 .query_opt(
                     "SELECT 1 FROM revoked_access_tokens WHERE jti = $1",
                     &args![jti],
                 )?
-                .is_some())
+                .is_some()
+            {
+                return Ok(true);
+            }
+            let Some(gid) = gid else { return Ok(false) };
+            match tx.query_opt(
+                "SELECT revoked_at FROM token_families WHERE family_id = $1",
+                &args![gid],
+            )? {
+                Some(r) => Ok(r.opt_int(0)?.is_some()),
+                None => Ok(true),
+            }
         })
         .await
     }
@@ -700,6 +724,7 @@ impl Store {
 }
 
 const LOST_RACE: &str = "lost rotation race";
+const UNKNOWN_USER: &str = "unknown user";
 
 fn insert_family(tx: &mut dyn Tx, f: &FamilyRow, now: i64) -> DbResult<()> {
     let resources = serde_json::to_string(&f.resources).unwrap_or_else(|_| "[]".into());

@@ -36,14 +36,9 @@ pub async fn active_access_token(s: &Shared, token: &str) -> ApiResult<Option<Ma
         return Ok(None);
     };
     let claims = data.claims;
-    if let Some(jti) = claims.get("jti").and_then(Value::as_str)
-        && s.store.access_token_revoked(jti).await?
-    {
-        return Ok(None);
-    }
-    if let Some(gid) = claims.get("gid").and_then(Value::as_str)
-        && s.store.family_revoked(gid).await? != Some(false)
-    {
+    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
+    let gid = claims.get("gid").and_then(Value::as_str);
+    if s.store.access_token_revoked(jti, gid).await? {
         return Ok(None);
     }
     Ok(Some(claims))
