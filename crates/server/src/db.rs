@@ -98,14 +98,17 @@ pub enum CodeRedemption {
     Replayed,
 }
 
+/// The same migration files serve both databases (the SQL is common to both); PostgreSQL applies
+/// them through sqlx (with its advisory lock for concurrent instances), SQLite through
+/// `migrate_sqlite` on its one thread.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (1, include_str!("../migrations/0001_init.sql")),
     (
         2,
-        include_str!("../migrations/sqlite/0002_clients_and_revocation.sql"),
+        include_str!("../migrations/0002_clients_and_revocation.sql"),
     ),
 ];
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Apply SQLite migrations not yet applied, each in the one transaction the closure runs in.
 fn migrate_sqlite(tx: &mut dyn Tx, now: i64) -> DbResult<()> {

@@ -1,4 +1,4 @@
--- Consentry schema v1 (PostgreSQL). Times are Unix seconds. Secrets (refresh tokens) are stored as
+-- Consentry schema v1, one SQL for SQLite and PostgreSQL. Times are Unix seconds. Secrets (refresh tokens) are stored as
 -- SHA-256 hex digests, never in clear.
 CREATE TABLE signing_keys (
     kid TEXT PRIMARY KEY,
