@@ -66,10 +66,27 @@ struct CachedJwks {
     fetched: Instant,
 }
 
+/// One JWKS URL: its keys and its last failure. Its lock makes fetches single-flight per URL
+/// without holding up logins that use other identity providers.
+#[derive(Default)]
+struct JwksSlot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    cached: Option<Arc<CachedJwks>>,
+    /// A failed fetch is not retried for `JWKS_FAILURE_BACKOFF`: while an identity provider is
+    /// down, logins fail fast instead of each waiting for its own timeout.
+    failed: Option<(Instant, String)>,
+}
+
+const JWKS_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+
 pub struct TatVerifier {
     pem_keys: HashMap<String, DecodingKey>,
     http: reqwest::Client,
-    jwks: Mutex<HashMap<String, Arc<CachedJwks>>>,
+    jwks: std::sync::Mutex<HashMap<String, Arc<JwksSlot>>>,
 }
 
 /// Config-time check: every algorithm of a PEM profile must belong to the key's family, and the
@@ -114,7 +131,7 @@ impl TatVerifier {
         Ok(TatVerifier {
             pem_keys,
             http,
-            jwks: Mutex::new(HashMap::new()),
+            jwks: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -241,8 +258,14 @@ impl TatVerifier {
     }
 
     async fn cached_jwks(&self, url: &str, force: bool) -> Result<Arc<CachedJwks>, TatError> {
-        let mut cache = self.jwks.lock().await;
-        if let Some(c) = cache.get(url) {
+        let slot = {
+            let Ok(mut slots) = self.jwks.lock() else {
+                return Err(TatError::Unavailable("JWKS cache unavailable".into()));
+            };
+            slots.entry(url.to_owned()).or_default().clone()
+        };
+        let mut st = slot.state.lock().await;
+        if let Some(c) = &st.cached {
             let fresh_enough = c.fetched.elapsed() < JWKS_TTL;
             // A concurrent request may have refetched while we waited for the lock.
             let just_fetched = c.fetched.elapsed() < JWKS_REFETCH_MIN_INTERVAL;
@@ -250,13 +273,30 @@ impl TatVerifier {
                 return Ok(c.clone());
             }
         }
-        let keys = self.fetch_jwks(url).await?;
-        let entry = Arc::new(CachedJwks {
-            keys,
-            fetched: Instant::now(),
-        });
-        cache.insert(url.to_owned(), entry.clone());
-        Ok(entry)
+        if let Some((at, why)) = &st.failed
+            && at.elapsed() < JWKS_FAILURE_BACKOFF
+        {
+            return Err(TatError::Unavailable(why.clone()));
+        }
+        match self.fetch_jwks(url).await {
+            Ok(keys) => {
+                let entry = Arc::new(CachedJwks {
+                    keys,
+                    fetched: Instant::now(),
+                });
+                st.cached = Some(entry.clone());
+                st.failed = None;
+                Ok(entry)
+            }
+            Err(e) => {
+                st.failed = Some((Instant::now(), e.to_string()));
+                // Keys fetched earlier stay usable while the provider is briefly down.
+                match &st.cached {
+                    Some(c) if !force && c.fetched.elapsed() < JWKS_TTL * 6 => Ok(c.clone()),
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
     async fn fetch_jwks(&self, url: &str) -> Result<JwkSet, TatError> {
