@@ -339,6 +339,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AuthorizeBody<T> {
     }
 }
 
+/// Path parameters whose rejection (e.g. bad percent-encoding) is a JSON error like every other.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathParams(v))
+            .map_err(|e| ApiError::invalid_request(format!("path: {}", e.body_text())))
+    }
+}
+
 /// The browser session from `Authorization: Bearer <session_token>`.
 pub struct Session(pub SessionClaims);
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
+
+use crate::app::PathParams;
 use axum::http::{HeaderMap, StatusCode};
 use consentry_protocol::ErrorCode;
 use consentry_protocol::wire::ConnectedApp;
@@ -64,7 +66,7 @@ pub async fn list(
 pub async fn revoke(
     State(s): State<Shared>,
     Session(session): Session,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     if !s
         .store
@@ -108,7 +110,7 @@ fn admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
 pub async fn admin_user_apps(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(user_id): Path<String>,
+    PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<Vec<ConnectedApp>>> {
     admin(&s, &headers)?;
     Ok(Json(connected_apps_of(&s, &user_id).await?))
@@ -117,7 +119,7 @@ pub async fn admin_user_apps(
 pub async fn admin_revoke_user_app(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path((user_id, client_id)): Path<(String, String)>,
+    PathParams((user_id, client_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
     if !s
@@ -166,9 +168,15 @@ fn client_json(c: &crate::clients::Client) -> Value {
 pub async fn admin_clients(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
+    let Query(page) = page.map_err(|e| {
+        ApiError::invalid_request(format!(
+            "query: {} (expected limit=1..1000 and after=<client_id>)",
+            e.body_text()
+        ))
+    })?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let after = page.after.unwrap_or_default();
     let mut clients: Vec<crate::clients::Client> = s
@@ -196,7 +204,7 @@ pub async fn admin_clients(
 pub async fn admin_client(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
     let c = s.client(&client_id).await?.ok_or_else(|| {
@@ -212,7 +220,7 @@ pub async fn admin_client(
 pub async fn admin_delete_client(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     admin(&s, &headers)?;
     if s.cfg.clients.contains_key(&client_id) {

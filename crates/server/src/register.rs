@@ -8,7 +8,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
+
+use crate::app::PathParams;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
@@ -470,7 +472,7 @@ async fn managed_client(s: &Shared, headers: &HeaderMap, client_id: &str) -> Api
 pub async fn read(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> ApiResult<Response> {
     let row = managed_client(&s, &headers, &client_id).await?;
     let md: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::internal)?;
@@ -484,7 +486,7 @@ pub async fn read(
 pub async fn update(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
     JsonBody(body): JsonBody<Value>,
 ) -> ApiResult<Response> {
     let row = managed_client(&s, &headers, &client_id).await?;
@@ -515,7 +517,7 @@ pub async fn update(
 pub async fn delete(
     State(s): State<Shared>,
     headers: HeaderMap,
-    Path(client_id): Path<String>,
+    PathParams(client_id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     managed_client(&s, &headers, &client_id).await?;
     s.store.delete_client(&client_id, now()).await?;

@@ -20,7 +20,44 @@ on_both_backends!(
     submit_revalidates_the_request,
     browser_api_cors_admits_only_allowed_origins,
     malformed_bodies_get_a_json_4xx_never_a_5xx,
+    malformed_paths_and_queries_get_json_errors,
 );
+
+/// Bad percent-encoding in a path parameter, a bad query: a JSON 400 naming the part, like every
+/// other error.
+async fn malformed_paths_and_queries_get_json_errors(b: Backend) {
+    let key = "admin-key-for-malformed-path-tests-0123456789";
+    let s = Setup::new(b)
+        .top("admin_key", &format!("\"{key}\""))
+        .start()
+        .await;
+    let auth = format!("Bearer {key}");
+    for (method, path) in [
+        (reqwest::Method::GET, "/oauth2/register/%FF"),
+        (reqwest::Method::GET, "/admin/v1/clients/%FF%FE"),
+        (
+            reqwest::Method::GET,
+            "/admin/v1/users/%C3%28/connected_apps",
+        ),
+        (reqwest::Method::GET, "/admin/v1/clients?limit=lots"),
+    ] {
+        let r = s
+            .raw(
+                method,
+                path,
+                &[("authorization", auth.as_str())],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text);
+        assert_eq!(r.json["error"], "invalid_request", "{path}: {}", r.text);
+        let d = r.json["error_description"].as_str().unwrap_or("");
+        assert!(
+            d.starts_with("path:") || d.starts_with("query:"),
+            "{path}: {d}"
+        );
+    }
+}
 
 /// Params for `client_id` with `redirect_uri` (everything else standard).
 fn params_for(pkce: &Pkce, client_id: &str, redirect_uri: &str) -> Value {
