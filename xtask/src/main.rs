@@ -5,6 +5,9 @@
 //! cargo xtask demo [args...]                           the server in dev mode
 //! cargo xtask bench [args...]                          the load benchmark
 //! cargo xtask pg-smoke                                 start/query/stop a throwaway PostgreSQL
+//! cargo xtask sdk                                      build the browser SDK into packages/consentry/dist
+//! cargo xtask size                                     build it and print its size, per crate
+//! cargo xtask sdk-test                                 build it and run its tsc + browser tests
 //! ```
 //!
 //! std only, on purpose: this must build in seconds on a fresh machine.
@@ -31,14 +34,22 @@ usage: cargo xtask <command> [args...]
 
 commands:
   test [--no-lint] [-- <args>]  run every check CI runs: fmt, clippy, wasm check of
-                                consentry-protocol, then `cargo test --workspace` against a
-                                throwaway PostgreSQL (installed with apt-get if missing, as root).
-                                --no-lint skips fmt and clippy; args after `--` go to cargo test.
+                                consentry-protocol and consentry-wasm, then `cargo test --workspace`
+                                against a throwaway PostgreSQL (installed with apt-get if missing, as
+                                root), then `sdk-test`. --no-lint skips fmt and clippy; args after
+                                `--` go to cargo test.
   demo [args...]                cargo run --release -p consentry-server --bin consentry -- dev [args...]
   bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
   bench-peer [args...]          side by side with node-oidc-provider through ../shared/bench
                                 (crates/server/bench/peer.sh; needs node, npm, openssl)
   pg-smoke                      start a throwaway PostgreSQL, run `select 1` through psql, stop it
+  sdk                           build the browser SDK (crates/wasm → packages/consentry/dist): installs
+                                the wasm32 target, wasm-bindgen-cli (into .tools) and the package's
+                                npm devDependencies (binaryen's wasm-opt, typescript, playwright)
+  size                          `sdk`, then print raw/gzip/brotli bytes of consentry/headless and what
+                                each crate contributes (twiggy, installed into .tools)
+  sdk-test                      `sdk`, then type-check the package and run its Playwright tests in
+                                Debian's Chromium against a real `consentry` server (apt-get if missing)
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -83,6 +94,15 @@ fn main() -> ExitCode {
         "demo" => cmd_forward(&demo_args(rest)),
         "bench" => cmd_bench(rest),
         "pg-smoke" => cmd_pg_smoke(rest),
+        "sdk" => no_args("sdk", rest)
+            .and_then(|()| step("build the browser SDK", build_sdk))
+            .map(|()| ExitCode::SUCCESS),
+        "size" => no_args("size", rest).and_then(|()| cmd_size()),
+        "sdk-test" => no_args("sdk-test", rest).and_then(|()| {
+            step("build the browser SDK", build_sdk)?;
+            step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
+            Ok(ExitCode::SUCCESS)
+        }),
         "bench-peer" => {
             let status = Command::new("bash")
                 .arg("crates/server/bench/peer.sh")
@@ -229,11 +249,14 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
     }
 
     step(
-        &format!("cargo check -p consentry-protocol --target {WASM_TARGET}"),
+        &format!(
+            "cargo check -p consentry-protocol -p consentry-core -p consentry-wasm --target {WASM_TARGET}"
+        ),
         || {
             ensure_wasm_target()?;
             run(cargo()
-                .args(["check", "-p", "consentry-protocol", "--target", WASM_TARGET])
+                .args(["check", "-p", "consentry-protocol", "-p", "consentry-core"])
+                .args(["-p", "consentry-wasm", "--target", WASM_TARGET])
                 .args(locked))
         },
     )?;
@@ -263,7 +286,11 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
         drop(cluster);
         Ok(())
     })?;
-    tested
+    tested?;
+
+    // The browser SDK last: it needs the server binary the Rust tests just built.
+    step("build the browser SDK (cargo xtask sdk)", build_sdk)?;
+    step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)
 }
 
 /// Print a step header, run it, and report how long it took or that it failed.
@@ -307,6 +334,263 @@ fn ensure_wasm_target() -> Result<()> {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser SDK: crates/wasm → packages/consentry/dist
+
+const SDK_PACKAGE: &str = "packages/consentry";
+const SDK_CRATE: &str = "consentry-wasm";
+const SDK_WASM: &str = "consentry_wasm";
+const SDK_PROFILE: &str = "wasm-release";
+/// Where `cargo xtask size` keeps an optimised copy that still has its function names.
+const SDK_NAMED_DIR: &str = "target/sdk-size";
+
+fn no_args(cmd: &str, args: &[String]) -> Result<()> {
+    match args.first() {
+        Some(other) => err(format!(
+            "`cargo xtask {cmd}` takes no arguments (got `{other}`)"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn build_sdk() -> Result<()> {
+    let root = repo_root();
+    let package = root.join(SDK_PACKAGE);
+    ensure_wasm_target()?;
+    let wasm_bindgen = ensure_wasm_bindgen()?;
+    ensure_npm_packages()?;
+
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        SDK_CRATE,
+        "--lib",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        SDK_PROFILE,
+    ]))?;
+    let built = target_dir()
+        .join(WASM_TARGET)
+        .join(SDK_PROFILE)
+        .join(format!("{SDK_WASM}.wasm"));
+
+    let dist = package.join("dist");
+    if dist.exists() {
+        fs::remove_dir_all(&dist)?;
+    }
+    let wasm_dir = dist.join("wasm");
+    bindgen_and_optimise(&wasm_bindgen, &built, &wasm_dir, false)?;
+    for file in ["headless.js", "headless.d.ts"] {
+        fs::copy(package.join("src").join(file), dist.join(file))?;
+    }
+    let wasm_bytes = fs::metadata(wasm_dir.join(format!("{SDK_WASM}_bg.wasm")))?.len();
+    eprintln!(
+        "    {} ({wasm_bytes} bytes of wasm; sizes: cargo xtask size)",
+        dist.display()
+    );
+    Ok(())
+}
+
+/// wasm-bindgen --target web, then wasm-opt -Oz. `keep_names` keeps the name section (for size
+/// analysis); the shipped build drops it (~130 KB raw).
+fn bindgen_and_optimise(
+    wasm_bindgen: &Path,
+    built: &Path,
+    out_dir: &Path,
+    keep_names: bool,
+) -> Result<()> {
+    let mut bindgen = Command::new(wasm_bindgen);
+    bindgen
+        .arg(built)
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(out_dir);
+    if !keep_names {
+        bindgen.args(["--remove-name-section", "--remove-producers-section"]);
+    }
+    run(&mut bindgen)?;
+    let wasm = out_dir.join(format!("{SDK_WASM}_bg.wasm"));
+    let wasm_opt = repo_root()
+        .join(SDK_PACKAGE)
+        .join("node_modules/.bin/wasm-opt");
+    let mut opt = Command::new(&wasm_opt);
+    // The features rustc enables by default for wasm32-unknown-unknown.
+    opt.arg("-Oz")
+        .args([
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+            "--enable-multivalue",
+        ])
+        .arg(&wasm)
+        .arg("-o")
+        .arg(&wasm);
+    if keep_names {
+        opt.arg("--debuginfo");
+    } else {
+        opt.arg("--strip-debug").arg("--strip-producers");
+    }
+    run(&mut opt)
+}
+
+/// The version of the `wasm-bindgen` crate in Cargo.lock: the CLI must be exactly the same.
+fn locked_wasm_bindgen_version() -> Result<String> {
+    let lock = fs::read_to_string(repo_root().join("Cargo.lock"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+        {
+            return Ok(v.to_owned());
+        }
+    }
+    err("no wasm-bindgen in Cargo.lock")
+}
+
+/// `.tools/bin/wasm-bindgen` at the locked version, installed with cargo if missing. Not
+/// `--locked`: the CLI's lockfile pins crates the registry mirror lacks.
+fn ensure_wasm_bindgen() -> Result<PathBuf> {
+    let version = locked_wasm_bindgen_version()?;
+    let tools = repo_root().join(".tools");
+    let bin = tools.join("bin").join("wasm-bindgen");
+    let installed = Command::new(&bin).arg("--version").output().is_ok_and(|o| {
+        String::from_utf8_lossy(&o.stdout).trim() == format!("wasm-bindgen {version}")
+    });
+    if installed {
+        eprintln!("    wasm-bindgen {version} already in {}", tools.display());
+        return Ok(bin);
+    }
+    eprintln!(
+        "    installing wasm-bindgen-cli {version} into {} (a few minutes, once)",
+        tools.display()
+    );
+    run(cargo()
+        .args([
+            "install",
+            "wasm-bindgen-cli",
+            "--version",
+            &version,
+            "--root",
+        ])
+        .arg(&tools))?;
+    Ok(bin)
+}
+
+/// The package's devDependencies in its own node_modules (`--workspaces=false`: the root
+/// package.json declares workspaces, which would otherwise hoist them to /node_modules).
+fn ensure_npm_packages() -> Result<()> {
+    let package = repo_root().join(SDK_PACKAGE);
+    let modules = package.join("node_modules");
+    let lock = package.join("package-lock.json");
+    let installed_lock = modules.join(".package-lock.json");
+    let fresh = match (fs::metadata(&lock), fs::metadata(&installed_lock)) {
+        (Ok(l), Ok(i)) => match (l.modified(), i.modified()) {
+            (Ok(l), Ok(i)) => i >= l,
+            _ => false,
+        },
+        _ => false,
+    };
+    let tools_present = ["wasm-opt", "tsc", "playwright", "esbuild"]
+        .iter()
+        .all(|b| modules.join(".bin").join(b).exists());
+    if fresh && tools_present {
+        eprintln!("    npm devDependencies already installed");
+        return Ok(());
+    }
+    if find_in_path("npm").is_none() {
+        return err("npm not found: install Node.js 20+ (with npm) first");
+    }
+    run(Command::new("npm")
+        .args(["ci", "--workspaces=false", "--no-audit", "--no-fund"])
+        .current_dir(&package)
+        // Playwright drives Debian's Chromium; its own browser downloads fail here.
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}
+
+fn ensure_chromium() -> Result<PathBuf> {
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    if chromium.is_file() {
+        return Ok(chromium);
+    }
+    if !is_root()? {
+        return err("/usr/bin/chromium not found: sudo apt-get install -y chromium");
+    }
+    eprintln!("    /usr/bin/chromium not found: installing it with apt-get");
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "chromium"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(chromium)
+}
+
+/// tsc on the package's usage file, then Playwright in Chromium against the real server.
+fn test_sdk() -> Result<()> {
+    let package = repo_root().join(SDK_PACKAGE);
+    let chromium = ensure_chromium()?;
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "consentry-server",
+        "--bin",
+        "consentry",
+    ]))?;
+    let server = target_dir().join("debug").join("consentry");
+    let server = if server.is_absolute() {
+        server
+    } else {
+        repo_root().join(server)
+    };
+    run(Command::new(package.join("node_modules/.bin/tsc"))
+        .args(["-p", "tests/tsconfig.json"])
+        .current_dir(&package))?;
+    run(Command::new(package.join("node_modules/.bin/playwright"))
+        .args(["test", "-c", "tests/playwright.config.mjs"])
+        .current_dir(&package)
+        .env("CONSENTRY_BIN", &server)
+        .env("CHROMIUM_PATH", &chromium))
+}
+
+fn cmd_size() -> Result<ExitCode> {
+    step("build the browser SDK", build_sdk)?;
+    step("an optimised copy with function names, and twiggy", || {
+        let tools = repo_root().join(".tools");
+        let twiggy = tools.join("bin").join("twiggy");
+        if !twiggy.is_file() {
+            eprintln!("    installing twiggy into {} (once)", tools.display());
+            run(cargo().args(["install", "twiggy", "--root"]).arg(&tools))?;
+        }
+        let built = target_dir()
+            .join(WASM_TARGET)
+            .join(SDK_PROFILE)
+            .join(format!("{SDK_WASM}.wasm"));
+        bindgen_and_optimise(
+            &ensure_wasm_bindgen()?,
+            &built,
+            &repo_root().join(SDK_NAMED_DIR),
+            true,
+        )
+    })?;
+    let status = Command::new("node")
+        .arg(repo_root().join(SDK_PACKAGE).join("scripts/size.mjs"))
+        .current_dir(repo_root())
+        .status()
+        .map_err(|e| spawn_error("node", &e))?;
+    Ok(exit_code(status))
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,12 +675,20 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         if self.started || self.data_dir().join("postmaster.pid").exists() {
+            // No `-w`: pg_ctl would wait until the postmaster's PID is gone, and an exited
+            // postmaster can linger as a zombie until a slow init reaps it (seen: 1m45s). Its
+            // postmaster.pid file goes away when it exits, which is what we wait for.
             let stopped = quiet_ok(
                 self.pg_command("pg_ctl")
                     .arg("-D")
                     .arg(self.data_dir())
-                    .args(["-m", "immediate", "-w", "stop"]),
+                    .args(["-m", "immediate", "-W", "stop"]),
             );
+            let pid_file = self.data_dir().join("postmaster.pid");
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while pid_file.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             if !stopped {
                 eprintln!(
                     "xtask: warning: `pg_ctl stop` failed for {}",

@@ -256,31 +256,38 @@ impl TestServer {
         setup: &Setup,
         database_url: &str,
     ) -> TestServer {
-        std::fs::write(dir.path().join("tat_public.pem"), &keys.public_pem).unwrap();
-        let port = free_port();
-        let mut top: HashMap<String, String> = HashMap::new();
-        top.insert("issuer".into(), format!("\"http://127.0.0.1:{port}\""));
-        top.insert("listen".into(), format!("\"127.0.0.1:{port}\""));
-        top.insert(
-            "authorization_url".into(),
-            "\"http://127.0.0.1:3000/oauth/authorize\"".into(),
-        );
-        top.insert("database_url".into(), format!("\"{database_url}\""));
-        top.insert(
-            "allowed_origins".into(),
-            "[\"http://127.0.0.1:3000\"]".into(),
-        );
-        for (k, v) in &setup.top {
-            top.insert(k.clone(), v.clone());
-        }
-        let mut config = String::new();
-        let mut keys_sorted: Vec<_> = top.iter().collect();
-        keys_sorted.sort();
-        for (k, v) in keys_sorted {
-            config.push_str(&format!("{k} = {v}\n"));
-        }
-        config.push_str(&format!(
-            r#"
+        // A free port can be taken by a parallel test between our probe and the server's bind:
+        // then the server exits with "cannot bind" and we try another port (in a fresh folder).
+        let mut first_dir = Some(dir);
+        for attempt in 0.. {
+            let dir = first_dir
+                .take()
+                .unwrap_or_else(|| tempfile::tempdir().unwrap());
+            std::fs::write(dir.path().join("tat_public.pem"), &keys.public_pem).unwrap();
+            let port = free_port();
+            let mut top: HashMap<String, String> = HashMap::new();
+            top.insert("issuer".into(), format!("\"http://127.0.0.1:{port}\""));
+            top.insert("listen".into(), format!("\"127.0.0.1:{port}\""));
+            top.insert(
+                "authorization_url".into(),
+                "\"http://127.0.0.1:3000/oauth/authorize\"".into(),
+            );
+            top.insert("database_url".into(), format!("\"{database_url}\""));
+            top.insert(
+                "allowed_origins".into(),
+                "[\"http://127.0.0.1:3000\"]".into(),
+            );
+            for (k, v) in &setup.top {
+                top.insert(k.clone(), v.clone());
+            }
+            let mut config = String::new();
+            let mut keys_sorted: Vec<_> = top.iter().collect();
+            keys_sorted.sort();
+            for (k, v) in keys_sorted {
+                config.push_str(&format!("{k} = {v}\n"));
+            }
+            config.push_str(&format!(
+                r#"
 [[token_profiles]]
 id = "default"
 issuer = "{TAT_ISS}"
@@ -335,39 +342,44 @@ client_id = "other-agent"
 client_name = "Other agent"
 redirect_uris = ["https://other.example.com/cb"]
 "#,
-            algs = setup.profile_algorithms,
-            resource_extra = setup.resource_extra,
-        ));
-        config.push_str(&setup.extra);
-        let config_path = dir.path().join("consentry.toml");
-        std::fs::write(&config_path, &config).unwrap();
+                algs = setup.profile_algorithms,
+                resource_extra = setup.resource_extra,
+            ));
+            config.push_str(&setup.extra);
+            let config_path = dir.path().join("consentry.toml");
+            std::fs::write(&config_path, &config).unwrap();
 
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(binary())
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("CONSENTRY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn consentry");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let mut server = TestServer {
-            base,
-            dir,
-            config_path,
-            keys,
-            http,
-            child: Some(child),
-            database_url: database_url.to_owned(),
-            port,
-        };
-        server.wait_ready().await;
-        server
+            let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+            let child = Command::new(binary())
+                .args(["serve", "--config"])
+                .arg(&config_path)
+                .env("CONSENTRY_LOG", READY_LOG_FILTER)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn consentry");
+            let base = format!("http://127.0.0.1:{port}");
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let mut server = TestServer {
+                base,
+                dir,
+                config_path,
+                keys: keys.clone(),
+                http,
+                child: Some(child),
+                database_url: database_url.to_owned(),
+                port,
+            };
+            match server.wait_ready().await {
+                Ready::Yes => return server,
+                Ready::PortTaken if attempt < 5 => drop(server),
+                Ready::PortTaken => panic!("no free port after 5 attempts"),
+            }
+        }
+        unreachable!()
     }
 
     /// Start a second process on the same database and config (with another port).
@@ -393,21 +405,30 @@ redirect_uris = ["https://other.example.com/cb"]
         }
     }
 
-    async fn wait_ready(&mut self) {
+    /// Ready when OUR process logged that it listens on our port (a healthz answer alone could
+    /// come from another test's server that took the port) and answers healthz.
+    async fn wait_ready(&mut self) -> Ready {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let listening = format!("listening on http://127.0.0.1:{}", self.port);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("consentry exited early ({status}): {}", self.log());
+                let log = self.log();
+                if log.contains("cannot bind") {
+                    self.child = None;
+                    return Ready::PortTaken;
+                }
+                panic!("consentry exited early ({status}): {log}");
             }
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+            if self.log().contains(&listening)
+                && let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
                 && r.status().is_success()
             {
-                return;
+                return Ready::Yes;
             }
             if Instant::now() > deadline {
                 panic!("consentry did not become ready: {}", self.log());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -429,13 +450,17 @@ redirect_uris = ["https://other.example.com/cb"]
             Command::new(binary())
                 .args(["serve", "--config"])
                 .arg(&self.config_path)
-                .env("CONSENTRY_LOG", "warn")
+                .env("CONSENTRY_LOG", READY_LOG_FILTER)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .unwrap(),
         );
-        self.wait_ready().await;
+        assert!(
+            matches!(self.wait_ready().await, Ready::Yes),
+            "port {} was taken during restart",
+            self.port
+        );
     }
 
     pub fn dir(&self) -> &Path {
@@ -631,6 +656,14 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Warnings, plus the one info line that says where the server listens.
+const READY_LOG_FILTER: &str = "warn,consentry_server=info";
+
+enum Ready {
+    Yes,
+    PortTaken,
 }
 
 pub struct Pkce {

@@ -1,0 +1,235 @@
+//! The browser API calls, with the session kept in memory.
+
+use core::cell::RefCell;
+
+use consentry_protocol::{AuthorizeParams, ErrorCode, percent_encode};
+
+use crate::error::{SdkError, SdkErrorCode};
+use crate::http::{
+    HttpRequest, HttpResponse, JsonObject, Method, Platform, WireObject, WireValue, error_body,
+};
+use crate::params::authorize_params_wire;
+use crate::tat::check_usable;
+
+/// A browser session from `attest` (or a one-round-trip `authorize_start`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Session {
+    pub token: String,
+    /// Unix seconds, when the server said.
+    pub expires_at: Option<f64>,
+}
+
+/// Sign in and start in one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TatLogin {
+    pub trusted_auth_token: String,
+    pub profile_id: String,
+    pub session_duration_minutes: Option<u32>,
+}
+
+/// The browser API client. Responses are handed back as the platform's JSON (the JS layer only
+/// renames their members); the client reads from them only what it must check or keep.
+pub struct Client<P: Platform> {
+    platform: P,
+    base_url: String,
+    session: RefCell<Option<Session>>,
+}
+
+impl<P: Platform> Client<P> {
+    /// `base_url`: the Consentry server, e.g. `https://auth.example.com` (a trailing `/` is fine).
+    pub fn new(platform: P, base_url: &str) -> Self {
+        Client {
+            platform,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            session: RefCell::new(None),
+        }
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    pub fn session(&self) -> Option<Session> {
+        self.session.borrow().clone()
+    }
+
+    /// Restore a session kept elsewhere (e.g. sessionStorage, when the page opted in).
+    pub fn set_session(&self, session: Option<Session>) {
+        *self.session.borrow_mut() = session;
+    }
+
+    /// `POST /v1/sessions/attest`: trade a Trusted Auth Token for a session (kept in memory).
+    pub async fn attest(&self, login: &TatLogin) -> Result<P::Json, SdkError> {
+        check_usable(&self.platform, &login.trusted_auth_token)?;
+        let mut body = WireObject::default();
+        body.push("token", WireValue::Str(login.trusted_auth_token.clone()));
+        body.push("profile_id", WireValue::Str(login.profile_id.clone()));
+        if let Some(m) = login.session_duration_minutes {
+            body.push("session_duration_minutes", WireValue::U32(m));
+        }
+        let (status, json) = self
+            .call(Method::Post, "/v1/sessions/attest", None, Some(body))
+            .await?;
+        self.keep_session(status, &json, "expires_at")?;
+        Ok(json)
+    }
+
+    /// `POST /v1/oauth/authorize/start`, with the session, or with `login` in the same request
+    /// (the session the server returns is then kept).
+    pub async fn authorize_start(
+        &self,
+        params: &AuthorizeParams,
+        login: Option<&TatLogin>,
+    ) -> Result<P::Json, SdkError> {
+        let mut body = WireObject::default();
+        authorize_params_wire(params, &mut body);
+        let bearer = match login {
+            Some(login) => {
+                check_usable(&self.platform, &login.trusted_auth_token)?;
+                body.push(
+                    "trusted_auth_token",
+                    WireValue::Str(login.trusted_auth_token.clone()),
+                );
+                body.push("profile_id", WireValue::Str(login.profile_id.clone()));
+                if let Some(m) = login.session_duration_minutes {
+                    body.push("session_duration_minutes", WireValue::U32(m));
+                }
+                None
+            }
+            None => Some(self.bearer()?),
+        };
+        let with_login = bearer.is_none();
+        let (status, json) = self
+            .call(
+                Method::Post,
+                "/v1/oauth/authorize/start",
+                bearer,
+                Some(body),
+            )
+            .await?;
+        if json.str_member("redirect_host").is_none() {
+            return Err(SdkError::invalid_response(status, "no redirect_host"));
+        }
+        if with_login {
+            self.keep_session(status, &json, "session_expires_at")?;
+        }
+        Ok(json)
+    }
+
+    /// `POST /v1/oauth/authorize/submit`: returns the location to navigate to; never navigates.
+    pub async fn authorize_submit(
+        &self,
+        params: &AuthorizeParams,
+        consent_granted: bool,
+    ) -> Result<String, SdkError> {
+        let bearer = self.bearer()?;
+        let mut body = WireObject::default();
+        authorize_params_wire(params, &mut body);
+        body.push("consent_granted", WireValue::Bool(consent_granted));
+        let (status, json) = self
+            .call(
+                Method::Post,
+                "/v1/oauth/authorize/submit",
+                Some(bearer),
+                Some(body),
+            )
+            .await?;
+        json.str_member("redirect_uri")
+            .ok_or_else(|| SdkError::invalid_response(status, "no redirect_uri"))
+    }
+
+    /// `GET /v1/connected_apps`: the apps the signed-in user granted access to.
+    pub async fn connected_apps(&self) -> Result<P::Json, SdkError> {
+        let bearer = self.bearer()?;
+        let (status, json) = self
+            .call(Method::Get, "/v1/connected_apps", Some(bearer), None)
+            .await?;
+        if !json.is_array() {
+            return Err(SdkError::invalid_response(status, "expected an array"));
+        }
+        Ok(json)
+    }
+
+    /// `POST /v1/connected_apps/{client_id}/revoke`: removes the consent and its tokens.
+    pub async fn revoke_connected_app(&self, client_id: &str) -> Result<(), SdkError> {
+        let bearer = self.bearer()?;
+        let mut path = String::from("/v1/connected_apps/");
+        percent_encode(client_id, &mut path);
+        path.push_str("/revoke");
+        self.call(Method::Post, &path, Some(bearer), None).await?;
+        Ok(())
+    }
+
+    /// The session token, refusing locally when there is none or it has expired.
+    fn bearer(&self) -> Result<String, SdkError> {
+        let session = self.session.borrow();
+        let Some(session) = session.as_ref() else {
+            return Err(SdkError::local(
+                SdkErrorCode::SessionMissing,
+                "no session: call session.attest() (or authorizeStart with a trustedAuthToken) first",
+            ));
+        };
+        if session
+            .expires_at
+            .is_some_and(|at| at <= self.platform.now_unix_seconds())
+        {
+            return Err(SdkError::local(
+                SdkErrorCode::Server(ErrorCode::SessionExpired),
+                "the session has expired: attest again with a fresh trusted auth token",
+            ));
+        }
+        Ok(session.token.clone())
+    }
+
+    fn keep_session(&self, status: u16, json: &P::Json, expiry: &str) -> Result<(), SdkError> {
+        let token = json
+            .str_member("session_token")
+            .ok_or_else(|| SdkError::invalid_response(status, "no session_token"))?;
+        self.set_session(Some(Session {
+            token,
+            expires_at: json.num_member(expiry),
+        }));
+        Ok(())
+    }
+
+    /// Send, and turn every outcome but a 2xx JSON answer into an [`SdkError`].
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<String>,
+        body: Option<WireObject>,
+    ) -> Result<(u16, P::Json), SdkError> {
+        let mut url = self.base_url.clone();
+        url.push_str(path);
+        let request = HttpRequest {
+            method,
+            url,
+            bearer,
+            body,
+        };
+        let response = self
+            .platform
+            .send(request)
+            .await
+            .map_err(|e| SdkError::network(&e.detail))?;
+        check_response(response)
+    }
+}
+
+/// A 2xx with a JSON body is the answer; anything else becomes the error it stands for.
+pub(crate) fn check_response<J: JsonObject>(
+    response: HttpResponse<J>,
+) -> Result<(u16, J), SdkError> {
+    let HttpResponse { status, body } = response;
+    if (200..300).contains(&status) {
+        return match body {
+            Some(json) if json.is_object() || json.is_array() => Ok((status, json)),
+            _ => Err(SdkError::invalid_response(status, "the body is not JSON")),
+        };
+    }
+    Err(SdkError::from_http(
+        status,
+        body.as_ref().and_then(error_body),
+    ))
+}

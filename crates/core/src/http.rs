@@ -1,0 +1,112 @@
+//! The seam between the SDK's logic and the outside world.
+
+use core::future::Future;
+
+use consentry_protocol::{ErrorBody, ErrorCode};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+impl Method {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A JSON request body as the flat list of snake_case members the browser API takes. Small on
+/// purpose: the browser builds it into a JS object and lets `JSON.stringify` do the encoding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WireObject(pub Vec<(&'static str, WireValue)>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireValue {
+    Str(String),
+    StrList(Vec<String>),
+    Bool(bool),
+    U32(u32),
+}
+
+impl WireObject {
+    pub(crate) fn push(&mut self, key: &'static str, value: WireValue) {
+        self.0.push((key, value));
+    }
+
+    pub(crate) fn push_opt(&mut self, key: &'static str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.push(key, WireValue::Str(v.to_owned()));
+        }
+    }
+
+    /// The member `key`, for tests and for transports that want to look.
+    pub fn get(&self, key: &str) -> Option<&WireValue> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: Method,
+    /// Absolute URL: the client's base URL plus the endpoint path.
+    pub url: String,
+    /// `Authorization: Bearer <session token>`.
+    pub bearer: Option<String>,
+    /// Sent as `application/json` when present.
+    pub body: Option<WireObject>,
+}
+
+/// An HTTP answer. `body` is `None` when the response was not JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpResponse<J> {
+    pub status: u16,
+    pub body: Option<J>,
+}
+
+/// The request got no HTTP answer at all. `detail` is whatever the platform said (a browser's
+/// `TypeError: Failed to fetch` says little, on purpose: CORS failures are opaque).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportError {
+    pub detail: String,
+}
+
+/// Read access to a parsed JSON value, as much as the SDK's logic needs.
+pub trait JsonObject {
+    /// The string member `key` of an object (`None` if absent, not a string, or not an object).
+    fn str_member(&self, key: &str) -> Option<String>;
+    /// The numeric member `key` of an object.
+    fn num_member(&self, key: &str) -> Option<f64>;
+    fn is_object(&self) -> bool;
+    fn is_array(&self) -> bool;
+}
+
+/// HTTP, JSON and the clock.
+pub trait Platform {
+    type Json: JsonObject;
+
+    /// Send one request. Never follows the caller's navigation; never sends cookies.
+    fn send(
+        &self,
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse<Self::Json>, TransportError>>;
+
+    /// Parse JSON text (`None` when it is not JSON).
+    fn parse_json(&self, text: &str) -> Option<Self::Json>;
+
+    /// Seconds since the Unix epoch.
+    fn now_unix_seconds(&self) -> f64;
+}
+
+/// A Consentry error body inside `json`, if it is one with a code this SDK knows.
+pub(crate) fn error_body<J: JsonObject>(json: &J) -> Option<ErrorBody> {
+    let error = ErrorCode::from_wire(&json.str_member("error")?)?;
+    Some(ErrorBody {
+        error,
+        error_description: json.str_member("error_description").unwrap_or_default(),
+        redirect_uri: json.str_member("redirect_uri"),
+    })
+}

@@ -1,0 +1,32 @@
+//! Headless logic of the Consentry browser SDK, with no JavaScript in it.
+//!
+//! - [`parse_authorize_params`]: the authorization URL's parameters through the very grammar the
+//!   server runs (`consentry_protocol::parse_query` + `AuthorizeRequest::parse`).
+//! - [`Client`]: the browser API calls (attest, authorize start/submit, connected apps), holding
+//!   the session in memory.
+//! - [`decode_trusted_auth_token`]: an untrusted look at a TAT's claims (who is signing in, and
+//!   whether it has already expired, so no request is sent that must fail).
+//! - [`SdkError`]: one error with a stable [`SdkErrorCode`], the server's codes plus the SDK's own.
+//!
+//! Everything that touches the outside world (HTTP, JSON parsing, the clock) goes through the
+//! [`Platform`] trait: `consentry-wasm` implements it with the browser's `fetch`/`JSON`/`Date`, and
+//! the unit tests with a scripted fake. Keeping JSON behind the trait is what keeps `serde_json`
+//! (and its number formatting) out of the browser bundle.
+
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+mod http;
+mod params;
+mod tat;
+
+pub use client::{Client, Session, TatLogin};
+pub use error::{SdkError, SdkErrorCode};
+pub use http::{
+    HttpRequest, HttpResponse, JsonObject, Method, Platform, TransportError, WireObject, WireValue,
+};
+pub use params::{ParsedParams, authorize_params_wire, parse_authorize_params};
+pub use tat::{TAT_EXPIRY_LEEWAY_SECONDS, TatInfo, base64url_decode, decode_trusted_auth_token};
+
+pub use consentry_protocol::{AuthorizeParams, ErrorCode};

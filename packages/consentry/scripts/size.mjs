@@ -1,0 +1,88 @@
+// Size of consentry/headless as a consumer ships it: JS (our layer + wasm-bindgen glue) + wasm.
+// Raw and minified (esbuild, as a bundler would), each raw / gzip -9 / brotli -11; then, when
+// `cargo xtask size` left a named copy in target/sdk-size and twiggy in .tools, the wasm bytes per
+// crate and the biggest functions. Run: cargo xtask size (builds first) or node scripts/size.mjs.
+import { readFileSync, existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const root = path.resolve(pkg, '../..');
+const dist = path.join(pkg, 'dist');
+const BUDGET = 40 * 1024;
+const STRETCH = 25 * 1024;
+
+if (!existsSync(path.join(dist, 'headless.js'))) {
+  console.error('no dist/: run `cargo xtask sdk` first');
+  process.exit(1);
+}
+
+const gz = (b) => gzipSync(b, { level: 9 }).length;
+const br = (b) => brotliCompressSync(b, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
+const row = (name, b) => console.log(`${name.padEnd(40)} ${String(b.length).padStart(8)} ${String(gz(b)).padStart(8)} ${String(br(b)).padStart(8)}`);
+
+const wasm = readFileSync(path.join(dist, 'wasm/consentry_wasm_bg.wasm'));
+const layer = readFileSync(path.join(dist, 'headless.js'));
+const glue = readFileSync(path.join(dist, 'wasm/consentry_wasm.js'));
+const minified = Buffer.from(
+  execFileSync(path.join(pkg, 'node_modules/.bin/esbuild'), [path.join(dist, 'headless.js'), '--bundle', '--minify', '--format=esm', '--log-level=error'], { maxBuffer: 1 << 26 }),
+);
+
+console.log(`${'consentry/headless'.padEnd(40)} ${'raw'.padStart(8)} ${'gzip-9'.padStart(8)} ${'brotli'.padStart(8)}`);
+row('dist/headless.js (JS layer)', layer);
+row('dist/wasm/consentry_wasm.js (glue)', glue);
+row('dist/wasm/consentry_wasm_bg.wasm', wasm);
+row('JS layer + glue, minified (esbuild)', minified);
+const total = { raw: minified.length + wasm.length, gz: gz(minified) + gz(wasm), br: br(minified) + br(wasm) };
+console.log(`${'TOTAL minified JS + wasm'.padEnd(40)} ${String(total.raw).padStart(8)} ${String(total.gz).padStart(8)} ${String(total.br).padStart(8)}`);
+const unminGz = gz(layer) + gz(glue) + gz(wasm);
+console.log(`${'TOTAL unminified JS + wasm (gzip)'.padEnd(40)} ${''.padStart(8)} ${String(unminGz).padStart(8)}`);
+console.log(`budget ${BUDGET} B gzip: ${total.gz <= BUDGET ? 'OK' : 'OVER'}; stretch ${STRETCH} B: ${total.gz <= STRETCH ? 'OK' : 'not yet'}`);
+
+// Per crate, from the named copy.
+const named = path.join(root, 'target/sdk-size/consentry_wasm_bg.wasm');
+const twiggy = path.join(root, '.tools/bin/twiggy');
+if (!existsSync(named) || !existsSync(twiggy)) {
+  console.log('\n(per-crate breakdown: run `cargo xtask size`, which builds a named copy and installs twiggy)');
+  process.exit(0);
+}
+const items = JSON.parse(execFileSync(twiggy, ['top', '-n', '100000', '--format', 'json', named], { maxBuffer: 1 << 28 }).toString());
+
+// `<alloc::string::String as core::fmt::Write>::write_str` belongs to alloc; a closure's name
+// starts with its crate; data segments and tables are reported as such.
+function crateOf(name) {
+  let n = name.replace(/^<+/, '');
+  if (/subsection|custom section/.test(n)) return null;
+  if (/ shim$/.test(n)) return '(export shims, callees inlined)';
+  const m = n.match(/^([A-Za-z_][A-Za-z0-9_]*)(\[[0-9a-f]+\])?::/);
+  if (m) return m[1];
+  if (/^data segment|^data\[/.test(n)) return '(data segments: strings, tables)';
+  if (/^(table|elem|type|import|export|global|memory|code section|custom section|wasm-bindgen|__wbg|__wbindgen)/i.test(n)) return '(wasm-bindgen glue / sections)';
+  if (/^(__rust|__rdl|__rg|rust_|__externref)/.test(n)) return 'std (runtime)';
+  if (/^(dlmalloc|memcpy|memmove|memset|memcmp|bcmp|compiler_builtins)/.test(n)) return 'alloc/compiler_builtins';
+  return '(other: ' + n.slice(0, 30) + ')';
+}
+const perCrate = new Map();
+let totalNamed = 0;
+for (const it of items) {
+  const c = crateOf(it.name);
+  if (c === null) continue;
+  totalNamed += it.shallow_size;
+  perCrate.set(c, (perCrate.get(c) || 0) + it.shallow_size);
+}
+console.log(`\nwasm bytes per crate (twiggy shallow sizes of the named -Oz copy; names excluded):`);
+const folded = new Map();
+for (const [c, b] of perCrate) {
+  const key = c.startsWith('(other') ? '(other)' : c;
+  folded.set(key, (folded.get(key) || 0) + b);
+}
+for (const [c, b] of [...folded].sort((a, b) => b[1] - a[1])) {
+  if (b < 200) continue;
+  console.log(`  ${c.padEnd(34)} ${String(b).padStart(7)}  ${((100 * b) / totalNamed).toFixed(1).padStart(5)}%`);
+}
+console.log('\nbiggest functions:');
+for (const it of items.filter((i) => crateOf(i.name) !== null).slice(0, 15)) {
+  console.log(`  ${String(it.shallow_size).padStart(6)}  ${it.name.slice(0, 110)}`);
+}

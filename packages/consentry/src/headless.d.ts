@@ -1,0 +1,182 @@
+// Types of consentry/headless. Written by hand; `ConsentryErrorCode` is checked against the Rust
+// codes by crates/core/tests/js_types.rs, and tests/usage.ts is type-checked by the package tests.
+
+/** Codes the server sends (crates/protocol/src/error.rs). */
+export type ConsentryServerErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'invalid_grant'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'access_denied'
+  | 'unsupported_response_type'
+  | 'server_error'
+  | 'temporarily_unavailable'
+  | 'invalid_target'
+  | 'invalid_redirect_uri'
+  | 'invalid_client_metadata'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'consent_required'
+  | 'login_required'
+  | 'invalid_trusted_auth_token'
+  | 'session_expired'
+  | 'invalid_session'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'rate_limited';
+
+/** Codes only the SDK produces (crates/core/src/error.rs). */
+export type ConsentrySdkErrorCode =
+  | 'network_error'
+  | 'invalid_response'
+  | 'session_missing'
+  | 'trusted_auth_token_expired';
+
+export type ConsentryErrorCode = ConsentryServerErrorCode | ConsentrySdkErrorCode;
+
+export declare class ConsentryError extends Error {
+  readonly name: 'ConsentryError';
+  /** Stable: `switch` on it. */
+  readonly code: ConsentryErrorCode;
+  /** For people; names the parameter at fault. */
+  readonly description: string;
+  /** HTTP status when the server answered, else null. */
+  readonly status: number | null;
+  /** For authorization errors the client may receive: where to send the browser. */
+  readonly redirectUri: string | null;
+  constructor(code: ConsentryErrorCode, description?: string, options?: { status?: number | null; redirectUri?: string | null });
+}
+
+/** The authorization request's parameters as the agent sent them (unvalidated strings). */
+export interface AuthorizeParams {
+  clientId?: string;
+  redirectUri?: string;
+  responseType?: string;
+  /** Space-delimited, as in the URL. */
+  scope?: string;
+  state?: string;
+  codeChallenge?: string;
+  codeChallengeMethod?: string;
+  resource?: string[];
+  prompt?: string;
+  nonce?: string;
+}
+
+export interface ParsedAuthorizeParams {
+  /** Null only when the query itself is malformed (bad encoding, a repeated parameter). */
+  params: AuthorizeParams | null;
+  /** The first error the server would report, or null. */
+  error: ConsentryError | null;
+  /** False when the client or its redirect URI is at fault: show the error, never redirect. */
+  redirectable: boolean;
+}
+
+export interface User {
+  userId: string;
+  email: string | null;
+  name: string | null;
+  roles: string[];
+}
+
+export interface AttestResult {
+  sessionToken: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  user: User;
+}
+
+export interface ClientInfo {
+  clientId: string;
+  clientName: string;
+  clientUri: string | null;
+  logoUri: string | null;
+  verified: boolean;
+}
+
+export interface ScopeResult {
+  scope: string;
+  description: string;
+  resource: string;
+  isGrantable: boolean;
+  alreadyGranted: boolean;
+}
+
+export interface ConsentDetails {
+  user: User;
+  client: ClientInfo;
+  /** Always show it: where the browser will be sent. */
+  redirectHost: string;
+  consentRequired: boolean;
+  scopeResults: ScopeResult[];
+  resources: { uri: string; name: string }[];
+  /** Present after the one-round-trip form (with a Trusted Auth Token). */
+  sessionToken?: string;
+  sessionExpiresAt?: number;
+}
+
+export interface ConnectedApp {
+  clientId: string;
+  clientName: string;
+  logoUri: string | null;
+  scopes: string[];
+  resources: string[];
+  grantedAt: number;
+  lastUsedAt: number | null;
+}
+
+export interface TrustedAuthTokenLogin {
+  trustedAuthToken: string;
+  profileId: string;
+  sessionDurationMinutes?: number;
+}
+
+export interface SessionInfo {
+  token: string;
+  /** Unix seconds, when known. */
+  expiresAt: number | null;
+}
+
+export interface ConsentryClientOptions {
+  /** The Consentry server, e.g. `https://auth.example.com`. */
+  baseUrl: string;
+  /** Keep the session in sessionStorage (survives reloads of this tab). Default: memory only. */
+  sessionStorage?: boolean;
+  /** The sessionStorage key. Default `consentry.session`. */
+  storageKey?: string;
+}
+
+export interface ConsentryClient {
+  session: {
+    attest(login: TrustedAuthTokenLogin): Promise<AttestResult>;
+    get(): SessionInfo | null;
+    clear(): Promise<void>;
+  };
+  idp: {
+    authorizeStart(params: AuthorizeParams, login?: TrustedAuthTokenLogin): Promise<ConsentDetails>;
+    /** Returns where to send the browser; does not navigate. */
+    authorizeSubmit(request: AuthorizeParams & { consentGranted: boolean }): Promise<{ redirectUri: string }>;
+  };
+  connectedApps: {
+    list(): Promise<ConnectedApp[]>;
+    revoke(clientId: string): Promise<void>;
+  };
+}
+
+export interface DecodedTrustedAuthToken {
+  /** The payload, unverified. */
+  claims: Record<string, unknown>;
+  /** `exp` in Unix seconds, or null. */
+  expiresAt: number | null;
+  /** True when the server would refuse it as expired. */
+  expired: boolean;
+}
+
+/** Load the wasm once (idempotent). Needed before the synchronous functions. */
+export declare function init(moduleOrPath?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
+export declare function createConsentryClient(options: ConsentryClientOptions): ConsentryClient;
+/** Requires `await init()`. */
+export declare function parseOAuthAuthorizeParams(url: string | URL): ParsedAuthorizeParams;
+/** Requires `await init()`. Throws ConsentryError `invalid_trusted_auth_token` when not a JWT. */
+export declare function decodeTrustedAuthToken(token: string): DecodedTrustedAuthToken;

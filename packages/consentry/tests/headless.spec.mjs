@@ -1,0 +1,308 @@
+// consentry/headless, built, in Chromium, against a real `consentry` server (its dev mode: own
+// config, own ES256 TAT keypair, SQLite in a temp dir). Two page origins: one in the server's
+// allowed_origins, one not.
+import { test, expect } from '@playwright/test';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { createPrivateKey, sign, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CHALLENGE = 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM';
+const RESOURCE = 'http://127.0.0.1:8788/mcp';
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+
+let allowed, foreign, server, serverUrl, dir, privateKey;
+
+function serveStatic() {
+  const s = createServer((req, res) => {
+    const file = path.join(pkg, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!file.startsWith(pkg) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ s, origin: `http://127.0.0.1:${s.address().port}` })));
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const b64url = (x) => Buffer.from(x).toString('base64url');
+
+/** An ES256 TAT signed with the dev profile's key; single-use jti, so mint one per request. */
+function mintTat({ sub = 'alice', ttl = 300, expOffset } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    iss: 'urn:consentry:dev:issuer', aud: 'urn:consentry:dev:audience', sub,
+    email: `${sub}@example.com`, name: 'Alice', iat: now, exp: expOffset === undefined ? now + ttl : now + expOffset, jti: randomUUID(),
+  };
+  const input = `${b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
+  const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  return `${input}.${sig.toString('base64url')}`;
+}
+
+function authorizeUrl(extra = '') {
+  const q = new URLSearchParams({
+    client_id: 'demo-agent', redirect_uri: 'http://127.0.0.1:9999/callback', code_challenge: CHALLENGE,
+    code_challenge_method: 'S256', state: 'st-1', scope: 'notes:read notes:write', resource: RESOURCE,
+  });
+  // Real-client quirk: no response_type (the server's grammar tolerates it; so must the SDK's).
+  return `${allowed.origin}/oauth/authorize?${q}${extra}`;
+}
+
+test.beforeAll(async () => {
+  const bin = process.env.CONSENTRY_BIN || path.resolve(pkg, '../../target/debug/consentry');
+  allowed = await serveStatic();
+  foreign = await serveStatic();
+  dir = mkdtempSync(path.join(tmpdir(), 'consentry-sdk-test-'));
+  const port = await freePort();
+  serverUrl = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ['dev', '--dir', dir, '--port', String(port), '--app-origin', allowed.origin, '--resource', RESOURCE], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, CONSENTRY_LOG: 'warn' },
+  });
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${serverUrl}/healthz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (i > 150 || server.exitCode !== null) throw new Error(`consentry dev did not start (${bin})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  privateKey = createPrivateKey(readFileSync(path.join(dir, 'tat_private.pem')));
+});
+
+test.afterAll(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  allowed?.s.close();
+  foreign?.s.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function open(page, origin = allowed.origin) {
+  const requests = [];
+  page.on('request', (r) => {
+    if (r.url().startsWith(serverUrl)) requests.push(`${r.method()} ${new URL(r.url()).pathname}`);
+  });
+  await page.goto(`${origin}/tests/page/index.html`);
+  await page.waitForFunction(() => window.sdkLoaded === true);
+  return requests;
+}
+
+// Errors cannot cross page.evaluate as objects: describe them.
+const describeError = `(e) => ({ instance: e instanceof window.sdk.ConsentryError, isError: e instanceof Error,
+  name: e.name, code: e.code, status: e.status, description: e.description, message: e.message })`;
+
+test('attest → authorize start → submit, then one-round-trip start, then connected apps', async ({ page }) => {
+  const requests = await open(page);
+  const result = await page.evaluate(async ({ baseUrl, url, tat1, tat2 }) => {
+    const { createConsentryClient, parseOAuthAuthorizeParams, decodeTrustedAuthToken, init } = window.sdk;
+    await Promise.all([init(), init()]);
+    const { params, error } = parseOAuthAuthorizeParams(url);
+    if (error) throw error;
+    const who = decodeTrustedAuthToken(tat1);
+
+    const consentry = createConsentryClient({ baseUrl });
+    const attested = await consentry.session.attest({ trustedAuthToken: tat1, profileId: 'default', sessionDurationMinutes: 10 });
+    const consent = await consentry.idp.authorizeStart(params);
+    const { redirectUri } = await consentry.idp.authorizeSubmit({ ...params, consentGranted: true });
+
+    // A new page load: sign in and start in one request; consent is remembered.
+    const again = createConsentryClient({ baseUrl });
+    const consent2 = await again.idp.authorizeStart(params, { trustedAuthToken: tat2, profileId: 'default' });
+    const second = await again.idp.authorizeSubmit({ ...params, consentGranted: true });
+
+    const apps = await again.connectedApps.list();
+    await again.connectedApps.revoke('demo-agent');
+    const after = await again.connectedApps.list();
+    return { params, who, attested, consent, redirectUri, consent2, second, apps, after, session: again.session.get() };
+  }, { baseUrl: serverUrl, url: authorizeUrl(), tat1: mintTat(), tat2: mintTat() });
+
+  expect(result.params).toEqual({
+    clientId: 'demo-agent', redirectUri: 'http://127.0.0.1:9999/callback', codeChallenge: CHALLENGE,
+    codeChallengeMethod: 'S256', state: 'st-1', scope: 'notes:read notes:write', resource: [RESOURCE],
+  });
+  expect(result.who.claims.sub).toBe('alice');
+  expect(result.who.expired).toBe(false);
+  expect(result.attested.user).toMatchObject({ userId: 'alice', email: 'alice@example.com' });
+  expect(typeof result.attested.sessionToken).toBe('string');
+  expect(result.consent.consentRequired).toBe(true);
+  expect(result.consent.client).toMatchObject({ clientId: 'demo-agent', clientName: 'Demo agent' });
+  expect(result.consent.redirectHost).toBe('127.0.0.1');
+  expect(result.consent.scopeResults.map((s) => s.scope).sort()).toEqual(['notes:read', 'notes:write']);
+  expect(result.consent.scopeResults[0]).toHaveProperty('isGrantable', true);
+  const location = new URL(result.redirectUri);
+  expect(`${location.origin}${location.pathname}`).toBe('http://127.0.0.1:9999/callback');
+  expect(location.searchParams.get('code')).toBeTruthy();
+  expect(location.searchParams.get('state')).toBe('st-1');
+  expect(location.searchParams.get('iss')).toBe(serverUrl);
+  // authorizeSubmit never navigates.
+  expect(page.url()).toBe(`${allowed.origin}/tests/page/index.html`);
+
+  expect(result.consent2.consentRequired).toBe(false);
+  expect(typeof result.consent2.sessionToken).toBe('string');
+  expect(new URL(result.second.redirectUri).searchParams.get('code')).toBeTruthy();
+  expect(result.session.token).toBe(result.consent2.sessionToken);
+
+  expect(result.apps).toHaveLength(1);
+  expect(result.apps[0]).toMatchObject({ clientId: 'demo-agent', clientName: 'Demo agent', resources: [RESOURCE] });
+  expect(result.apps[0].scopes.sort()).toEqual(['notes:read', 'notes:write']);
+  expect(typeof result.apps[0].grantedAt).toBe('number');
+  expect(result.after).toEqual([]);
+
+  expect(requests).toEqual([
+    'POST /v1/sessions/attest',
+    'POST /v1/oauth/authorize/start',
+    'POST /v1/oauth/authorize/submit',
+    'POST /v1/oauth/authorize/start',
+    'POST /v1/oauth/authorize/submit',
+    'GET /v1/connected_apps',
+    'POST /v1/connected_apps/demo-agent/revoke',
+    'GET /v1/connected_apps',
+  ]);
+});
+
+test('errors are ConsentryError with the server code: unknown client → invalid_client', async ({ page }) => {
+  await open(page);
+  const e = await page.evaluate(async ({ baseUrl, url, tat, describe }) => {
+    const { createConsentryClient, parseOAuthAuthorizeParams, init } = window.sdk;
+    await init();
+    const { params } = parseOAuthAuthorizeParams(url);
+    const consentry = createConsentryClient({ baseUrl });
+    try {
+      await consentry.idp.authorizeStart({ ...params, clientId: 'no-such-client' }, { trustedAuthToken: tat, profileId: 'default' });
+      return null;
+    } catch (err) {
+      return eval(describe)(err);
+    }
+  }, { baseUrl: serverUrl, url: authorizeUrl(), tat: mintTat(), describe: describeError });
+  expect(e).toMatchObject({ instance: true, isError: true, name: 'ConsentryError', code: 'invalid_client', status: 400 });
+  expect(e.description).toContain('no-such-client');
+});
+
+test('an expired TAT fails fast with trusted_auth_token_expired, before any request', async ({ page }) => {
+  const requests = await open(page);
+  const errors = await page.evaluate(async ({ baseUrl, url, tat, describe }) => {
+    const { createConsentryClient, parseOAuthAuthorizeParams, decodeTrustedAuthToken, init } = window.sdk;
+    await init();
+    const { params } = parseOAuthAuthorizeParams(url);
+    const consentry = createConsentryClient({ baseUrl });
+    const out = [decodeTrustedAuthToken(tat).expired];
+    for (const call of [
+      () => consentry.session.attest({ trustedAuthToken: tat, profileId: 'default' }),
+      () => consentry.idp.authorizeStart(params, { trustedAuthToken: tat, profileId: 'default' }),
+      () => consentry.connectedApps.list(),
+    ]) {
+      try {
+        await call();
+        out.push(null);
+      } catch (err) {
+        out.push(eval(describe)(err));
+      }
+    }
+    return out;
+  }, { baseUrl: serverUrl, url: authorizeUrl(), tat: mintTat({ expOffset: -120 }), describe: describeError });
+  expect(errors[0]).toBe(true);
+  expect(errors[1]).toMatchObject({ instance: true, code: 'trusted_auth_token_expired', status: null });
+  expect(errors[2]).toMatchObject({ instance: true, code: 'trusted_auth_token_expired', status: null });
+  expect(errors[3]).toMatchObject({ instance: true, code: 'session_missing', status: null });
+  expect(requests).toEqual([]);
+});
+
+test('parseOAuthAuthorizeParams reports the server grammar errors; sync calls need init()', async ({ page }) => {
+  await open(page);
+  const r = await page.evaluate(async ({ url, describe }) => {
+    const { parseOAuthAuthorizeParams, decodeTrustedAuthToken, init } = window.sdk;
+    let beforeInit;
+    try {
+      parseOAuthAuthorizeParams(url);
+    } catch (err) {
+      beforeInit = err.message;
+    }
+    await init();
+    const fragment = parseOAuthAuthorizeParams(url.replace('callback', 'callback%23x'));
+    const plain = parseOAuthAuthorizeParams(url.replace('S256', 'plain'));
+    const repeated = parseOAuthAuthorizeParams(url + '&resource=https%3A%2F%2Fother.example%2Fmcp');
+    let notJwt;
+    try {
+      decodeTrustedAuthToken('not-a-jwt');
+    } catch (err) {
+      notJwt = eval(describe)(err);
+    }
+    return {
+      beforeInit,
+      fragment: { params: fragment.params !== null, redirectable: fragment.redirectable, error: eval(describe)(fragment.error) },
+      plain: { redirectable: plain.redirectable, error: eval(describe)(plain.error) },
+      repeated: repeated.params.resource,
+      notJwt,
+    };
+  }, { url: authorizeUrl(), describe: describeError });
+  expect(r.beforeInit).toContain('await init()');
+  expect(r.fragment).toMatchObject({ params: true, redirectable: false, error: { instance: true, code: 'invalid_redirect_uri' } });
+  expect(r.plain).toMatchObject({ redirectable: true, error: { code: 'invalid_request' } });
+  expect(r.plain.error.description).toContain('code_challenge_method');
+  expect(r.repeated).toEqual([RESOURCE, 'https://other.example/mcp']);
+  expect(r.notJwt).toMatchObject({ instance: true, code: 'invalid_trusted_auth_token' });
+});
+
+test('CORS: a page origin not in allowed_origins gets network_error; the allowed one gets through', async ({ page }) => {
+  const requests = await open(page, foreign.origin);
+  const e = await page.evaluate(async ({ baseUrl, tat, describe }) => {
+    const consentry = window.sdk.createConsentryClient({ baseUrl });
+    try {
+      await consentry.session.attest({ trustedAuthToken: tat, profileId: 'default' });
+      return null;
+    } catch (err) {
+      return eval(describe)(err);
+    }
+  }, { baseUrl: serverUrl, tat: mintTat(), describe: describeError });
+  expect(e).toMatchObject({ instance: true, code: 'network_error', status: null });
+  expect(requests.length).toBeGreaterThan(0);
+});
+
+test('sessionStorage persistence is opt-in', async ({ page }) => {
+  await open(page);
+  const r = await page.evaluate(async ({ baseUrl, tat }) => {
+    const { createConsentryClient } = window.sdk;
+    const memory = createConsentryClient({ baseUrl });
+    await memory.session.attest({ trustedAuthToken: tat, profileId: 'default' });
+    const inStorageWithout = sessionStorage.length;
+    const kept = createConsentryClient({ baseUrl, sessionStorage: true });
+    // No session of its own yet: the list fails locally.
+    let code;
+    try {
+      await kept.connectedApps.list();
+    } catch (err) {
+      code = err.code;
+    }
+    return { inStorageWithout, code, cookies: document.cookie };
+  }, { baseUrl: serverUrl, tat: mintTat() });
+  expect(r).toEqual({ inStorageWithout: 0, code: 'session_missing', cookies: '' });
+  const r2 = await page.evaluate(async ({ baseUrl, tat }) => {
+    const { createConsentryClient } = window.sdk;
+    const kept = createConsentryClient({ baseUrl, sessionStorage: true });
+    await kept.session.attest({ trustedAuthToken: tat, profileId: 'default' });
+    const restored = createConsentryClient({ baseUrl, sessionStorage: true });
+    const apps = await restored.connectedApps.list();
+    return { stored: sessionStorage.getItem('consentry.session') !== null, apps: Array.isArray(apps) };
+  }, { baseUrl: serverUrl, tat: mintTat() });
+  expect(r2).toEqual({ stored: true, apps: true });
+});

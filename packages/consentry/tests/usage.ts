@@ -1,0 +1,54 @@
+// Type-checked (never run) by the package tests: the README's usage must compile against the
+// published declarations, resolved through the package's own exports map.
+import {
+  createConsentryClient,
+  parseOAuthAuthorizeParams,
+  decodeTrustedAuthToken,
+  init,
+  ConsentryError,
+  type ConsentryErrorCode,
+  type ConnectedApp,
+} from 'consentry/headless';
+
+export async function consentPage(href: string, trustedAuthToken: string, profileId: string): Promise<string> {
+  await init();
+  const consentry = createConsentryClient({ baseUrl: 'https://auth.example.com' });
+  const { params, error, redirectable } = parseOAuthAuthorizeParams(href);
+  if (error || !params) throw error ?? new Error('unreachable');
+  const who = decodeTrustedAuthToken(trustedAuthToken);
+  const sub: unknown = who.claims.sub;
+  if (who.expired) return String(sub) + String(redirectable);
+
+  await consentry.session.attest({ trustedAuthToken, profileId, sessionDurationMinutes: 10 });
+  let consent = await consentry.idp.authorizeStart(params);
+  consent = await consentry.idp.authorizeStart(params, { trustedAuthToken, profileId });
+  const names: string[] = consent.scopeResults.filter((s) => s.isGrantable).map((s) => s.scope);
+  const host: string = consent.redirectHost;
+  try {
+    const { redirectUri } = await consentry.idp.authorizeSubmit({ ...params, consentGranted: true });
+    return redirectUri + names.join(' ') + host;
+  } catch (e) {
+    if (e instanceof ConsentryError) {
+      const code: ConsentryErrorCode = e.code;
+      switch (e.code) {
+        case 'network_error':
+        case 'session_missing':
+        case 'trusted_auth_token_expired':
+        case 'invalid_client':
+          return code + String(e.status) + e.description;
+        default:
+          throw e;
+      }
+    }
+    throw e;
+  }
+}
+
+export async function apps(): Promise<ConnectedApp[]> {
+  const consentry = createConsentryClient({ baseUrl: 'https://auth.example.com', sessionStorage: true });
+  const list = await consentry.connectedApps.list();
+  await consentry.connectedApps.revoke(list[0]?.clientId ?? '');
+  // @ts-expect-error: not an error code
+  const bad: ConsentryErrorCode = 'no_such_code';
+  return bad ? list : [];
+}
