@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -81,8 +79,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 fn pkce() -> (String, String) {
     let verifier = consentry_server::crypto::random_token(32);
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    (verifier, URL_SAFE_NO_PAD.encode(digest))
+    let challenge = consentry_server::crypto::pkce_s256_challenge(&verifier);
+    (verifier, challenge)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

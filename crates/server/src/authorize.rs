@@ -48,7 +48,7 @@ pub async fn attest(
     State(s): State<Shared>,
     JsonBody(req): JsonBody<AttestRequest>,
 ) -> ApiResult<Json<AttestResponse>> {
-    let (token, expires_at, user) = attest_tat(
+    let (token, claims) = attest_tat(
         &s,
         &req.token,
         &req.profile_id,
@@ -57,8 +57,8 @@ pub async fn attest(
     .await?;
     Ok(Json(AttestResponse {
         session_token: token,
-        expires_at,
-        user,
+        expires_at: claims.e,
+        user: wire_user(session_user(&claims)),
     }))
 }
 
@@ -67,7 +67,7 @@ async fn attest_tat(
     tat: &str,
     profile_id: &str,
     minutes: Option<u32>,
-) -> ApiResult<(String, i64, User)> {
+) -> ApiResult<(String, SessionClaims)> {
     let minutes = minutes.unwrap_or(DEFAULT_SESSION_MINUTES);
     let max = s.cfg.max_session_duration_minutes;
     if !(1..=max).contains(&minutes) {
@@ -136,25 +136,26 @@ async fn attest_tat(
         }
     }
     let expires_at = now + i64::from(minutes) * 60;
-    let token = s.sealer.session_token(&SessionClaims {
-        u: v.user_id.clone(),
+    let claims = SessionClaims {
+        u: v.user_id,
         p: profile.id.clone(),
         e: expires_at,
         i: now,
-        m: v.email.clone(),
-        n: v.name.clone(),
-        r: v.roles.clone(),
-    })?;
-    Ok((
-        token,
-        expires_at,
-        User {
-            user_id: v.user_id,
-            email: v.email,
-            name: v.name,
-            roles: v.roles,
-        },
-    ))
+        m: v.email,
+        n: v.name,
+        r: v.roles,
+    };
+    let token = s.sealer.session_token(&claims)?;
+    Ok((token, claims))
+}
+
+fn wire_user(u: UserRow) -> User {
+    User {
+        user_id: u.user_id,
+        email: u.email,
+        name: u.name,
+        roles: u.roles,
+    }
 }
 
 /// One requested (resource, scope) pair, evaluated for this user and client.
@@ -424,9 +425,9 @@ pub async fn start(
             let profile_id = body.profile_id.as_deref().ok_or_else(|| {
                 ApiError::invalid_request("profile_id is required with trusted_auth_token")
             })?;
-            let (token, exp, _) =
+            let (token, claims) =
                 attest_tat(&s, tat, profile_id, body.session_duration_minutes).await?;
-            let claims = session_from_token(&s, &token)?;
+            let exp = claims.e;
             (claims, Some((token, exp)))
         }
         (None, Some(bearer)) => (session_from_token(&s, bearer)?, None),
@@ -444,12 +445,7 @@ pub async fn start(
         None => (None, None),
     };
     Ok(Json(AuthorizeStartResponse {
-        user: User {
-            user_id: user.user_id,
-            email: user.email,
-            name: user.name,
-            roles: user.roles,
-        },
+        user: wire_user(user),
         client: ClientInfo {
             client_id: ev.client.client_id.clone(),
             client_name: ev.client.client_name.clone(),

@@ -32,12 +32,17 @@ pub fn sha256_hex(s: &str) -> String {
     ))
 }
 
-/// S256: BASE64URL(SHA256(code_verifier)) == code_challenge, compared in constant time.
-pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
-    let computed = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+/// S256: the code_challenge of a code_verifier, BASE64URL(SHA256(verifier)).
+pub fn pkce_s256_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         verifier.as_bytes(),
-    ));
+    ))
+}
+
+/// S256: BASE64URL(SHA256(code_verifier)) == code_challenge, compared in constant time.
+pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    let computed = pkce_s256_challenge(verifier);
     aws_lc_rs::constant_time::verify_slices_are_equal(computed.as_bytes(), challenge.as_bytes())
         .is_ok()
 }

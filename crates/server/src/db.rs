@@ -327,13 +327,13 @@ impl Store {
                 )? != 1
                 {
                     // Roll the jti back: an unknown user must not burn the token.
-                    return Err(DbError::Other(UNKNOWN_USER.into()));
+                    return Err(DbError::RolledBack(UNKNOWN_USER));
                 }
                 Ok(AttestOutcome::Recorded)
             })
             .await;
         match result {
-            Err(DbError::Other(m)) if m == UNKNOWN_USER => Ok(AttestOutcome::UnknownUser),
+            Err(DbError::RolledBack(UNKNOWN_USER)) => Ok(AttestOutcome::UnknownUser),
             other => other,
         }
     }
@@ -495,14 +495,14 @@ impl Store {
                     "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1 AND rotated_at IS NULL"
                 };
                 if tx.exec(sql, &args![&old_hash, now])? != 1 {
-                    return Err(DbError::Other(LOST_RACE.into()));
+                    return Err(DbError::RolledBack(LOST_RACE));
                 }
                 let live = tx.exec(
                     "UPDATE token_families SET last_used_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
                     &args![&family_id, now],
                 )?;
                 if live != 1 {
-                    return Err(DbError::Other(LOST_RACE.into()));
+                    return Err(DbError::RolledBack(LOST_RACE));
                 }
                 insert_refresh(tx, &new_hash, &family_id, new_expires_at, now)?;
                 Ok(())
@@ -511,7 +511,7 @@ impl Store {
         // A lost race must leave no trace: returning an error rolls the operation back.
         match result {
             Ok(()) => Ok(true),
-            Err(DbError::Other(m)) if m == LOST_RACE => Ok(false),
+            Err(DbError::RolledBack(LOST_RACE)) => Ok(false),
             Err(e) => Err(e),
         }
     }

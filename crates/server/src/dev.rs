@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use consentry_protocol::append_query;
 use serde_json::json;
 
@@ -167,10 +165,7 @@ fn walkthrough(
         now,
     })?;
     let verifier = crate::crypto::random_token(32);
-    let challenge = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ));
+    let challenge = crate::crypto::pkce_s256_challenge(&verifier);
     let redirect = "http://127.0.0.1:9999/callback";
     let url = append_query(
         authorization_url,

@@ -28,6 +28,10 @@ pub enum DbError {
     Postgres(#[from] sqlx::Error),
     #[error("database: {0}")]
     Other(String),
+    /// An operation undid its own writes on purpose (an expected outcome such as a lost race,
+    /// named by the operation); returning it as an error is what rolls the transaction back.
+    #[error("rolled back: {0}")]
+    RolledBack(&'static str),
 }
 
 pub type DbResult<T> = Result<T, DbError>;
@@ -153,9 +157,20 @@ struct SqliteTx<'c> {
 }
 
 fn bind(stmt: &mut rusqlite::Statement<'_>, args: &[Val]) -> DbResult<()> {
+    // Placeholder names of the first parameters, so the hot path formats no string.
+    const NAMES: [&str; 12] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12",
+    ];
     for (i, v) in args.iter().enumerate() {
-        let name = format!("${}", i + 1);
-        let Some(idx) = stmt.parameter_index(&name)? else {
+        let formatted;
+        let name = match NAMES.get(i) {
+            Some(n) => *n,
+            None => {
+                formatted = format!("${}", i + 1);
+                formatted.as_str()
+            }
+        };
+        let Some(idx) = stmt.parameter_index(name)? else {
             continue;
         };
         match v {
