@@ -8,6 +8,8 @@
 //! cargo xtask sdk                                      build the browser SDK into packages/consentry/dist
 //! cargo xtask size                                     build it and print its size, per crate
 //! cargo xtask sdk-test                                 build it and run its tsc + browser tests
+//! cargo xtask wasm-test                                consentry-wasm's wasm-bindgen tests in Chromium
+//! cargo xtask sdk-pack-test                            npm pack it into fresh Vite and Next apps
 //! ```
 //!
 //! std only, on purpose: this must build in seconds on a fresh machine.
@@ -101,6 +103,10 @@ fn main() -> ExitCode {
         "sdk-test" => no_args("sdk-test", rest).and_then(|()| {
             step("build the browser SDK", build_sdk)?;
             step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        "wasm-test" => no_args("wasm-test", rest).and_then(|()| {
+            step(WASM_TEST_STEP, test_wasm_in_browser)?;
             Ok(ExitCode::SUCCESS)
         }),
         "bench-peer" => {
@@ -557,6 +563,48 @@ fn test_sdk() -> Result<()> {
         .current_dir(&package)
         .env("CONSENTRY_BIN", &server)
         .env("CHROMIUM_PATH", &chromium))
+}
+
+const WASM_TEST_STEP: &str = "consentry-wasm's wasm-bindgen tests in headless Chromium";
+
+/// crates/wasm/tests/*.rs in headless Chromium: wasm-bindgen-test-runner (installed with the
+/// wasm-bindgen CLI, same version) as the cargo runner, driving Debian's chromium through
+/// chromedriver. Clippy on the wasm32 build of the tests first: the workspace clippy is native only.
+fn test_wasm_in_browser() -> Result<()> {
+    ensure_wasm_target()?;
+    let runner = ensure_wasm_bindgen()?.with_file_name("wasm-bindgen-test-runner");
+    if !runner.is_file() {
+        return err(format!(
+            "{} is missing: remove .tools/bin/wasm-bindgen to reinstall wasm-bindgen-cli",
+            runner.display()
+        ));
+    }
+    ensure_chromium()?;
+    let chromedriver = ensure_chromedriver()?;
+    run(cargo()
+        .args(["clippy", "--locked", "-p", SDK_CRATE, "--all-targets"])
+        .args(["--target", WASM_TARGET, "--", "-D", "warnings"]))?;
+    run(cargo()
+        .args(["test", "--locked", "-p", SDK_CRATE, "--target", WASM_TARGET])
+        .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
+        .env("CHROMEDRIVER", &chromedriver))
+}
+
+/// Debian's chromedriver (package chromium-driver, the same version as its chromium).
+fn ensure_chromedriver() -> Result<PathBuf> {
+    let chromedriver = PathBuf::from("/usr/bin/chromedriver");
+    if chromedriver.is_file() {
+        return Ok(chromedriver);
+    }
+    if !is_root()? {
+        return err("/usr/bin/chromedriver not found: sudo apt-get install -y chromium-driver");
+    }
+    eprintln!("    /usr/bin/chromedriver not found: installing chromium-driver with apt-get");
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "chromium", "chromium-driver"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(chromedriver)
 }
 
 fn cmd_size() -> Result<ExitCode> {
