@@ -38,8 +38,8 @@ commands:
   test [--no-lint] [-- <args>]  run every check CI runs: fmt, clippy, wasm check of
                                 consentry-protocol and consentry-wasm, then `cargo test --workspace`
                                 against a throwaway PostgreSQL (installed with apt-get if missing, as
-                                root), then `sdk-test`. --no-lint skips fmt and clippy; args after
-                                `--` go to cargo test.
+                                root), then `sdk-test`, `wasm-test` and `sdk-pack-test`. --no-lint
+                                skips fmt and clippy; args after `--` go to cargo test.
   demo [args...]                cargo run --release -p consentry-server --bin consentry -- dev [args...]
   bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
   bench-peer [args...]          side by side with node-oidc-provider through ../shared/bench
@@ -52,6 +52,11 @@ commands:
                                 each crate contributes (twiggy, installed into .tools)
   sdk-test                      `sdk`, then type-check the package and run its Playwright tests in
                                 Debian's Chromium against a real `consentry` server (apt-get if missing)
+  wasm-test                     clippy (wasm32) and the wasm-bindgen tests of consentry-wasm in headless
+                                Chromium (wasm-bindgen-test-runner + chromedriver; apt-get if missing)
+  sdk-pack-test                 `sdk`, then `npm pack` it, install the tarball into fresh Vite 8 and Next 16
+                                apps (tests/packaging/apps), build them with no config (vite build, next
+                                build, next build --webpack) and run a real flow in each, in Chromium
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -103,6 +108,11 @@ fn main() -> ExitCode {
         "sdk-test" => no_args("sdk-test", rest).and_then(|()| {
             step("build the browser SDK", build_sdk)?;
             step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        "sdk-pack-test" => no_args("sdk-pack-test", rest).and_then(|()| {
+            step("build the browser SDK", build_sdk)?;
+            step(SDK_PACK_STEP, test_sdk_packaging)?;
             Ok(ExitCode::SUCCESS)
         }),
         "wasm-test" => no_args("wasm-test", rest).and_then(|()| {
@@ -296,7 +306,9 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
 
     // The browser SDK last: it needs the server binary the Rust tests just built.
     step("build the browser SDK (cargo xtask sdk)", build_sdk)?;
-    step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)
+    step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
+    step(WASM_TEST_STEP, test_wasm_in_browser)?;
+    step(SDK_PACK_STEP, test_sdk_packaging)
 }
 
 /// Print a step header, run it, and report how long it took or that it failed.
@@ -588,6 +600,38 @@ fn test_wasm_in_browser() -> Result<()> {
         .args(["test", "--locked", "-p", SDK_CRATE, "--target", WASM_TARGET])
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
         .env("CHROMEDRIVER", &chromedriver))
+}
+
+const SDK_PACK_STEP: &str = "packaging: npm pack -> fresh Vite and Next 16 apps -> Chromium";
+
+/// The packed package as consumers get it (packages/consentry/tests/packaging): the Playwright
+/// globalSetup packs dist/ and installs the tarball into apps kept in a temp dir (node_modules
+/// reused while nothing changed); each test builds an app, serves it and runs a flow against the
+/// real server. Needs `build_sdk` first.
+fn test_sdk_packaging() -> Result<()> {
+    let package = repo_root().join(SDK_PACKAGE);
+    let chromium = ensure_chromium()?;
+    ensure_npm_packages()?;
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "consentry-server",
+        "--bin",
+        "consentry",
+    ]))?;
+    let server = target_dir().join("debug").join("consentry");
+    let server = if server.is_absolute() {
+        server
+    } else {
+        repo_root().join(server)
+    };
+    run(Command::new(package.join("node_modules/.bin/playwright"))
+        .args(["test", "-c", "tests/packaging/playwright.config.mjs"])
+        .current_dir(&package)
+        .env("CONSENTRY_BIN", &server)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
 /// Debian's chromedriver (package chromium-driver, the same version as its chromium).

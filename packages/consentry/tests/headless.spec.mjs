@@ -2,20 +2,14 @@
 // config, own ES256 TAT keypair, SQLite in a temp dir). Two page origins: one in the server's
 // allowed_origins, one not.
 import { test, expect } from '@playwright/test';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createPrivateKey, sign, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, existsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_DIR as pkg, CHALLENGE, RESOURCE, authorizeQuery, startConsentry } from './support/server.mjs';
 
-const pkg = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CHALLENGE = 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM';
-const RESOURCE = 'http://127.0.0.1:8788/mcp';
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
-let allowed, foreign, server, serverUrl, dir, privateKey;
+let allowed, foreign, consentry, serverUrl, mintTat;
 
 function serveStatic() {
   const s = createServer((req, res) => {
@@ -30,71 +24,22 @@ function serveStatic() {
   return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ s, origin: `http://127.0.0.1:${s.address().port}` })));
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const b64url = (x) => Buffer.from(x).toString('base64url');
-
-/** An ES256 TAT signed with the dev profile's key; single-use jti, so mint one per request. */
-function mintTat({ sub = 'alice', ttl = 300, expOffset } = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  const claims = {
-    iss: 'urn:consentry:dev:issuer', aud: 'urn:consentry:dev:audience', sub,
-    email: `${sub}@example.com`, name: 'Alice', iat: now, exp: expOffset === undefined ? now + ttl : now + expOffset, jti: randomUUID(),
-  };
-  const input = `${b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT' }))}.${b64url(JSON.stringify(claims))}`;
-  const sig = sign('sha256', Buffer.from(input), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  return `${input}.${sig.toString('base64url')}`;
-}
-
 function authorizeUrl(extra = '') {
-  const q = new URLSearchParams({
-    client_id: 'demo-agent', redirect_uri: 'http://127.0.0.1:9999/callback', code_challenge: CHALLENGE,
-    code_challenge_method: 'S256', state: 'st-1', scope: 'notes:read notes:write', resource: RESOURCE,
-  });
-  // Real-client quirk: no response_type (the server's grammar tolerates it; so must the SDK's).
-  return `${allowed.origin}/oauth/authorize?${q}${extra}`;
+  return `${allowed.origin}/oauth/authorize?${authorizeQuery()}${extra}`;
 }
 
 test.beforeAll(async () => {
-  const bin = process.env.CONSENTRY_BIN || path.resolve(pkg, '../../target/debug/consentry');
   allowed = await serveStatic();
   foreign = await serveStatic();
-  dir = mkdtempSync(path.join(tmpdir(), 'consentry-sdk-test-'));
-  const port = await freePort();
-  serverUrl = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ['dev', '--dir', dir, '--port', String(port), '--app-origin', allowed.origin, '--resource', RESOURCE], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, CONSENTRY_LOG: 'warn' },
-  });
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${serverUrl}/healthz`)).ok) break;
-    } catch {
-      // not up yet
-    }
-    if (i > 150 || server.exitCode !== null) throw new Error(`consentry dev did not start (${bin})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  privateKey = createPrivateKey(readFileSync(path.join(dir, 'tat_private.pem')));
+  consentry = await startConsentry({ appOrigin: allowed.origin });
+  serverUrl = consentry.url;
+  mintTat = consentry.mintTat;
 });
 
 test.afterAll(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await consentry?.stop();
   allowed?.s.close();
   foreign?.s.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 async function open(page, origin = allowed.origin) {

@@ -1,0 +1,12 @@
+// One page per path, each its own chunk: /headless now; /react (consentry/react) can join later.
+const pages = {
+  '/headless': () => import('./headless.js'),
+};
+
+const root = document.getElementById('app');
+const load = pages[location.pathname.replace(/\/$/, '')];
+if (load) {
+  load().then((page) => page.render(root));
+} else {
+  root.textContent = `No page at ${location.pathname}; try ${Object.keys(pages).join(', ')}`;
+}
