@@ -219,8 +219,40 @@ pub struct TestServer {
     pub port: u16,
 }
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_consentry")
+/// The `consentry` binary. This package's tests get it from cargo; other packages whose tests
+/// include this harness (`#[path]`, e.g. crates/resource) build it once per test process, since
+/// `cargo test -p <their package>` alone does not build another package's binaries.
+pub fn binary() -> &'static Path {
+    match option_env!("CARGO_BIN_EXE_consentry") {
+        Some(path) => Path::new(path),
+        None => built_binary(),
+    }
+}
+
+/// `cargo build -p consentry-server --bin consentry` in the profile of the running test, once;
+/// cheap when it is up to date (as after `cargo test --workspace`).
+fn built_binary() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        // The test runs from <target>/<profile>/deps/; the binary lands in <target>/<profile>/.
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "consentry-server", "--bin", "consentry"])
+            .args(["--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the consentry binary");
+        assert!(status.success(), "cargo build of the consentry binary failed");
+        let bin = profile_dir.join(format!("consentry{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "no consentry binary at {}", bin.display());
+        bin
+    })
 }
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
