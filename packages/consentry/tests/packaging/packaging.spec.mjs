@@ -34,12 +34,6 @@ const BUILDS = [
   },
 ];
 
-test.describe.configure({ mode: 'serial' });
-
-test.afterEach(async () => {
-  await stopAllGroups();
-});
-
 const bin = (dir, name) => path.join(dir, 'node_modules', '.bin', name);
 
 /** Start the app's production server and wait until it serves `pathname`. */
@@ -58,71 +52,83 @@ async function serve(dir, [command, args], origin, pathname) {
   }
 }
 
-for (const [index, b] of BUILDS.entries()) {
-  test(b.title, async ({ page }) => {
-    // A cold build on a busy 2-core machine; the flow itself takes a second.
-    test.setTimeout(8 * 60_000);
-    const dir = path.join(workDir(), b.app);
-    rmSync(path.join(dir, '.next'), { recursive: true, force: true });
-    rmSync(path.join(dir, 'dist'), { recursive: true, force: true });
-    const [command, args] = b.build;
-    await runGroup(bin(dir, command), args, { cwd: dir, env: ENV });
-
-    const port = await freePort();
-    const origin = `http://127.0.0.1:${port}`;
-    // The page's origin is the one in the server's allowed_origins (CORS).
-    const consentry = await startConsentry({ appOrigin: origin });
-    try {
-      await serve(dir, b.serve(port), origin, '/headless');
-      const shippedWasm = readFileSync(path.join(dir, 'node_modules/consentry/dist/wasm/consentry_wasm_bg.wasm'));
-
-      const apiCalls = [];
-      const wasm = [];
-      const pageErrors = [];
-      page.on('pageerror', (e) => pageErrors.push(String(e)));
-      page.on('request', (r) => {
-        if (r.url().startsWith(consentry.url)) apiCalls.push(`${r.method()} ${new URL(r.url()).pathname}`);
-      });
-      page.on('response', async (r) => {
-        if (new URL(r.url()).pathname.endsWith('.wasm')) {
-          wasm.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'], body: await r.body().catch(() => null) });
-        }
-      });
-      // Stands in for the product's login, which gives the page a Trusted Auth Token.
-      await page.addInitScript((cfg) => {
-        window.consentryTest = cfg;
-      }, { baseUrl: consentry.url, trustedAuthToken: consentry.mintTat() });
-
-      const state = `st-${b.app}-${index}`;
-      await page.goto(`${origin}/headless?${authorizeQuery({ state })}`);
-      const result = page.locator('#consentry-result');
-      await expect(result).toHaveAttribute('data-status', /^(ok|error)$/, { timeout: 30_000 });
-      const shown = { status: await result.getAttribute('data-status'), ...JSON.parse(await result.textContent()) };
-      expect(shown, `the page shows ${JSON.stringify(shown)}`).toMatchObject({ status: 'ok', clientName: 'Demo agent', consentRequired: true });
-
-      const location = new URL(shown.redirectUri);
-      expect(`${location.origin}${location.pathname}`).toBe(REDIRECT_URI);
-      expect(location.searchParams.get('state')).toBe(state);
-      expect(location.searchParams.get('iss')).toBe(consentry.url);
-      const code = location.searchParams.get('code');
-      expect(code).toBeTruthy();
-      // The code is real: the agent can redeem it with its PKCE verifier.
-      const token = await consentry.exchangeCode(code);
-      expect(token.status, JSON.stringify(token.body)).toBe(200);
-      expect(token.body).toMatchObject({ token_type: 'Bearer', scope: 'notes:read notes:write' });
-      expect(typeof token.body.access_token).toBe('string');
-
-      expect(apiCalls).toEqual(['POST /v1/oauth/authorize/start', 'POST /v1/oauth/authorize/submit']);
-      // The bundler emitted the package's wasm as an asset of the app, byte for byte, and served it
-      // as application/wasm (streaming compilation).
-      expect(wasm.map((w) => ({ origin: new URL(w.url).origin, status: w.status, type: w.type }))).toEqual([
-        { origin, status: 200, type: 'application/wasm' },
-      ]);
-      expect(createHash('sha256').update(wasm[0].body).digest('hex')).toBe(createHash('sha256').update(shippedWasm).digest('hex'));
-      expect(pageErrors).toEqual([]);
-    } finally {
-      await consentry.stop();
-      await stopAllGroups();
+/** Open `pathname` as the authorization page and check the flow it ran, end to end. */
+async function expectFlow(page, { dir, origin, consentry, pathname, state }) {
+  const shippedWasm = readFileSync(path.join(dir, 'node_modules/consentry/dist/wasm/consentry_wasm_bg.wasm'));
+  const apiCalls = [];
+  const wasm = [];
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('request', (r) => {
+    if (r.url().startsWith(consentry.url)) apiCalls.push(`${r.method()} ${new URL(r.url()).pathname}`);
+  });
+  page.on('response', (r) => {
+    if (new URL(r.url()).pathname.endsWith('.wasm')) {
+      wasm.push({ url: r.url(), status: r.status(), type: r.headers()['content-type'], body: r.body().catch(() => null) });
     }
+  });
+  // Stands in for the product's login, which gives the page a Trusted Auth Token.
+  await page.addInitScript((cfg) => {
+    window.consentryTest = cfg;
+  }, { baseUrl: consentry.url, trustedAuthToken: consentry.mintTat() });
+
+  await page.goto(`${origin}${pathname}?${authorizeQuery({ state })}`);
+  const result = page.locator('#consentry-result');
+  await expect(result).toHaveAttribute('data-status', /^(ok|error)$/, { timeout: 30_000 });
+  const shown = { status: await result.getAttribute('data-status'), ...JSON.parse(await result.textContent()) };
+  expect(shown, `the page shows ${JSON.stringify(shown)}`).toMatchObject({ status: 'ok', clientName: 'Demo agent', consentRequired: true });
+
+  const location = new URL(shown.redirectUri);
+  expect(`${location.origin}${location.pathname}`).toBe(REDIRECT_URI);
+  expect(location.searchParams.get('state')).toBe(state);
+  expect(location.searchParams.get('iss')).toBe(consentry.url);
+  const code = location.searchParams.get('code');
+  expect(code).toBeTruthy();
+  // The code is real: the agent can redeem it with its PKCE verifier.
+  const token = await consentry.exchangeCode(code);
+  expect(token.status, JSON.stringify(token.body)).toBe(200);
+  expect(token.body).toMatchObject({ token_type: 'Bearer', scope: 'notes:read notes:write' });
+  expect(typeof token.body.access_token).toBe('string');
+
+  expect(apiCalls).toEqual(['POST /v1/oauth/authorize/start', 'POST /v1/oauth/authorize/submit']);
+  // The bundler emitted the package's wasm as an asset of the app, byte for byte, and served it
+  // as application/wasm (streaming compilation).
+  expect(wasm.map((w) => ({ origin: new URL(w.url).origin, status: w.status, type: w.type }))).toEqual([
+    { origin, status: 200, type: 'application/wasm' },
+  ]);
+  const servedWasm = await wasm[0].body;
+  expect(servedWasm).not.toBeNull();
+  expect(createHash('sha256').update(servedWasm).digest('hex')).toBe(createHash('sha256').update(shippedWasm).digest('hex'));
+  expect(pageErrors).toEqual([]);
+}
+
+for (const b of BUILDS) {
+  test.describe(b.title, () => {
+    const dir = path.join(workDir(), b.app);
+    let origin;
+    let consentry;
+
+    test.beforeAll(async () => {
+      // A cold build on a busy 2-core machine.
+      test.setTimeout(8 * 60_000);
+      rmSync(path.join(dir, '.next'), { recursive: true, force: true });
+      rmSync(path.join(dir, 'dist'), { recursive: true, force: true });
+      const [command, args] = b.build;
+      await runGroup(bin(dir, command), args, { cwd: dir, env: ENV });
+      const port = await freePort();
+      origin = `http://127.0.0.1:${port}`;
+      // The page's origin is the one in the server's allowed_origins (CORS).
+      consentry = await startConsentry({ appOrigin: origin });
+      await serve(dir, b.serve(port), origin, '/headless');
+    });
+
+    test.afterAll(async () => {
+      await consentry?.stop();
+      await stopAllGroups();
+    });
+
+    test('/headless: consentry/headless runs a whole flow', async ({ page }) => {
+      await expectFlow(page, { dir, origin, consentry, pathname: '/headless', state: `st-${b.app}-headless` });
+    });
   });
 }

@@ -122,6 +122,16 @@ function prepareApp(work, app, tarball) {
   writeFileSync(path.join(dir, STAMP), JSON.stringify(want, null, 2));
 }
 
+/** Is `pid` a live process? (EPERM: alive, someone else's.) */
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
 /** One run at a time per work dir (engineers share machines): a lock file holding our pid. */
 async function lock(work) {
   const file = path.join(work, '.lock');
@@ -132,15 +142,15 @@ async function lock(work) {
     } catch (e) {
       if (e.code !== 'EEXIST') throw e;
     }
-    const holder = Number(readFileSync(file, 'utf8'));
-    let alive = false;
+    let holder = null;
     try {
-      process.kill(holder, 0);
-      alive = Number.isInteger(holder) && holder > 0;
+      holder = Number.parseInt(readFileSync(file, 'utf8'), 10);
     } catch {
-      // no such process: a stale lock
+      continue; // released meanwhile
     }
-    if (!alive) {
+    // No pid yet (being written), or a live holder: wait. A dead holder's lock is stale.
+    const stale = Number.isInteger(holder) && holder > 0 ? !isAlive(holder) : waited > 10;
+    if (stale) {
       rmSync(file, { force: true });
       continue;
     }
