@@ -266,13 +266,14 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
 
     step(
         &format!(
-            "cargo check -p consentry-protocol -p consentry-core -p consentry-wasm --target {WASM_TARGET}"
+            "cargo check -p consentry-protocol -p consentry-core -p consentry-ui -p consentry-wasm --features consentry-wasm/ui --target {WASM_TARGET}"
         ),
         || {
             ensure_wasm_target()?;
             run(cargo()
                 .args(["check", "-p", "consentry-protocol", "-p", "consentry-core"])
-                .args(["-p", "consentry-wasm", "--target", WASM_TARGET])
+                .args(["-p", "consentry-ui", "-p", "consentry-wasm"])
+                .args(["--features", "consentry-wasm/ui", "--target", WASM_TARGET])
                 .args(locked))
         },
     )?;
@@ -373,13 +374,24 @@ fn no_args(cmd: &str, args: &[String]) -> Result<()> {
     }
 }
 
-fn build_sdk() -> Result<()> {
-    let root = repo_root();
-    let package = root.join(SDK_PACKAGE);
-    ensure_wasm_target()?;
-    let wasm_bindgen = ensure_wasm_bindgen()?;
-    ensure_npm_packages()?;
+/// The two wasm builds of consentry-wasm: (cargo features, wasm-bindgen output name). The
+/// headless one backs `consentry/headless`; the full one (Leptos UI + headless) backs `consentry`
+/// and `consentry/react`, so a page never loads both.
+const SDK_BUILDS: [(&str, &str); 2] = [("headless", SDK_WASM), ("ui", SDK_FULL_WASM)];
+const SDK_FULL_WASM: &str = "consentry_full";
+/// What `dist/` ships besides the wasm-bindgen output (copied from src/).
+const SDK_SOURCES: [&str; 7] = [
+    "sdk.js",
+    "headless.js",
+    "headless.d.ts",
+    "index.js",
+    "index.d.ts",
+    "react.js",
+    "react.d.ts",
+];
 
+/// Build one feature set of consentry-wasm; returns the built `.wasm`.
+fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
     run(cargo().args([
         "build",
         "--locked",
@@ -390,26 +402,42 @@ fn build_sdk() -> Result<()> {
         WASM_TARGET,
         "--profile",
         SDK_PROFILE,
+        "--no-default-features",
+        "--features",
+        features,
     ]))?;
-    let built = target_dir()
+    Ok(target_dir()
         .join(WASM_TARGET)
         .join(SDK_PROFILE)
-        .join(format!("{SDK_WASM}.wasm"));
+        .join(format!("{SDK_WASM}.wasm")))
+}
+
+fn build_sdk() -> Result<()> {
+    let root = repo_root();
+    let package = root.join(SDK_PACKAGE);
+    ensure_wasm_target()?;
+    let wasm_bindgen = ensure_wasm_bindgen()?;
+    ensure_npm_packages()?;
 
     let dist = package.join("dist");
     if dist.exists() {
         fs::remove_dir_all(&dist)?;
     }
     let wasm_dir = dist.join("wasm");
-    bindgen_and_optimise(&wasm_bindgen, &built, &wasm_dir, false)?;
-    for file in ["headless.js", "headless.d.ts"] {
-        fs::copy(package.join("src").join(file), dist.join(file))?;
+    for (features, name) in SDK_BUILDS {
+        // Both feature sets write the same artifact: bind each before building the next.
+        let built = build_sdk_wasm(features)?;
+        bindgen_and_optimise(&wasm_bindgen, &built, &wasm_dir, name, false)?;
+        let wasm_bytes = fs::metadata(wasm_dir.join(format!("{name}_bg.wasm")))?.len();
+        eprintln!("    {name}: {wasm_bytes} bytes of wasm");
     }
-    let wasm_bytes = fs::metadata(wasm_dir.join(format!("{SDK_WASM}_bg.wasm")))?.len();
-    eprintln!(
-        "    {} ({wasm_bytes} bytes of wasm; sizes: cargo xtask size)",
-        dist.display()
-    );
+    for file in SDK_SOURCES {
+        let source = package.join("src").join(file);
+        if source.is_file() {
+            fs::copy(source, dist.join(file))?;
+        }
+    }
+    eprintln!("    {} (sizes: cargo xtask size)", dist.display());
     Ok(())
 }
 
@@ -419,18 +447,20 @@ fn bindgen_and_optimise(
     wasm_bindgen: &Path,
     built: &Path,
     out_dir: &Path,
+    out_name: &str,
     keep_names: bool,
 ) -> Result<()> {
     let mut bindgen = Command::new(wasm_bindgen);
     bindgen
         .arg(built)
-        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .args(["--target", "web", "--no-typescript", "--out-name", out_name])
+        .args(["--out-dir"])
         .arg(out_dir);
     if !keep_names {
         bindgen.args(["--remove-name-section", "--remove-producers-section"]);
     }
     run(&mut bindgen)?;
-    let wasm = out_dir.join(format!("{SDK_WASM}_bg.wasm"));
+    let wasm = out_dir.join(format!("{out_name}_bg.wasm"));
     let wasm_opt = repo_root()
         .join(SDK_PACKAGE)
         .join("node_modules/.bin/wasm-opt");
@@ -660,16 +690,17 @@ fn cmd_size() -> Result<ExitCode> {
             eprintln!("    installing twiggy into {} (once)", tools.display());
             run(cargo().args(["install", "twiggy", "--root"]).arg(&tools))?;
         }
-        let built = target_dir()
-            .join(WASM_TARGET)
-            .join(SDK_PROFILE)
-            .join(format!("{SDK_WASM}.wasm"));
-        bindgen_and_optimise(
-            &ensure_wasm_bindgen()?,
-            &built,
-            &repo_root().join(SDK_NAMED_DIR),
-            true,
-        )
+        for (features, name) in SDK_BUILDS {
+            let built = build_sdk_wasm(features)?;
+            bindgen_and_optimise(
+                &ensure_wasm_bindgen()?,
+                &built,
+                &repo_root().join(SDK_NAMED_DIR),
+                name,
+                true,
+            )?;
+        }
+        Ok(())
     })?;
     let status = Command::new("node")
         .arg(repo_root().join(SDK_PACKAGE).join("scripts/size.mjs"))

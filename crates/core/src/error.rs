@@ -15,15 +15,19 @@ pub enum SdkErrorCode {
     SessionMissing,
     /// The Trusted Auth Token's `exp` has passed (beyond the server's leeway): refused locally.
     TrustedAuthTokenExpired,
+    /// The prebuilt consent screen was loaded inside a frame and was not told to allow it
+    /// (clickjacking defence): it renders this error instead of the Allow button.
+    FramingRefused,
 }
 
 impl SdkErrorCode {
     /// The SDK-only codes, for the JS type union and the tests.
-    pub const SDK_ONLY: [SdkErrorCode; 4] = [
+    pub const SDK_ONLY: [SdkErrorCode; 5] = [
         SdkErrorCode::NetworkError,
         SdkErrorCode::InvalidResponse,
         SdkErrorCode::SessionMissing,
         SdkErrorCode::TrustedAuthTokenExpired,
+        SdkErrorCode::FramingRefused,
     ];
 
     /// The string JavaScript sees as `ConsentryError.code`.
@@ -34,6 +38,7 @@ impl SdkErrorCode {
             SdkErrorCode::InvalidResponse => "invalid_response",
             SdkErrorCode::SessionMissing => "session_missing",
             SdkErrorCode::TrustedAuthTokenExpired => "trusted_auth_token_expired",
+            SdkErrorCode::FramingRefused => "framing_refused",
         }
     }
 }
@@ -52,7 +57,7 @@ pub struct SdkError {
 }
 
 impl SdkError {
-    pub(crate) fn local(code: SdkErrorCode, description: impl Into<String>) -> Self {
+    pub fn local(code: SdkErrorCode, description: impl Into<String>) -> Self {
         SdkError {
             code,
             status: None,
@@ -92,7 +97,7 @@ impl SdkError {
         SdkError::local(SdkErrorCode::NetworkError, description)
     }
 
-    pub(crate) fn invalid_response(status: u16, what: &str) -> Self {
+    pub fn invalid_response(status: u16, what: &str) -> Self {
         let mut description = String::from("unexpected response from the server: ");
         description.push_str(what);
         SdkError {

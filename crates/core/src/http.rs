@@ -82,6 +82,18 @@ pub trait JsonObject {
     fn num_member(&self, key: &str) -> Option<f64>;
     fn is_object(&self) -> bool;
     fn is_array(&self) -> bool;
+    /// The boolean member `key` of an object.
+    fn bool_member(&self, key: &str) -> Option<bool>;
+    /// The member `key` of an object, whatever its type.
+    fn member(&self, key: &str) -> Option<Self>
+    where
+        Self: Sized;
+    /// The elements of an array (empty for anything else).
+    fn elements(&self) -> Vec<Self>
+    where
+        Self: Sized;
+    /// The value itself, when it is a string.
+    fn as_string(&self) -> Option<String>;
 }
 
 /// HTTP, JSON and the clock.

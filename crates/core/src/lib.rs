@@ -6,6 +6,7 @@
 //!   the session in memory.
 //! - [`decode_trusted_auth_token`]: an untrusted look at a TAT's claims (who is signing in, and
 //!   whether it has already expired, so no request is sent that must fail).
+//! - [`ConsentScreen`], [`ConnectedAppView`]: what the prebuilt UI shows, read from the answers.
 //! - [`SdkError`]: one error with a stable [`SdkErrorCode`], the server's codes plus the SDK's own.
 //!
 //! Everything that touches the outside world (HTTP, JSON parsing, the clock) goes through the
@@ -20,6 +21,7 @@ mod error;
 mod http;
 mod params;
 mod tat;
+mod view;
 
 pub use client::{Client, Session, TatLogin};
 pub use error::{SdkError, SdkErrorCode};
@@ -28,5 +30,9 @@ pub use http::{
 };
 pub use params::{ParsedParams, authorize_params_wire, parse_authorize_params};
 pub use tat::{TAT_EXPIRY_LEEWAY_SECONDS, TatInfo, base64url_decode, decode_trusted_auth_token};
+pub use view::{
+    ClientView, ConnectedAppView, ConsentItem, ConsentScreen, ConsentSection, ResourceScopes,
+    ScopeLine, UserView, safe_image_url,
+};
 
-pub use consentry_protocol::{AuthorizeParams, ErrorCode};
+pub use consentry_protocol::{AuthorizeParams, ErrorCode, redirect_host};

@@ -276,7 +276,7 @@ fn sdk_codes_are_distinct_from_the_servers() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), n);
-    assert_eq!(n, 27);
+    assert_eq!(n, 28);
 }
 
 #[test]

@@ -9,6 +9,8 @@
 #![cfg(feature = "headless")]
 
 mod platform;
+#[cfg(feature = "ui")]
+mod ui;
 
 use std::rc::Rc;
 
@@ -173,7 +175,7 @@ fn promise_boxed(call: CallFuture) -> Promise {
     future_to_promise(async move { call.await.map_err(|e| error_to_js(&e)) })
 }
 
-fn set(target: &Object, key: &str, value: &JsValue) {
+pub(crate) fn set(target: &Object, key: &str, value: &JsValue) {
     // Cannot fail on a plain, extensible object.
     let _ = Reflect::set(target, &JsValue::from_str(key), value);
 }
@@ -184,7 +186,7 @@ fn set_opt(target: &Object, key: &str, value: Option<&str>) {
     }
 }
 
-fn error_to_js(e: &SdkError) -> JsValue {
+pub(crate) fn error_to_js(e: &SdkError) -> JsValue {
     let out = Object::new();
     set(&out, "code", &JsValue::from_str(e.code.as_str()));
     set(

@@ -12,11 +12,11 @@ pub struct Js(pub JsValue);
 
 impl JsonObject for Js {
     fn str_member(&self, key: &str) -> Option<String> {
-        self.member(key)?.as_string()
+        self.get(key)?.as_string()
     }
 
     fn num_member(&self, key: &str) -> Option<f64> {
-        self.member(key)?.as_f64()
+        self.get(key)?.as_f64()
     }
 
     fn is_object(&self) -> bool {
@@ -26,10 +26,29 @@ impl JsonObject for Js {
     fn is_array(&self) -> bool {
         Array::is_array(&self.0)
     }
+
+    fn bool_member(&self, key: &str) -> Option<bool> {
+        self.get(key)?.as_bool()
+    }
+
+    fn member(&self, key: &str) -> Option<Js> {
+        self.get(key).filter(|v| !v.is_undefined()).map(Js)
+    }
+
+    fn elements(&self) -> Vec<Js> {
+        if !self.is_array() {
+            return Vec::new();
+        }
+        Array::from(&self.0).iter().map(Js).collect()
+    }
+
+    fn as_string(&self) -> Option<String> {
+        self.0.as_string()
+    }
 }
 
 impl Js {
-    fn member(&self, key: &str) -> Option<JsValue> {
+    fn get(&self, key: &str) -> Option<JsValue> {
         if !self.is_object() {
             return None;
         }

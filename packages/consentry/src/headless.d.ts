@@ -32,7 +32,8 @@ export type ConsentrySdkErrorCode =
   | 'network_error'
   | 'invalid_response'
   | 'session_missing'
-  | 'trusted_auth_token_expired';
+  | 'trusted_auth_token_expired'
+  | 'framing_refused';
 
 export type ConsentryErrorCode = ConsentryServerErrorCode | ConsentrySdkErrorCode;
 

@@ -25,6 +25,21 @@ impl JsonObject for FakeJson {
     fn is_array(&self) -> bool {
         self.0.is_array()
     }
+    fn bool_member(&self, key: &str) -> Option<bool> {
+        self.0.get(key)?.as_bool()
+    }
+    fn member(&self, key: &str) -> Option<Self> {
+        self.0.get(key).cloned().map(FakeJson)
+    }
+    fn elements(&self) -> Vec<Self> {
+        self.0
+            .as_array()
+            .map(|a| a.iter().cloned().map(FakeJson).collect())
+            .unwrap_or_default()
+    }
+    fn as_string(&self) -> Option<String> {
+        self.0.as_str().map(str::to_owned)
+    }
 }
 
 pub const NOW: f64 = 1_800_000_000.0;

@@ -1,0 +1,60 @@
+//! The few things the UI asks of the page itself (through web-sys: no `#[wasm_bindgen]` here).
+
+use wasm_bindgen::JsValue;
+
+fn window() -> Option<web_sys::Window> {
+    web_sys::window()
+}
+
+/// The page's URL (`location.href`).
+pub fn href() -> String {
+    window()
+        .and_then(|w| w.location().href().ok())
+        .unwrap_or_default()
+}
+
+/// True when the page is not the top-level document (it is inside a frame), or when that cannot
+/// be told: the consent screen then refuses unless told to allow framing.
+pub fn is_framed() -> bool {
+    let Some(w) = window() else { return true };
+    match w.top() {
+        Ok(Some(top)) => !js_sys::Object::is(&top, &w),
+        _ => true,
+    }
+}
+
+/// Send the browser to `location`.
+pub fn navigate(location: &str) {
+    if let Some(w) = window() {
+        // A refused navigation (a sandboxed frame) leaves the "redirecting" screen up: nothing
+        // better can be done from here.
+        let _ = w.location().assign(location);
+    }
+}
+
+/// Add the stylesheet once per document.
+pub fn inject_css(id: &str, css: &str) {
+    let Some(doc) = window().and_then(|w| w.document()) else {
+        return;
+    };
+    if doc.get_element_by_id(id).is_some() {
+        return;
+    }
+    let Ok(style) = doc.create_element("style") else {
+        return;
+    };
+    style.set_id(id);
+    style.set_text_content(Some(css));
+    if let Some(head) = doc.head() {
+        let _ = head.append_child(&style);
+    }
+}
+
+/// A date for people, in the browser's locale (`toLocaleDateString`).
+pub fn local_date(unix_seconds: f64) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(unix_seconds * 1000.0));
+    let locale = window()
+        .and_then(|w| w.navigator().language())
+        .unwrap_or_else(|| String::from("en"));
+    String::from(date.to_locale_date_string(&locale, &JsValue::UNDEFINED))
+}

@@ -1,0 +1,144 @@
+//! The Consentry prebuilt consent UI: Leptos (client-side rendering) components over
+//! `consentry-core`.
+//!
+//! - [`identity_provider`]: the consent screen for the page at the product's `authorization_url`.
+//!   It reads the OAuth request from the page URL, signs in with the Trusted Auth Token and starts
+//!   in one round trip, then shows loading → consent → redirecting, or an error. It never
+//!   redirects for a request whose client or redirect URI the server did not verify, and refuses
+//!   to render in a frame unless told otherwise.
+//! - [`connected_apps`]: the apps the user authorized, each revocable behind a confirmation.
+//!
+//! This crate has no `#[wasm_bindgen]` exports: `consentry-wasm` mounts these views into the
+//! page's elements and turns JS options into [`Look`], [`Hooks`] and the options structs. The
+//! components are generic over [`Platform`], so they run against any transport.
+
+#![forbid(unsafe_code)]
+
+mod apps;
+mod browser;
+mod idp;
+pub mod strings;
+pub mod style;
+
+use std::rc::Rc;
+
+use consentry_core::{ConsentScreen, ConsentSection, SdkError, TatLogin};
+
+pub use apps::{ConnectedAppsOptions, connected_apps};
+pub use idp::{IdentityProviderOptions, identity_provider};
+pub use strings::Strings;
+pub use style::{ColorScheme, Theme};
+
+pub use consentry_core::Platform;
+
+/// What the page sees happen on the consent screen (`onEvent`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UiEvent {
+    /// The consent screen is showing (the user has to choose).
+    ConsentShown {
+        client_id: String,
+    },
+    ConsentGranted {
+        client_id: String,
+    },
+    ConsentDenied {
+        client_id: String,
+    },
+    /// The browser is about to leave for `location` (after a choice, when no consent was needed,
+    /// or with an error the client must receive).
+    Redirecting {
+        location: String,
+    },
+    /// ConnectedApps: access for `client_id` was revoked.
+    AppRevoked {
+        client_id: String,
+    },
+}
+
+impl UiEvent {
+    /// The `type` JavaScript sees.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UiEvent::ConsentShown { .. } => "consent_shown",
+            UiEvent::ConsentGranted { .. } => "consent_granted",
+            UiEvent::ConsentDenied { .. } => "consent_denied",
+            UiEvent::Redirecting { .. } => "redirecting",
+            UiEvent::AppRevoked { .. } => "app_revoked",
+        }
+    }
+}
+
+pub type OnEvent = Rc<dyn Fn(&UiEvent)>;
+pub type OnError = Rc<dyn Fn(&SdkError)>;
+/// Called with the location before navigating; returns `false` to navigate itself.
+pub type OnBeforeRedirect = Rc<dyn Fn(&str) -> bool>;
+/// The page's own wording for the requested scopes; `None` keeps the default.
+pub type ConsentManifest = Rc<dyn Fn(&ConsentScreen) -> Option<Vec<ConsentSection>>>;
+
+/// The page's callbacks. All optional; whatever they do, the UI goes on.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub on_event: Option<OnEvent>,
+    pub on_error: Option<OnError>,
+    pub on_before_redirect: Option<OnBeforeRedirect>,
+    /// Default: one section per resource, one line per scope.
+    pub consent_manifest: Option<ConsentManifest>,
+}
+
+impl Hooks {
+    fn event(&self, e: &UiEvent) {
+        if let Some(f) = &self.on_event {
+            f(e);
+        }
+    }
+
+    fn error(&self, e: &SdkError) {
+        if let Some(f) = &self.on_error {
+            f(e);
+        }
+    }
+
+    fn sections(&self, screen: &ConsentScreen) -> Vec<ConsentSection> {
+        self.consent_manifest
+            .as_ref()
+            .and_then(|f| f(screen))
+            .unwrap_or_else(|| screen.default_sections())
+    }
+
+    /// Announce the redirect, let the page take it over, else navigate.
+    fn redirect(&self, location: &str) {
+        self.event(&UiEvent::Redirecting {
+            location: location.to_owned(),
+        });
+        let navigate = self.on_before_redirect.as_ref().is_none_or(|f| f(location));
+        if navigate {
+            browser::navigate(location);
+        }
+    }
+}
+
+/// Words and colours: everything `update()` may change without restarting the flow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Look {
+    pub strings: Strings,
+    pub theme: Theme,
+}
+
+/// Who is signing in: the product's Trusted Auth Token and its token profile.
+pub type Login = TatLogin;
+
+/// An error as the screen shows it (plain data, so it can live in a signal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Shown {
+    code: &'static str,
+    description: String,
+}
+
+impl From<&SdkError> for Shown {
+    fn from(e: &SdkError) -> Self {
+        Shown {
+            code: e.code.as_str(),
+            description: e.description.clone(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+// consentry: the prebuilt UI (mountIdentityProvider, mountConnectedApps) and every headless
+// export, over the full wasm (Leptos UI + headless core): a page using both loads one wasm.
+import initWasm, * as wasm from './wasm/consentry_full.js';
+import { createSdk, toError } from './sdk.js';
+
+export { ConsentryError } from './sdk.js';
+
+const sdk = createSdk(initWasm, wasm, 'consentry');
+export const { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient } = sdk;
+
+/**
+ * Mount the consent screen into `element` (the page at your authorization_url). Returns at once;
+ * the wasm loads in the background. `update(options)` changes strings, theme and callbacks;
+ * `unmount()` removes it (idempotent, also before the wasm has loaded).
+ */
+export function mountIdentityProvider(element, options) {
+  return mount('mountIdentityProvider', element, options);
+}
+
+/** Mount the list of the user's connected apps, with revoke, into `element`. */
+export function mountConnectedApps(element, options) {
+  return mount('mountConnectedApps', element, options);
+}
+
+function mount(fn, element, options) {
+  if (!element || typeof element.appendChild !== 'function') {
+    throw new TypeError(`${fn}: element must be a DOM element`);
+  }
+  if (!options || typeof options.baseUrl !== 'string' || options.baseUrl === '') {
+    throw new TypeError(`${fn}: options.baseUrl (the Consentry server URL) is required`);
+  }
+  let inner = null;
+  let stopped = false;
+  let latest = options;
+  const ready = sdk.init().then(
+    () => {
+      if (!stopped) inner = wasm[fn](element, normalize(latest));
+    },
+    (e) => {
+      // The wasm failed to load: tell the page the same way the UI reports errors.
+      guard(latest.onError)(new ConsentryErrorLike('network_error', `the Consentry wasm failed to load: ${e?.message ?? e}`));
+    },
+  );
+  return {
+    ready,
+    update(next) {
+      if (stopped || !next) return;
+      latest = { ...next, baseUrl: options.baseUrl };
+      if (inner) inner.update(normalize(latest));
+    },
+    unmount() {
+      if (stopped) return;
+      stopped = true;
+      if (inner) {
+        inner.unmount();
+        inner.free();
+        inner = null;
+      }
+    },
+  };
+}
+
+// A ConsentryError without importing the class twice (sdk.js owns it).
+function ConsentryErrorLike(code, description) {
+  return toError({ code, status: null, description });
+}
+
+// Callbacks never throw into Rust: an exception is reported to the console and ignored.
+function guard(f) {
+  if (typeof f !== 'function') return undefined;
+  return (...args) => {
+    try {
+      return f(...args);
+    } catch (e) {
+      console.error('consentry: a callback threw', e);
+      return undefined;
+    }
+  };
+}
+
+// The options as the wasm reads them: flat, callbacks guarded, errors as ConsentryError, the
+// consent manifest's shorthand (items, or sections of items) expanded to sections.
+function normalize(o) {
+  const login = o.trustedAuthTokenParams || {};
+  const onError = guard(o.onError);
+  const onBeforeRedirect = guard(o.onBeforeRedirect);
+  const manifest = guard(o.getConsentManifest);
+  return {
+    baseUrl: o.baseUrl,
+    trustedAuthToken: login.trustedAuthToken ?? o.trustedAuthToken,
+    tokenProfileId: login.tokenProfileId ?? o.tokenProfileId,
+    sessionDurationMinutes: login.sessionDurationMinutes ?? o.sessionDurationMinutes,
+    allowFraming: o.allowFraming === true,
+    url: typeof o.url === 'string' ? o.url : undefined,
+    strings: o.strings,
+    theme: o.theme,
+    onEvent: guard(o.onEvent),
+    onError: onError && ((e) => onError(toError(e))),
+    onBeforeRedirect: onBeforeRedirect && ((location) => onBeforeRedirect(location)),
+    getConsentManifest: manifest && ((screen) => toSections(manifest(screen))),
+  };
+}
+
+function toItem(item) {
+  if (typeof item === 'string') return { text: item, details: [] };
+  if (item && typeof item.text === 'string') {
+    return {
+      text: item.text,
+      details: Array.isArray(item.details) ? item.details.filter((d) => typeof d === 'string') : [],
+      alreadyGranted: item.alreadyGranted === true,
+    };
+  }
+  return null;
+}
+
+function toSections(m) {
+  if (!Array.isArray(m)) return undefined;
+  const isSection = (x) => x && typeof x === 'object' && Array.isArray(x.items);
+  const sections = m.every(isSection) ? m : [{ items: m }];
+  return sections.map((s) => ({
+    header: typeof s.header === 'string' ? s.header : undefined,
+    items: s.items.map(toItem).filter(Boolean),
+  }));
+}

@@ -1,0 +1,172 @@
+// The headless API over either wasm build: `consentry/headless` binds it to the headless wasm,
+// `consentry` to the full one (UI included), so a page loads exactly one wasm. This layer loads
+// the wasm once, renames members (camelCase here, snake_case on the wire and in Rust), and turns
+// the core's error objects into ConsentryError. Logic lives in Rust.
+
+export class ConsentryError extends Error {
+  constructor(code, description, options = {}) {
+    super(description || code);
+    this.name = 'ConsentryError';
+    this.code = code;
+    this.description = description || '';
+    this.status = options.status ?? null;
+    this.redirectUri = options.redirectUri ?? null;
+  }
+}
+
+// The core rejects with plain { code, status, description, redirect_uri } objects; anything
+// else (a wasm trap) is a bug and is rethrown as is.
+export function toError(e) {
+  if (e && typeof e === 'object' && typeof e.code === 'string' && !(e instanceof Error)) {
+    return new ConsentryError(e.code, e.description, { status: e.status, redirectUri: e.redirect_uri });
+  }
+  return e;
+}
+
+const toCamel = (k) => k.replace(/_([a-z0-9])/g, (_, c) => c.toUpperCase());
+const toSnake = (k) => k.replace(/[A-Z]/g, (c) => '_' + c.toLowerCase());
+
+function renameKeys(value, rename) {
+  if (Array.isArray(value)) return value.map((v) => renameKeys(v, rename));
+  if (value === null || typeof value !== 'object') return value;
+  const out = {};
+  for (const [k, v] of Object.entries(value)) out[rename(k)] = renameKeys(v, rename);
+  return out;
+}
+
+export const camel = (v) => renameKeys(v, toCamel);
+
+// Authorization parameters: only the known ones go to the core, renamed one level deep.
+const PARAMS = ['clientId', 'redirectUri', 'responseType', 'scope', 'state', 'codeChallenge',
+  'codeChallengeMethod', 'resource', 'prompt', 'nonce'];
+function wireParams(params) {
+  const out = {};
+  for (const k of PARAMS) if (params && params[k] != null) out[toSnake(k)] = params[k];
+  return out;
+}
+
+/**
+ * The headless functions over one wasm-bindgen module (`initWasm` is its default export).
+ * `entry` names the package entry in messages.
+ */
+export function createSdk(initWasm, wasm, entry) {
+  const { Consentry, parseAuthorizeParams, decodeTrustedAuthToken: decodeTat } = wasm;
+  let ready = null;
+  let initialized = false;
+
+  /**
+   * Load the wasm. Idempotent: every call returns the same promise. The client's methods call it
+   * themselves; call it once yourself before the synchronous functions
+   * (parseOAuthAuthorizeParams, decodeTrustedAuthToken).
+   */
+  function init(moduleOrPath) {
+    if (!ready) {
+      ready = initWasm(moduleOrPath === undefined ? undefined : { module_or_path: moduleOrPath }).then(
+        () => {
+          initialized = true;
+        },
+        (e) => {
+          ready = null;
+          throw e;
+        },
+      );
+    }
+    return ready;
+  }
+
+  function assertInitialized(fn) {
+    if (!initialized) {
+      throw new Error(`${entry}: ${fn}() needs the wasm loaded: \`await init()\` first`);
+    }
+  }
+
+  /** Parse the authorization URL the agent opened, with the server's own grammar. */
+  function parseOAuthAuthorizeParams(url) {
+    assertInitialized('parseOAuthAuthorizeParams');
+    const r = parseAuthorizeParams(String(url));
+    return {
+      params: r.params ? camel(r.params) : null,
+      error: r.error ? toError(r.error) : null,
+      redirectable: r.redirectable,
+    };
+  }
+
+  /** The claims of a Trusted Auth Token, NOT verified (for display and an early expiry check). */
+  function decodeTrustedAuthToken(token) {
+    assertInitialized('decodeTrustedAuthToken');
+    let r;
+    try {
+      r = decodeTat(String(token));
+    } catch (e) {
+      throw toError(e);
+    }
+    return { claims: r.claims, expiresAt: r.expires_at, expired: r.expired };
+  }
+
+  function createConsentryClient(options) {
+    const { baseUrl, sessionStorage: persist = false, storageKey = 'consentry.session' } = options || {};
+    if (typeof baseUrl !== 'string' || baseUrl === '') {
+      throw new TypeError('createConsentryClient: baseUrl (the Consentry server URL) is required');
+    }
+    let inner = null;
+
+    function store(c) {
+      if (!persist) return;
+      const token = c.sessionToken;
+      if (token) globalThis.sessionStorage.setItem(storageKey, JSON.stringify({ token, expiresAt: c.sessionExpiresAt ?? null }));
+      else globalThis.sessionStorage.removeItem(storageKey);
+    }
+
+    async function core() {
+      await init();
+      if (!inner) {
+        inner = new Consentry(baseUrl);
+        if (persist) {
+          try {
+            const saved = JSON.parse(globalThis.sessionStorage.getItem(storageKey) || 'null');
+            if (saved && typeof saved.token === 'string') inner.setSession(saved.token, saved.expiresAt ?? undefined);
+          } catch {
+            // A corrupt entry is the same as none.
+          }
+        }
+      }
+      return inner;
+    }
+
+    async function call(fn) {
+      const c = await core();
+      try {
+        return await fn(c);
+      } catch (e) {
+        throw toError(e);
+      } finally {
+        store(c);
+      }
+    }
+
+    return {
+      session: {
+        attest: ({ trustedAuthToken, profileId, sessionDurationMinutes } = {}) =>
+          call((c) => c.attest(String(trustedAuthToken ?? ''), String(profileId ?? ''), sessionDurationMinutes ?? undefined)).then(camel),
+        get: () => (inner && inner.sessionToken ? { token: inner.sessionToken, expiresAt: inner.sessionExpiresAt ?? null } : null),
+        clear: () => call((c) => c.setSession(undefined, undefined)),
+      },
+      idp: {
+        authorizeStart: (params, login) =>
+          call((c) =>
+            login
+              ? c.authorizeStart(wireParams(params), String(login.trustedAuthToken ?? ''), String(login.profileId ?? ''), login.sessionDurationMinutes ?? undefined)
+              : c.authorizeStart(wireParams(params), undefined, undefined, undefined),
+          ).then(camel),
+        authorizeSubmit: (request) =>
+          call((c) => c.authorizeSubmit(wireParams(request), request?.consentGranted === true)).then((redirectUri) => ({ redirectUri })),
+      },
+      connectedApps: {
+        list: () => call((c) => c.connectedApps()).then(camel),
+        revoke: (clientId) => call((c) => c.revokeConnectedApp(String(clientId))),
+      },
+    };
+  }
+
+  return { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient };
+}

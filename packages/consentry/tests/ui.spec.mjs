@@ -1,0 +1,265 @@
+// The prebuilt consent UI (`consentry`, full wasm), built, in Chromium, from a plain
+// <script type="module"> page, against a real `consentry` server (dev mode). The agent's redirect
+// URI is a real loopback HTTP server, so "lands on the redirect URI" is a real navigation.
+// Screenshots of every state, light and dark, are saved under target/sdk-test-results.
+import { test, expect } from '@playwright/test';
+import AxeBuilder from '@axe-core/playwright';
+import { createServer } from 'node:http';
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { PACKAGE_DIR as pkg, CHALLENGE, VERIFIER, RESOURCE, CLIENT_ID, startConsentry } from './support/server.mjs';
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+
+let app, callback, consentry;
+
+function listen(handler) {
+  const s = createServer(handler);
+  return new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve({ s, origin: `http://127.0.0.1:${s.address().port}` })));
+}
+
+function serveStatic() {
+  return listen((req, res) => {
+    const file = path.join(pkg, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (!file.startsWith(pkg) || !existsSync(file) || !statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    res.end(readFileSync(file));
+  });
+}
+
+test.beforeAll(async () => {
+  app = await serveStatic();
+  // The agent's loopback redirect listener (RFC 8252: any port on 127.0.0.1 matches).
+  callback = await listen((req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>agent callback</title><p>done</p>'));
+  consentry = await startConsentry({ appOrigin: app.origin });
+});
+
+test.afterAll(async () => {
+  await consentry?.stop();
+  app?.s.close();
+  callback?.s.close();
+});
+
+const redirectUri = () => `${callback.origin}/callback`;
+
+function query({ state = 'st-ui', scope = 'notes:read notes:write', redirect = redirectUri(), extra = {} } = {}) {
+  return new URLSearchParams({
+    client_id: CLIENT_ID, redirect_uri: redirect, response_type: 'code', code_challenge: CHALLENGE,
+    code_challenge_method: 'S256', state, scope, resource: RESOURCE, ...extra,
+  }).toString();
+}
+
+/** Open the consent page (or `mount=apps`) with options; resolves once the module ran. */
+async function open(page, { q = query(), file = 'ui.html', sub = 'alice', scheme = 'light', options = {} } = {}) {
+  await page.emulateMedia({ colorScheme: scheme });
+  const tat = options.tat === undefined ? consentry.mintTat({ sub }) : options.tat;
+  await page.addInitScript((o) => {
+    window.testOptions = o;
+  }, { baseUrl: consentry.url, ...options, tat });
+  await page.goto(`${app.origin}/tests/page/${file}?${q}`);
+}
+
+async function shot(page, testInfo, name) {
+  await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
+}
+
+async function axe(page) {
+  const { violations } = await new AxeBuilder({ page }).include('.cnsy-root').analyze();
+  expect(violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target).join(' ')}`)).toEqual([]);
+}
+
+async function exchange(code) {
+  const res = await fetch(`${consentry.url}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'authorization_code', code, redirect_uri: redirectUri(), client_id: CLIENT_ID, code_verifier: VERIFIER, resource: RESOURCE,
+    }),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+for (const scheme of ['light', 'dark']) {
+  test(`consent (${scheme}): who, what, where; keyboard Allow lands on the redirect URI with code, state, iss`, async ({ page }, testInfo) => {
+    await open(page, { sub: `kb-${scheme}`, scheme });
+    const heading = page.getByRole('heading', { level: 1 });
+    await expect(heading).toHaveText('Demo agent wants to access your account');
+    // The heading has focus on load, so screen readers start there.
+    await expect(heading).toBeFocused();
+    const root = page.locator('.cnsy-root');
+    await expect(root).toContainText(`Signed in as kb-${scheme}@example.com`);
+    await expect(root).toContainText('sent to 127.0.0.1');
+    await expect(root.locator('li')).toHaveCount(2);
+    await expect(root.locator('h2')).toHaveCount(1);
+    await expect(root.getByText('Verified app')).toBeVisible();
+    // The host page's `button { background: hotpink }` does not reach the UI.
+    const bg = await page.getByRole('button', { name: 'Allow' }).evaluate((b) => getComputedStyle(b).backgroundColor);
+    expect(bg).not.toBe('rgb(255, 105, 180)');
+    await axe(page);
+    await shot(page, testInfo, `consent-${scheme}`);
+    expect(await page.evaluate(() => window.events.map((e) => e.type))).toEqual(['consent_shown']);
+
+    // Keyboard only: Tab from the heading reaches Deny, then Allow.
+    await page.keyboard.press('Tab');
+    await expect(page.getByRole('button', { name: 'Deny' })).toBeFocused();
+    await page.keyboard.press('Tab');
+    await expect(page.getByRole('button', { name: 'Allow' })).toBeFocused();
+    const outline = await page.getByRole('button', { name: 'Allow' }).evaluate((b) => getComputedStyle(b).outlineStyle);
+    expect(outline).toBe('solid');
+    await Promise.all([page.waitForURL(`${redirectUri()}?**`), page.keyboard.press('Enter')]);
+    const landed = new URL(page.url());
+    expect(landed.origin + landed.pathname).toBe(redirectUri());
+    expect(landed.searchParams.get('state')).toBe('st-ui');
+    expect(landed.searchParams.get('iss')).toBe(consentry.url);
+    const token = await exchange(landed.searchParams.get('code'));
+    expect(token.status).toBe(200);
+    expect(token.body.scope.split(' ').sort()).toEqual(['notes:read', 'notes:write']);
+  });
+}
+
+test('Deny lands with error=access_denied, state and iss; events in order', async ({ page }) => {
+  await open(page, { sub: 'denier', options: { holdRedirect: true } });
+  await page.getByRole('button', { name: 'Deny' }).click();
+  await page.waitForFunction(() => window.heldRedirect);
+  // onBeforeRedirect returned false: the page stays, showing "redirecting".
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Redirecting to 127.0.0.1...');
+  const location = new URL(await page.evaluate(() => window.heldRedirect));
+  expect(location.searchParams.get('error')).toBe('access_denied');
+  expect(location.searchParams.get('state')).toBe('st-ui');
+  expect(location.searchParams.get('iss')).toBe(consentry.url);
+  expect(location.searchParams.get('code')).toBeNull();
+  const events = await page.evaluate(() => window.events);
+  expect(events.map((e) => e.type)).toEqual(['consent_shown', 'consent_denied', 'redirecting']);
+  expect(events[1].clientId).toBe(CLIENT_ID);
+  expect(events[2].location).toBe(location.toString());
+});
+
+test('an unregistered redirect URI shows the error and never leaves the page', async ({ page }, testInfo) => {
+  const evil = 'https://evil.example/steal';
+  await open(page, { q: query({ redirect: evil }) });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('This request cannot continue');
+  await expect(page.getByRole('alert')).toContainText('redirect_uri');
+  await expect(page.locator('.cnsy-root')).toContainText('invalid_redirect_uri');
+  await page.waitForTimeout(300);
+  expect(new URL(page.url()).origin).toBe(app.origin);
+  const errors = await page.evaluate(() => window.errors);
+  expect(errors).toEqual([expect.objectContaining({ code: 'invalid_redirect_uri', isConsentryError: true })]);
+  await axe(page);
+  await shot(page, testInfo, 'error-light');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await axe(page);
+  await shot(page, testInfo, 'error-dark');
+});
+
+test('a verified client with a bad scope: the error goes to the client (the server verified where)', async ({ page }) => {
+  await open(page, { q: query({ scope: 'notes:read no-such-scope' }) });
+  await page.waitForURL(`${redirectUri()}?**`);
+  const landed = new URL(page.url());
+  expect(landed.searchParams.get('error')).toBe('invalid_scope');
+  expect(landed.searchParams.get('state')).toBe('st-ui');
+});
+
+test('an expired Trusted Auth Token fails before any request', async ({ page }) => {
+  const requests = [];
+  page.on('request', (r) => r.url().startsWith(consentry.url) && requests.push(r.url()));
+  await open(page, { options: { tat: consentry.mintTat({ expOffset: -3600 }) } });
+  await expect(page.locator('.cnsy-root')).toContainText('trusted_auth_token_expired');
+  expect(requests).toEqual([]);
+});
+
+test('inside a frame it refuses (clickjacking) unless allowFraming', async ({ page }, testInfo) => {
+  await open(page, { file: 'framed.html' });
+  const frame = page.frameLocator('#frame');
+  await expect(frame.locator('.cnsy-root')).toContainText('framing_refused');
+  await expect(frame.getByRole('button')).toHaveCount(0);
+  await shot(page, testInfo, 'framed-refused');
+
+  const page2 = await page.context().newPage();
+  await open(page2, { file: 'framed.html', sub: 'framer', options: { allowFraming: true } });
+  await expect(page2.frameLocator('#frame').getByRole('button', { name: 'Allow' })).toBeVisible();
+});
+
+test('strings, theme and consent manifest are the page\'s own; update() changes words in place', async ({ page }, testInfo) => {
+  await open(page, {
+    sub: 'custom',
+    options: {
+      strings: { 'consent.title': '{app} asks for your notes', 'consent.allow': 'Yes, allow' },
+      theme: { colorPrimary: 'rgb(0, 100, 0)', borderRadius: '2px', colorScheme: 'dark', fontFamily: 'serif; color: red' },
+      manifest: "return [{ header: 'Your notes', items: input.scopes.map((s) => ({ text: 'Can ' + s.scope, details: [s.resourceName] })) }]",
+    },
+  });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Demo agent asks for your notes');
+  const allow = page.getByRole('button', { name: 'Yes, allow' });
+  await expect(allow).toHaveCSS('background-color', 'rgb(0, 100, 0)');
+  // An injected declaration is dropped, not applied.
+  const root = page.locator('.cnsy-root');
+  await expect(root).toHaveClass(/cnsy-dark/);
+  expect(await root.getAttribute('style')).not.toContain('color: red');
+  await expect(root.locator('h2')).toHaveText('Your notes');
+  await expect(root.locator('li').first()).toContainText('Can notes:read');
+  await shot(page, testInfo, 'consent-custom');
+  await page.evaluate(() => window.handle.update({ ...window.testOptions, strings: { 'consent.allow': 'Approve' } }));
+  await expect(page.getByRole('button', { name: 'Approve' })).toBeVisible();
+  // The flow did not restart: one consent_shown.
+  expect(await page.evaluate(() => window.events.filter((e) => e.type === 'consent_shown').length)).toBe(1);
+});
+
+test('already granted: no consent needed, it goes straight back to the client', async ({ page }) => {
+  await open(page, { sub: 'returning' });
+  await Promise.all([page.waitForURL(`${redirectUri()}?**`), page.getByRole('button', { name: 'Allow' }).click()]);
+  await open(page, { sub: 'returning' });
+  await page.waitForURL(`${redirectUri()}?**`);
+  expect(new URL(page.url()).searchParams.get('code')).toBeTruthy();
+});
+
+test('unmount is idempotent and stops an in-flight flow', async ({ page }) => {
+  await open(page, { sub: 'unmounter' });
+  await page.evaluate(() => {
+    window.handle.unmount();
+    window.handle.unmount();
+  });
+  await page.waitForTimeout(500);
+  expect(await page.locator('.cnsy-root').count()).toBe(0);
+  expect(new URL(page.url()).origin).toBe(app.origin);
+});
+
+test('ConnectedApps lists the app and revokes it behind a confirmation', async ({ page }, testInfo) => {
+  // Grant first.
+  await open(page, { sub: 'appsuser' });
+  await Promise.all([page.waitForURL(`${redirectUri()}?**`), page.getByRole('button', { name: 'Allow' }).click()]);
+  const { body } = await exchange(new URL(page.url()).searchParams.get('code'));
+
+  // Dark first: the light pass revokes.
+  for (const scheme of ['dark', 'light']) {
+    const p = await page.context().newPage();
+    await open(p, { q: 'mount=apps', sub: 'appsuser', scheme });
+    await expect(p.getByRole('heading', { level: 1 })).toHaveText('Connected apps');
+    await expect(p.getByRole('heading', { level: 2 })).toHaveText('Demo agent');
+    await expect(p.locator('.cnsy-root')).toContainText('notes:read');
+    await axe(p);
+    await shot(p, testInfo, `apps-${scheme}`);
+    if (scheme === 'light') {
+      await p.getByRole('button', { name: 'Revoke access for Demo agent' }).click();
+      await expect(p.locator('.cnsy-root')).toContainText('Revoke access for Demo agent? It loses access');
+      await axe(p);
+      await shot(p, testInfo, 'apps-confirm');
+      await p.getByRole('button', { name: 'Cancel' }).click();
+      await p.getByRole('button', { name: 'Revoke access for Demo agent' }).click();
+      await p.getByRole('button', { name: 'Revoke', exact: true }).click();
+      await expect(p.getByRole('status')).toHaveText('Access for Demo agent was revoked.');
+      await expect(p.locator('.cnsy-root')).toContainText('No apps have access to your account.');
+      expect(await p.evaluate(() => window.events)).toEqual([{ type: 'app_revoked', clientId: CLIENT_ID }]);
+      // The refresh token died with the grant.
+      const res = await fetch(`${consentry.url}/oauth2/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: body.refresh_token, client_id: CLIENT_ID }),
+      });
+      expect(res.status).toBe(400);
+    }
+    await p.close();
+  }
+});
