@@ -24,16 +24,12 @@ pub struct Challenge<'a> {
 /// RFC 6750 §3: error_description and scope values use %x20-21 / %x23-5B / %x5D-7E.
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
-    out.extend(
-        value
-            .chars()
-            .map(|c| match c {
-                '"' => '\'',
-                '\\' => '/',
-                ' '..='~' => c,
-                _ => '?',
-            }),
-    );
+    out.extend(value.chars().map(|c| match c {
+        '"' => '\'',
+        '\\' => '/',
+        ' '..='~' => c,
+        _ => '?',
+    }));
     out.push('"');
 }
 
@@ -49,9 +45,9 @@ impl fmt::Display for Challenge<'_> {
             .map(String::as_str)
             .filter(|s| {
                 !s.is_empty()
-                    && s
-                        .bytes()
-                        .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+                    && s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+                    })
             })
             .collect();
         if !scopes.is_empty() {

@@ -43,9 +43,9 @@ impl Introspection {
     }
 
     fn remember(&self, jti: &str, seconds_left: i64) {
-        let ttl = self
-            .ttl
-            .min(Duration::from_secs(u64::try_from(seconds_left).unwrap_or(0)));
+        let ttl = self.ttl.min(Duration::from_secs(
+            u64::try_from(seconds_left).unwrap_or(0),
+        ));
         if ttl.is_zero() {
             return;
         }

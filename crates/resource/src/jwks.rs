@@ -87,8 +87,7 @@ impl Jwks {
     }
 
     fn fresh(&self, set: &KeySet) -> bool {
-        set.fetched_at
-            .is_some_and(|t| t.elapsed() < self.max_age)
+        set.fetched_at.is_some_and(|t| t.elapsed() < self.max_age)
     }
 
     /// The key a token names (`kid`); a token without `kid` may use the only key of the set.
@@ -116,7 +115,11 @@ impl Jwks {
             if set.fetched_at.is_none() {
                 return Err(self.unavailable(state.last_error.as_deref()));
             }
-            return Err(self.unknown(kid, &set, Some(self.refetch_interval.saturating_sub(t.elapsed()))));
+            return Err(self.unknown(
+                kid,
+                &set,
+                Some(self.refetch_interval.saturating_sub(t.elapsed())),
+            ));
         }
         state.last_attempt = Some(Instant::now());
         self.fetches.fetch_add(1, Ordering::Relaxed);
@@ -272,7 +275,9 @@ fn parse_jwk(jwk: &Value) -> Option<Key> {
         Some(Some(a)) => vec![a],
         None => family.to_vec(),
     };
-    algs.iter().all(|a| is_asymmetric(*a)).then_some(Key { key, algs })
+    algs.iter()
+        .all(|a| is_asymmetric(*a))
+        .then_some(Key { key, algs })
 }
 
 #[cfg(test)]

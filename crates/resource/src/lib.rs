@@ -128,7 +128,11 @@ impl Caller {
             "this request needs scope {} but the token lacks {}; it has {}. Authorize again with the needed scope",
             quoted(needed),
             quoted(&missing),
-            if has.is_empty() { "none".to_owned() } else { quoted(&has) }
+            if has.is_empty() {
+                "none".to_owned()
+            } else {
+                quoted(&has)
+            }
         );
         Err(Rejection::new(
             AuthError::InsufficientScope {
@@ -494,7 +498,10 @@ impl ProtectedResource {
             async move {
                 (
                     [
-                        (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        ),
                         (
                             header::CACHE_CONTROL,
                             HeaderValue::from_static("public, max-age=300"),
@@ -554,9 +561,7 @@ impl ProtectedResource {
             ));
         }
         let value = value.to_str().map_err(|_| {
-            AuthError::MalformedRequest(
-                "the Authorization header is not printable ASCII".into(),
-            )
+            AuthError::MalformedRequest("the Authorization header is not printable ASCII".into())
         })?;
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -671,7 +676,10 @@ mod tests {
     #[test]
     fn metadata_follows_rfc_9728() {
         let r = build("https://mcp.example.com/mcp");
-        assert_eq!(r.metadata_path(), "/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(
+            r.metadata_path(),
+            "/.well-known/oauth-protected-resource/mcp"
+        );
         assert_eq!(
             r.metadata_url(),
             "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
@@ -698,16 +706,25 @@ mod tests {
             "http://127.0.0.1:8788/.well-known/oauth-protected-resource"
         );
         let r = build("http://127.0.0.1:8788/a/b/");
-        assert_eq!(r.metadata_path(), "/.well-known/oauth-protected-resource/a/b");
+        assert_eq!(
+            r.metadata_path(),
+            "/.well-known/oauth-protected-resource/a/b"
+        );
     }
 
     #[test]
     fn bad_configuration_is_refused_naming_the_key() {
-        let b = || ProtectedResource::builder("https://mcp.example.com/mcp", "https://auth.example.com");
+        let b = || {
+            ProtectedResource::builder("https://mcp.example.com/mcp", "https://auth.example.com")
+        };
         let e = |r: Result<ProtectedResource, ConfigError>| r.unwrap_err().0;
         assert!(e(ProtectedResource::builder("mcp", "https://a").build()).starts_with("resource:"));
-        assert!(e(ProtectedResource::builder("https://m/x?q=1", "https://a").build()).contains("query"));
-        assert!(e(ProtectedResource::builder("https://m/x", "ftp://a").build()).starts_with("issuer:"));
+        assert!(
+            e(ProtectedResource::builder("https://m/x?q=1", "https://a").build()).contains("query")
+        );
+        assert!(
+            e(ProtectedResource::builder("https://m/x", "ftp://a").build()).starts_with("issuer:")
+        );
         assert!(e(b().algorithms([Algorithm::HS256]).build()).contains("HS256"));
         assert!(e(b().algorithms([]).build()).contains("algorithms"));
         assert!(e(b().introspection("short").build()).contains("32"));
@@ -730,7 +747,10 @@ mod tests {
                 .map(str::to_owned)
                 .map_err(|e| e.code())
         };
-        assert_eq!(t(&[b"Bearer abc.def-_~+/=="]), Ok("abc.def-_~+/==".to_owned()));
+        assert_eq!(
+            t(&[b"Bearer abc.def-_~+/=="]),
+            Ok("abc.def-_~+/==".to_owned())
+        );
         assert_eq!(t(&[b"bearer  abc "]), Ok("abc".to_owned()));
         assert_eq!(t(&[]), Err("missing_token"));
         assert_eq!(t(&[b"Basic dXNlcjpwYXNz"]), Err("missing_token"));
@@ -779,9 +799,14 @@ mod tests {
             info: r.inner.info.clone(),
         };
         assert!(caller.require_scopes(&["notes:read"]).is_ok());
-        let rej = caller.require_scopes(&["notes:read", "notes:write"]).unwrap_err();
+        let rej = caller
+            .require_scopes(&["notes:read", "notes:write"])
+            .unwrap_err();
         assert_eq!(rej.error.code(), "insufficient_scope");
-        assert!(rej.error.description().contains("lacks 'notes:write'"), "{rej}");
+        assert!(
+            rej.error.description().contains("lacks 'notes:write'"),
+            "{rej}"
+        );
         assert_eq!(
             rej.www_authenticate().unwrap(),
             format!(

@@ -42,9 +42,15 @@ impl ToolScopes {
     }
 
     /// `tools/call` of `name` needs every scope in `scopes`.
-    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(mut self, name: &str, scopes: I) -> Self {
-        Arc::make_mut(&mut self.tools)
-            .insert(name.to_owned(), scopes.into_iter().map(Into::into).collect());
+    pub fn tool<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        name: &str,
+        scopes: I,
+    ) -> Self {
+        Arc::make_mut(&mut self.tools).insert(
+            name.to_owned(),
+            scopes.into_iter().map(Into::into).collect(),
+        );
         self
     }
 
@@ -162,12 +168,21 @@ mod tests {
         assert_eq!(t.scopes_for_body(&body(call("add_note"))), ["notes:write"]);
         assert!(t.scopes_for_body(&body(call("unknown"))).is_empty());
         assert_eq!(
-            t.scopes_for_body(&body(json!([call("list_notes"), call("add_note"), call("add_note")]))),
+            t.scopes_for_body(&body(json!([
+                call("list_notes"),
+                call("add_note"),
+                call("add_note")
+            ]))),
             ["notes:read", "notes:write"]
         );
         let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
         assert!(t.scopes_for_body(&body(list)).is_empty());
-        for garbage in [&b"not json"[..], b"", b"[1, null, {}]", b"{\"method\": \"tools/call\", \"params\": 5}"] {
+        for garbage in [
+            &b"not json"[..],
+            b"",
+            b"[1, null, {}]",
+            b"{\"method\": \"tools/call\", \"params\": 5}",
+        ] {
             assert!(t.scopes_for_body(garbage).is_empty());
         }
     }

@@ -69,8 +69,11 @@ fn decode_segment(seg: &str, what: &str) -> Result<Map<String, Value>, AuthError
     }
 }
 
+/// A JSON object: a JOSE header or a claims set.
+pub(crate) type Object = Map<String, Value>;
+
 /// Split a compact JWS into header and payload objects (no signature check).
-pub(crate) fn split(token: &str) -> Result<(Map<String, Value>, Map<String, Value>), AuthError> {
+pub(crate) fn split(token: &str) -> Result<(Object, Object), AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::MalformedToken(format!(
             "the token is {} bytes; at most {MAX_TOKEN_BYTES} are accepted",
@@ -289,7 +292,11 @@ fn required_str(claims: &Map<String, Value>, name: &str) -> Result<String, AuthE
 pub(crate) fn caller_claims(claims: &Map<String, Value>) -> Result<CallerClaims, AuthError> {
     let scopes = match claims.get("scope") {
         None => Vec::new(),
-        Some(Value::String(s)) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         Some(other) => {
             return Err(AuthError::BadClaim(format!(
                 "claim scope is {}; expected a space-separated string",
@@ -387,7 +394,11 @@ mod tests {
         ] {
             let e = split(t).unwrap_err();
             assert_eq!(e.code(), "malformed_token", "{t}");
-            assert!(e.description().contains(mention), "{t}: {}", e.description());
+            assert!(
+                e.description().contains(mention),
+                "{t}: {}",
+                e.description()
+            );
         }
         let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
         assert!(split(&huge).unwrap_err().description().contains("bytes"));
@@ -425,23 +436,44 @@ mod tests {
         let c = obj(json!({"exp": now - 5, "nbf": now + 5, "iat": now + 5}));
         assert!(check_times(&c, &expect(now)).is_ok(), "within leeway");
         let c = obj(json!({"exp": now - 10}));
-        assert_eq!(check_times(&c, &expect(now)).unwrap_err().code(), "token_expired");
+        assert_eq!(
+            check_times(&c, &expect(now)).unwrap_err().code(),
+            "token_expired"
+        );
         let c = obj(json!({"exp": now + 100, "nbf": now + 11}));
-        assert_eq!(check_times(&c, &expect(now)).unwrap_err().code(), "token_not_yet_valid");
+        assert_eq!(
+            check_times(&c, &expect(now)).unwrap_err().code(),
+            "token_not_yet_valid"
+        );
         let c = obj(json!({"exp": now + 100, "iat": now + 60}));
-        assert_eq!(check_times(&c, &expect(now)).unwrap_err().code(), "token_not_yet_valid");
+        assert_eq!(
+            check_times(&c, &expect(now)).unwrap_err().code(),
+            "token_not_yet_valid"
+        );
         let c = obj(json!({"nbf": now}));
-        assert_eq!(check_times(&c, &expect(now)).unwrap_err().code(), "invalid_claim");
+        assert_eq!(
+            check_times(&c, &expect(now)).unwrap_err().code(),
+            "invalid_claim"
+        );
         let c = obj(json!({"exp": "tomorrow"}));
-        assert_eq!(check_times(&c, &expect(now)).unwrap_err().code(), "invalid_claim");
+        assert_eq!(
+            check_times(&c, &expect(now)).unwrap_err().code(),
+            "invalid_claim"
+        );
     }
 
     #[test]
     fn extreme_times_do_not_overflow() {
         let c = obj(json!({"exp": i64::MAX, "nbf": i64::MIN, "iat": 1e300}));
-        assert_eq!(check_times(&c, &expect(i64::MAX)).unwrap_err().code(), "invalid_claim");
+        assert_eq!(
+            check_times(&c, &expect(i64::MAX)).unwrap_err().code(),
+            "invalid_claim"
+        );
         let c = obj(json!({"exp": i64::MIN}));
-        assert_eq!(check_times(&c, &expect(i64::MIN)).unwrap_err().code(), "token_expired");
+        assert_eq!(
+            check_times(&c, &expect(i64::MIN)).unwrap_err().code(),
+            "token_expired"
+        );
         let c = obj(json!({"exp": 1.5e9, "nbf": 1.0e9}));
         assert!(check_times(&c, &expect(1_400_000_000)).is_ok());
     }

@@ -122,7 +122,12 @@ async fn call(method: reqwest::Method, url: &str, headers: &[(&str, &[u8])]) -> 
 
 async fn get_with(url: &str, token: &str) -> Answer {
     let h = format!("Bearer {token}");
-    call(reqwest::Method::GET, url, &[("authorization", h.as_bytes())]).await
+    call(
+        reqwest::Method::GET,
+        url,
+        &[("authorization", h.as_bytes())],
+    )
+    .await
 }
 
 fn metadata_url() -> String {
@@ -259,11 +264,18 @@ async fn garbage_authorization_headers_are_refused_precisely_and_never_crash() {
     for (values, status, code) in cases {
         let headers: Vec<(&str, &[u8])> = values.iter().map(|v| ("authorization", *v)).collect();
         let a = call(reqwest::Method::GET, &url, &headers).await;
-        let shown = String::from_utf8_lossy(values[0]).chars().take(40).collect::<String>();
+        let shown = String::from_utf8_lossy(values[0])
+            .chars()
+            .take(40)
+            .collect::<String>();
         assert_eq!(a.status, status, "{shown}: {}", a.json);
         assert_eq!(a.json["error"], code, "{shown}");
         let challenge = a.challenge.unwrap();
-        let rfc6750 = if status == 400 { "invalid_request" } else { "invalid_token" };
+        let rfc6750 = if status == 400 {
+            "invalid_request"
+        } else {
+            "invalid_token"
+        };
         assert!(
             challenge.contains(&format!("error=\"{rfc6750}\"")),
             "{shown}: {challenge}"
@@ -319,7 +331,11 @@ async fn a_token_from_another_issuer_is_refused_even_with_a_valid_signature() {
     assert_ne!(other.base, s.base);
     let foreign = access_token(&other, "notes:read").await;
     let res = notes(&s).build().unwrap();
-    assert_code(res.verify(&foreign).await, "wrong_issuer", &[&other.base, &s.base]);
+    assert_code(
+        res.verify(&foreign).await,
+        "wrong_issuer",
+        &[&other.base, &s.base],
+    );
     assert_eq!(res.jwks_fetches(), 0, "refused before fetching keys for it");
     // The same key verifies the foreign token for a resource that trusts that issuer.
     let theirs = notes(&other).build().unwrap();
@@ -338,7 +354,11 @@ async fn an_expired_token_is_refused() {
     let exp = jwt_claims(&at)["exp"].as_i64().unwrap();
     let wait = (exp + 2 - now()).max(0) as u64;
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    assert_code(res.verify(&at).await, "token_expired", &["expired", "leeway 1s"]);
+    assert_code(
+        res.verify(&at).await,
+        "token_expired",
+        &["expired", "leeway 1s"],
+    );
     let base = serve(&res).await;
     let a = get_with(&format!("{base}/mcp"), &at).await;
     assert_eq!(a.status, 401);
@@ -370,7 +390,11 @@ async fn alg_none_is_refused() {
     for alg in ["none", "None", "NONE"] {
         h["alg"] = json!(alg);
         let unsigned = forge(&at, &h, None, "");
-        assert_code(res.verify(&unsigned).await, "algorithm_not_allowed", &["never"]);
+        assert_code(
+            res.verify(&unsigned).await,
+            "algorithm_not_allowed",
+            &["never"],
+        );
         let kept = forge(&at, &h, None, at.rsplit('.').next().unwrap());
         assert_code(res.verify(&kept).await, "algorithm_not_allowed", &[alg]);
     }
@@ -399,7 +423,11 @@ async fn hs256_signed_with_the_public_key_is_refused() {
             &jsonwebtoken::EncodingKey::from_secret(&secret),
         )
         .unwrap();
-        assert_code(res.verify(&forged).await, "algorithm_not_allowed", &["HS256", "HMAC"]);
+        assert_code(
+            res.verify(&forged).await,
+            "algorithm_not_allowed",
+            &["HS256", "HMAC"],
+        );
         let a = get_with(&format!("{base}/mcp"), &forged).await;
         assert_eq!(a.status, 401);
         assert_eq!(a.json["error"], "algorithm_not_allowed");
@@ -446,17 +474,37 @@ async fn a_rotated_key_is_fetched_on_its_unknown_kid_at_a_limited_rate() {
         .arg(&s.config_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s.restart().await;
     let after = access_token(&s, "notes:read").await;
-    assert_ne!(header_of(&after)["kid"], header_of(&before)["kid"], "the new key signs");
+    assert_ne!(
+        header_of(&after)["kid"],
+        header_of(&before)["kid"],
+        "the new key signs"
+    );
 
     eager.verify(&after).await.unwrap();
-    assert_eq!(eager.jwks_fetches(), 2, "the unknown kid caused one refetch");
+    assert_eq!(
+        eager.jwks_fetches(),
+        2,
+        "the unknown kid caused one refetch"
+    );
     eager.verify(&before).await.unwrap();
-    assert_eq!(eager.jwks_fetches(), 2, "the retired key is still published and cached");
+    assert_eq!(
+        eager.jwks_fetches(),
+        2,
+        "the retired key is still published and cached"
+    );
 
-    assert_code(limited.verify(&after).await, "unknown_key", &["next refetch allowed"]);
+    assert_code(
+        limited.verify(&after).await,
+        "unknown_key",
+        &["next refetch allowed"],
+    );
     assert_eq!(limited.jwks_fetches(), 1, "no refetch within the interval");
     limited.verify(&before).await.unwrap();
 }
@@ -595,7 +643,11 @@ async fn a_wrong_introspection_secret_fails_closed() {
         .build()
         .unwrap();
     let at = access_token(&s, "notes:read").await;
-    assert_code(res.verify(&at).await, "temporarily_unavailable", &["introspection", "401"]);
+    assert_code(
+        res.verify(&at).await,
+        "temporarily_unavailable",
+        &["introspection", "401"],
+    );
     let base = serve(&res).await;
     let a = get_with(&format!("{base}/mcp"), &at).await;
     assert_eq!(a.status, 503);
@@ -618,5 +670,9 @@ async fn an_unreachable_issuer_fails_closed_and_known_keys_outlive_it() {
     assert_eq!(res.jwks_fetches(), 2);
     // A resource that never got the keys cannot verify anything: 503, not 401.
     let cold = notes(&s).build().unwrap();
-    assert_code(cold.verify(&at).await, "temporarily_unavailable", &["jwks.json"]);
+    assert_code(
+        cold.verify(&at).await,
+        "temporarily_unavailable",
+        &["jwks.json"],
+    );
 }
