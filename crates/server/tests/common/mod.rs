@@ -229,30 +229,81 @@ pub fn binary() -> &'static Path {
     }
 }
 
-/// `cargo build -p consentry-server --bin consentry` in the profile of the running test, once;
-/// cheap when it is up to date (as after `cargo test --workspace`).
+/// The binary in the profile of the running test, rebuilt (once per test process) with
+/// `cargo build -p consentry-server --bin consentry` when a source it is built from is newer.
+/// After `cargo test --workspace` it is fresh and used as is: a nested build there would compile
+/// it again with another feature set (features unify differently per command), for minutes.
 fn built_binary() -> &'static Path {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         // The test runs from <target>/<profile>/deps/; the binary lands in <target>/<profile>/.
         let exe = std::env::current_exe().unwrap();
         let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let bin = profile_dir.join(format!("consentry{}", std::env::consts::EXE_SUFFIX));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .find(|d| d.join("Cargo.lock").exists())
+            .expect("the workspace root (with Cargo.lock)");
+        let sources = newest_mtime(&[
+            root.join("Cargo.lock"),
+            root.join("crates/server"),
+            root.join("crates/protocol"),
+        ]);
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        if built.is_some_and(|b| b >= sources) {
+            return bin;
+        }
         let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => "dev".to_owned(),
             Some(other) => other.to_owned(),
         };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "consentry-server", "--bin", "consentry"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "consentry-server",
+                "--bin",
+                "consentry",
+            ])
             .args(["--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(root)
             .status()
             .expect("run cargo build for the consentry binary");
-        assert!(status.success(), "cargo build of the consentry binary failed");
-        let bin = profile_dir.join(format!("consentry{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            status.success(),
+            "cargo build of the consentry binary failed"
+        );
         assert!(bin.exists(), "no consentry binary at {}", bin.display());
         bin
     })
+}
+
+/// The newest modification time of the files under `paths` (skipping `target`, `tests`,
+/// `examples`, `bench` and hidden folders, which the binary is not built from).
+fn newest_mtime(paths: &[PathBuf]) -> SystemTime {
+    let mut newest = UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if !(name.starts_with('.')
+                    || ["target", "tests", "examples", "bench"].contains(&&*name))
+                {
+                    stack.push(entry.path());
+                }
+            }
+        } else if let Ok(m) = meta.modified() {
+            newest = newest.max(m);
+        }
+    }
+    newest
 }
 
 async fn fresh_postgres_database(admin_url: &str) -> String {
