@@ -663,6 +663,7 @@ impl ProtectedResource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::Layer;
 
     fn build(resource: &str) -> ProtectedResource {
         ProtectedResource::builder(resource, "https://auth.example.com/")
@@ -783,6 +784,36 @@ mod tests {
         assert_eq!(down.status(), 503);
         assert!(down.headers().get("www-authenticate").is_none());
         assert_eq!(down.headers()["retry-after"], "5");
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_the_bearer_layer_is_a_500_never_a_pass() {
+        use tower::ServiceExt;
+        let r = build("https://mcp.example.com/mcp");
+        let app = Router::new()
+            .route("/who", get(|c: Caller| async move { c.subject }))
+            .route(
+                "/scoped",
+                get(|| async { "ok" }).route_layer(r.require_scopes(["notes:write"])),
+            )
+            .route_service(
+                "/mcp",
+                mcp::ToolScopes::new()
+                    .tool("add_note", ["notes:write"])
+                    .layer(get(|| async { "ok" }).post(|| async { "ok" })),
+            );
+        for (method, path) in [("GET", "/who"), ("GET", "/scoped"), ("POST", "/mcp")] {
+            let req = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(axum::body::Body::from("{}"))
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.status(), 500, "{path}");
+            let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"], "layer_missing", "{path}");
+        }
     }
 
     #[test]
