@@ -4,12 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use consentry_core::{Client, ConnectedAppView, SdkError, SdkErrorCode};
-use leptos::html::H1;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::idp::{brand, error_view, focus_on_mount};
-use crate::{Hooks, Login, Look, Platform, Shown, UiEvent, browser, style};
+use crate::dom::{el, fragment};
+use crate::idp::{error_view, frame, h1, logo};
+use crate::{Hooks, Login, Look, Platform, Shown, Strings, UiEvent, browser};
 
 #[derive(Clone, Debug, Default)]
 pub struct ConnectedAppsOptions {
@@ -64,46 +64,25 @@ pub fn connected_apps<P: Platform + 'static>(
 
 impl<P: Platform + 'static> ConnectedApps<P> {
     pub fn view(&self) -> impl IntoView + use<P> {
-        browser::inject_css(style::STYLE_ID, style::CSS);
         let ctl = Rc::clone(&self.ctl);
         spawn_local(load(Rc::clone(&ctl), None));
         let stored = StoredValue::new_local(ctl);
         let state = RwSignal::from(self.ctl.state.clone());
-        let look = self.ctl.look.clone();
-        let heading = NodeRef::<H1>::new();
-        focus_on_mount(heading);
-        let look = RwSignal::from(look);
-        let root_look = look;
-        let busy_state = state;
-        view! {
-            <div
-                class=move || root_look.with(|l| l.theme.root_class())
-                style=move || root_look.with(|l| l.theme.style_attr())
-            >
-                <div class="cnsy-card" aria-busy=move || busy_state.with(|s| matches!(s, State::Loading | State::List { busy: true, .. }).to_string())>
-                    {move || brand(look)}
-                    {move || {
-                            let strings = look.with(|l| l.strings.clone());
-                            match state.get() {
-                                State::Loading => {
-                                    view! {
-                                        <h1 class="cnsy-h" tabindex="-1" node_ref=heading>
-                                            {strings.get("apps.loading")}
-                                        </h1>
-                                    }
-                                        .into_any()
-                                }
-                                State::Failed(shown) => error_view(&strings, &shown, heading).into_any(),
-                                State::List { apps, confirming, busy, notice } => {
-                                    list_view(&strings, &apps, confirming.as_deref(), busy, notice, heading, stored)
-                                        .into_any()
-                                }
-                            }
-                        }
-                    }
-                </div>
-            </div>
-        }
+        let busy = move || matches!(state.get(), State::Loading | State::List { busy: true, .. });
+        frame(
+            RwSignal::from(self.ctl.look.clone()),
+            busy,
+            move |strings| match state.get() {
+                State::Loading => h1(strings.get("apps.loading")).view(),
+                State::Failed(shown) => error_view(strings, &shown),
+                State::List {
+                    apps,
+                    confirming,
+                    busy,
+                    notice,
+                } => list_view(strings, &apps, confirming.as_deref(), busy, notice, stored),
+            },
+        )
     }
 
     pub fn stop(&self) {
@@ -112,14 +91,13 @@ impl<P: Platform + 'static> ConnectedApps<P> {
 }
 
 fn list_view<P: Platform + 'static>(
-    strings: &crate::Strings,
+    strings: &Strings,
     apps: &[ConnectedAppView],
     confirming: Option<&str>,
     busy: bool,
     notice: Option<String>,
-    heading: NodeRef<H1>,
     ctl: StoredValue<Rc<Ctl<P>>, LocalStorage>,
-) -> impl IntoView + use<P> {
+) -> AnyView {
     let set_confirming = move |id: Option<String>| {
         ctl.with_value(|c| {
             c.state.update(|s| {
@@ -133,82 +111,92 @@ fn list_view<P: Platform + 'static>(
             });
         });
     };
-    let items = apps
-        .iter()
-        .map(|app| {
-            let id = app.client_id.clone();
-            let name = app.name.clone();
-            let logo = app
-                .logo_uri
-                .clone()
-                .map(|src| view! { <img class="cnsy-logo" src=src alt="" /> });
-            let granted = app.granted_at.map(|t| {
-                strings.fill("apps.granted", &[("date", &browser::local_date(t))])
-            });
-            let used = match app.last_used_at {
-                Some(t) => strings.fill("apps.last_used", &[("date", &browser::local_date(t))]),
-                None => strings.get("apps.never_used"),
-            };
-            let scopes = app.scopes.join(", ");
-            let action = if confirming == Some(id.as_str()) {
-                let revoke_id = id.clone();
-                view! {
-                    <div class="cnsy-confirm" role="group">
-                        <p>{strings.fill("apps.confirm", &[("app", &name)])}</p>
-                        <div class="cnsy-actions">
-                            <button type="button" class="cnsy-btn" disabled=busy on:click=move |_| set_confirming(None)>
-                                {strings.get("apps.cancel")}
-                            </button>
-                            <button
-                                type="button"
-                                class="cnsy-btn cnsy-dgb"
-                                disabled=busy
-                                on:click=move |_| spawn_local(revoke(ctl.get_value(), revoke_id.clone()))
-                            >
-                                {strings.get("apps.confirm_yes")}
-                            </button>
-                        </div>
-                    </div>
-                }
-                .into_any()
-            } else {
-                let ask_id = id.clone();
-                view! {
-                    <button
-                        type="button"
-                        class="cnsy-btn cnsy-dgb"
-                        aria-label=strings.fill("apps.revoke_label", &[("app", &name)])
-                        disabled=busy
-                        on:click=move |_| set_confirming(Some(ask_id.clone()))
-                    >
-                        {strings.get("apps.revoke")}
-                    </button>
-                }
-                .into_any()
-            };
-            view! {
-                <li class="cnsy-item">
-                    {logo}
-                    <div class="cnsy-grow">
-                        <h2 class="cnsy-sh">{name.clone()}</h2>
-                        <p class="cnsy-mu">{scopes}</p>
-                        <p class="cnsy-mu">{granted}" · "{used}</p>
-                        {action}
-                    </div>
-                </li>
-            }
-        })
-        .collect_view();
-    let body = if apps.is_empty() {
-        view! { <p class="cnsy-mu">{strings.get("apps.empty")}</p> }.into_any()
-    } else {
-        view! { <ul class="cnsy-list">{items}</ul> }.into_any()
+    let button = |class: &'static str, label: String| {
+        el("button", class)
+            .attr("type", "button")
+            .flag("disabled", busy)
+            .text(label)
     };
-    view! {
-        <h1 class="cnsy-h" tabindex="-1" node_ref=heading>{strings.get("apps.title")}</h1>
-        <p class="cnsy-mu" role="status">{notice}</p>
-        {body}
-    }
+    let items = apps.iter().map(|app| {
+        let id = app.client_id.clone();
+        let name = app.name.as_str();
+        let granted = app
+            .granted_at
+            .map(|t| strings.fill("apps.granted", &[("date", &browser::local_date(t))]));
+        let used = match app.last_used_at {
+            Some(t) => strings.fill("apps.last_used", &[("date", &browser::local_date(t))]),
+            None => strings.get("apps.never_used"),
+        };
+        let dates = match granted {
+            Some(g) => format_pair(&g, &used),
+            None => used,
+        };
+        let action = if confirming == Some(id.as_str()) {
+            el("div", "cnsy-confirm")
+                .attr("role", "group")
+                .child(
+                    el("p", "")
+                        .text(strings.fill("apps.confirm", &[("app", name)]))
+                        .view(),
+                )
+                .child(
+                    el("div", "cnsy-actions")
+                        .child(
+                            button("cnsy-btn", strings.get("apps.cancel"))
+                                .on_click(move |_| set_confirming(None))
+                                .view(),
+                        )
+                        .child(
+                            button("cnsy-btn cnsy-dgb", strings.get("apps.confirm_yes"))
+                                .on_click(move |_| spawn_local(revoke(ctl.get_value(), id.clone())))
+                                .view(),
+                        )
+                        .view(),
+                )
+                .view()
+        } else {
+            button("cnsy-btn cnsy-dgb", strings.get("apps.revoke"))
+                .attr(
+                    "aria-label",
+                    strings.fill("apps.revoke_label", &[("app", name)]),
+                )
+                .on_click(move |_| set_confirming(Some(id.clone())))
+                .view()
+        };
+        el("li", "cnsy-item")
+            .child_opt(logo(app.logo_uri.as_ref()))
+            .child(
+                el("div", "cnsy-grow")
+                    .child(el("h2", "cnsy-sh").text(name).view())
+                    .child(el("p", "cnsy-mu").text(app.scopes.join(", ")).view())
+                    .child(el("p", "cnsy-mu").text(dates).view())
+                    .child(action)
+                    .view(),
+            )
+            .view()
+    });
+    let body = if apps.is_empty() {
+        el("p", "cnsy-mu").text(strings.get("apps.empty")).view()
+    } else {
+        el("ul", "cnsy-list").children(items).view()
+    };
+    fragment(vec![
+        h1(strings.get("apps.title")).view(),
+        el("p", "cnsy-mu")
+            .attr("role", "status")
+            .text(notice.unwrap_or_default())
+            .view(),
+        body,
+    ])
+}
+
+/// "Allowed on …" · "Last used on …".
+fn format_pair(a: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + b.len() + 5);
+    s.push_str(a);
+    s.push_str(" \u{b7} ");
+    s.push_str(b);
+    s
 }
 
 /// Sign in if needed, then fetch the list (`notice` is what to announce with it).

@@ -7,11 +7,13 @@ use consentry_core::{
     AuthorizeParams, Client, ConsentScreen, ConsentSection, ErrorCode, SdkError, SdkErrorCode,
     parse_authorize_params,
 };
-use leptos::html::H1;
+use leptos::html::Div;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
 
-use crate::{Hooks, Login, Look, Platform, Shown, UiEvent, browser, style};
+use crate::dom::{El, el, fragment};
+use crate::{Hooks, Login, Look, Platform, Shown, Strings, UiEvent, browser, style};
 
 /// What the consent screen is started with (changing any of it means a new mount).
 #[derive(Clone, Debug, Default)]
@@ -74,52 +76,35 @@ pub fn identity_provider<P: Platform + 'static>(
 impl<P: Platform + 'static> IdentityProvider<P> {
     /// The view; starts the flow on the next tick.
     pub fn view(&self, look: ArcRwSignal<Look>) -> impl IntoView + use<P> {
-        crate::browser::inject_css(style::STYLE_ID, style::CSS);
         let ctl = Rc::clone(&self.ctl);
         spawn_local(run(Rc::clone(&ctl)));
         let stored = StoredValue::new_local(ctl);
         let state = RwSignal::from(self.ctl.state.clone());
-        let heading = NodeRef::<H1>::new();
-        focus_on_mount(heading);
-        let look = RwSignal::from(look);
-        let root_look = look;
-        view! {
-            <div
-                class=move || root_look.with(|l| l.theme.root_class())
-                style=move || root_look.with(|l| l.theme.style_attr())
-            >
-                <div class="cnsy-card" aria-busy=move || state.with(|s| matches!(s, State::Loading | State::Redirecting { .. } | State::Consent { submitting: true, .. }).to_string())>
-                    {move || brand(look)}
-                    {move || {
-                            let strings = look.with(|l| l.strings.clone());
-                            match state.get() {
-                                State::Loading => {
-                                    view! {
-                                        <h1 class="cnsy-h" tabindex="-1" node_ref=heading>
-                                            {strings.get("loading")}
-                                        </h1>
-                                    }
-                                        .into_any()
-                                }
-                                State::Redirecting { host } => {
-                                    view! {
-                                        <h1 class="cnsy-h" tabindex="-1" node_ref=heading>
-                                            {strings.fill("redirecting", &[("host", &host)])}
-                                        </h1>
-                                    }
-                                        .into_any()
-                                }
-                                State::Failed(shown) => error_view(&strings, &shown, heading).into_any(),
-                                State::Consent { screen, sections, submitting } => {
-                                    consent_view(&strings, &screen, &sections, submitting, heading, stored)
-                                        .into_any()
-                                }
-                            }
-                        }
+        let busy = move || {
+            matches!(
+                state.get(),
+                State::Loading
+                    | State::Redirecting { .. }
+                    | State::Consent {
+                        submitting: true,
+                        ..
                     }
-                </div>
-            </div>
-        }
+            )
+        };
+        frame(RwSignal::from(look), busy, move |strings| {
+            match state.get() {
+                State::Loading => heading(strings.get("loading")),
+                State::Redirecting { host } => {
+                    heading(strings.fill("redirecting", &[("host", &host)]))
+                }
+                State::Failed(shown) => error_view(strings, &shown),
+                State::Consent {
+                    screen,
+                    sections,
+                    submitting,
+                } => consent_view(strings, &screen, &sections, submitting, stored),
+            }
+        })
     }
 
     /// Recompute the consent lines after the page changed its consent manifest callback.
@@ -141,125 +126,197 @@ impl<P: Platform + 'static> IdentityProvider<P> {
     }
 }
 
-/// Focus the screen's heading whenever a new one is rendered (screen readers announce it, and
-/// the keyboard starts from the top of the screen).
-pub(crate) fn focus_on_mount(heading: NodeRef<H1>) {
-    Effect::new(move || {
-        if let Some(h) = heading.get() {
-            let _ = h.focus();
-        }
-    });
-}
-
-pub(crate) fn brand(look: RwSignal<Look>) -> Option<impl IntoView + use<>> {
-    let url = look.with(|l| l.theme.logo_url.clone())?;
-    Some(view! { <img class="cnsy-brand" src=url alt="" /> })
-}
-
-pub(crate) fn error_view(
-    strings: &crate::Strings,
-    shown: &Shown,
-    heading: NodeRef<H1>,
-) -> impl IntoView + use<> {
+/// The component's outer frame: the themed root and the card, whose content `body` renders from
+/// the current state (and re-renders when it changes). The new screen's heading gets focus, so
+/// screen readers announce it and the keyboard starts from the top.
+pub(crate) fn frame(
+    look: RwSignal<Look>,
+    busy: impl Fn() -> bool + Send + Sync + 'static,
+    body: impl Fn(&Strings) -> AnyView + Send + Sync + 'static,
+) -> impl IntoView {
+    crate::browser::inject_css(style::STYLE_ID, style::CSS);
+    let root = NodeRef::<Div>::new();
+    let content = move || {
+        let strings = look.with(|l| l.strings.clone());
+        let view = body(&strings);
+        request_animation_frame(move || {
+            if let Some(h) = root
+                .get_untracked()
+                .and_then(|r| r.query_selector(".cnsy-h").ok().flatten())
+                .and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = h.focus();
+            }
+        });
+        view
+    };
     view! {
-        <h1 class="cnsy-h" tabindex="-1" node_ref=heading>{strings.get("error.title")}</h1>
-        <p class="cnsy-err" role="alert">{strings.error_text(shown.code, &shown.description)}</p>
-        <p class="cnsy-mu">{strings.fill("error.code", &[("code", shown.code)])}</p>
+        <div
+            node_ref=root
+            class=move || look.with(|l| l.theme.root_class())
+            style=move || look.with(|l| l.theme.style_attr())
+        >
+            <div class="cnsy-card" aria-busy=move || busy().to_string()>
+                {move || brand(look)}
+                {content}
+            </div>
+        </div>
     }
+}
+
+fn brand(look: RwSignal<Look>) -> Option<AnyView> {
+    let url = look.with(|l| l.theme.logo_url.clone())?;
+    Some(
+        el("img", "cnsy-brand")
+            .attr("src", url)
+            .attr("alt", "")
+            .view(),
+    )
+}
+
+/// The screen's heading (focused when it appears).
+pub(crate) fn h1(text: String) -> El {
+    el("h1", "cnsy-h").attr("tabindex", "-1").text(text)
+}
+
+fn heading(text: String) -> AnyView {
+    h1(text).view()
+}
+
+pub(crate) fn error_view(strings: &Strings, shown: &Shown) -> AnyView {
+    fragment(vec![
+        heading(strings.get("error.title")),
+        el("p", "cnsy-err")
+            .attr("role", "alert")
+            .text(strings.error_text(shown.code, &shown.description))
+            .view(),
+        el("p", "cnsy-mu")
+            .text(strings.fill("error.code", &[("code", shown.code)]))
+            .view(),
+    ])
+}
+
+pub(crate) fn logo(uri: Option<&String>) -> Option<AnyView> {
+    uri.map(|src| {
+        el("img", "cnsy-logo")
+            .attr("src", src)
+            .attr("alt", "")
+            .view()
+    })
+}
+
+pub(crate) fn badge(text: String) -> AnyView {
+    el("span", "cnsy-badge").text(text).view()
 }
 
 fn consent_view<P: Platform + 'static>(
-    strings: &crate::Strings,
+    strings: &Strings,
     screen: &ConsentScreen,
     sections: &[ConsentSection],
     submitting: bool,
-    heading: NodeRef<H1>,
     ctl: StoredValue<Rc<Ctl<P>>, LocalStorage>,
-) -> impl IntoView + use<P> {
+) -> AnyView {
     let app = screen.client.name.as_str();
-    let title = strings.fill("consent.title", &[("app", app)]);
-    let logo = screen
-        .client
-        .logo_uri
-        .clone()
-        .map(|src| view! { <img class="cnsy-logo" src=src alt="" /> });
     let trust = if screen.client.verified {
-        view! { <span class="cnsy-badge">{strings.get("consent.verified")}</span> }.into_any()
+        badge(strings.get("consent.verified"))
     } else {
-        view! {
-            <p class="cnsy-warn" role="note">{strings.fill("consent.unverified", &[("app", app)])}</p>
-        }
-        .into_any()
+        el("p", "cnsy-warn")
+            .attr("role", "note")
+            .text(strings.fill("consent.unverified", &[("app", app)]))
+            .view()
     };
     let already = strings.get("consent.already_granted");
-    let section_views = sections
-        .iter()
-        .map(|section| {
-            let header = section
-                .header
-                .clone()
-                .map(|h| view! { <h2 class="cnsy-sh">{h}</h2> });
-            let items = section
-                .items
-                .iter()
-                .map(|item| {
-                    let badge = item.already_granted.then(|| {
-                        view! { " " <span class="cnsy-badge">{already.clone()}</span> }
-                    });
-                    let details = item
-                        .details
+    let sections = sections.iter().map(|section| {
+        let items = section.items.iter().map(|item| {
+            el("li", "")
+                .text(item.text.clone())
+                .child_opt(
+                    item.already_granted
+                        .then(|| fragment(vec![" ".into_any(), badge(already.clone())])),
+                )
+                .children(
+                    item.details
                         .iter()
-                        .map(|d| view! { <span class="cnsy-det cnsy-mu">{d.clone()}</span> })
-                        .collect_view();
-                    view! { <li>{item.text.clone()}{badge}{details}</li> }
-                })
-                .collect_view();
-            view! { <div class="cnsy-sec">{header}<ul class="cnsy-list">{items}</ul></div> }
-        })
-        .collect_view();
+                        .map(|d| el("span", "cnsy-det cnsy-mu").text(d.clone()).view()),
+                )
+                .view()
+        });
+        el("div", "cnsy-sec")
+            .child_opt(
+                section
+                    .header
+                    .clone()
+                    .map(|h| el("h2", "cnsy-sh").text(h).view()),
+            )
+            .child(el("ul", "cnsy-list").children(items).view())
+            .view()
+    });
     let not_grantable = (!screen.not_grantable.is_empty()).then(|| {
-        let items = screen
-            .not_grantable
-            .iter()
-            .map(|s| view! { <li>{s.description.clone()}</li> })
-            .collect_view();
-        view! {
-            <div class="cnsy-sec">
-                <p class="cnsy-mu">{strings.get("consent.not_grantable")}</p>
-                <ul class="cnsy-list cnsy-mu">{items}</ul>
-            </div>
-        }
+        el("div", "cnsy-sec")
+            .child(
+                el("p", "cnsy-mu")
+                    .text(strings.get("consent.not_grantable"))
+                    .view(),
+            )
+            .child(
+                el("ul", "cnsy-list cnsy-mu")
+                    .children(
+                        screen
+                            .not_grantable
+                            .iter()
+                            .map(|s| el("li", "").text(s.description.clone()).view()),
+                    )
+                    .view(),
+            )
+            .view()
     });
-    let choose = move |granted: bool| {
-        let ctl = ctl.get_value();
-        spawn_local(submit(ctl, granted));
+    let choice = move |granted: bool, class: &'static str, label: String| {
+        el("button", class)
+            .attr("type", "button")
+            .flag("disabled", submitting)
+            .on_click(move |_| spawn_local(submit(ctl.get_value(), granted)))
+            .text(label)
+            .view()
     };
-    let status = submitting.then(|| {
-        view! { <p class="cnsy-mu" role="status">{strings.get("consent.submitting")}</p> }
-    });
-    view! {
-        <div class="cnsy-app">
-            {logo}
-            <div>
-                <h1 class="cnsy-h" tabindex="-1" node_ref=heading>{title}</h1>
-            </div>
-        </div>
-        {trust}
-        <p class="cnsy-mu">{strings.fill("consent.account", &[("account", screen.user.label())])}</p>
-        <p>{strings.fill("consent.intro", &[("app", app)])}</p>
-        {section_views}
-        {not_grantable}
-        <p class="cnsy-mu">{strings.fill("consent.redirect", &[("host", &screen.redirect_host)])}</p>
-        {status}
-        <div class="cnsy-actions">
-            <button type="button" class="cnsy-btn" disabled=submitting on:click=move |_| choose(false)>
-                {strings.get("consent.deny")}
-            </button>
-            <button type="button" class="cnsy-btn cnsy-pri" disabled=submitting on:click=move |_| choose(true)>
-                {strings.get("consent.allow")}
-            </button>
-        </div>
+    let mut parts = vec![
+        el("div", "cnsy-app")
+            .child_opt(logo(screen.client.logo_uri.as_ref()))
+            .child(h1(strings.fill("consent.title", &[("app", app)])).view())
+            .view(),
+        trust,
+        el("p", "cnsy-mu")
+            .text(strings.fill("consent.account", &[("account", screen.user.label())]))
+            .view(),
+        el("p", "")
+            .text(strings.fill("consent.intro", &[("app", app)]))
+            .view(),
+    ];
+    parts.extend(sections);
+    parts.extend(not_grantable);
+    parts.push(
+        el("p", "cnsy-mu")
+            .text(strings.fill("consent.redirect", &[("host", &screen.redirect_host)]))
+            .view(),
+    );
+    if submitting {
+        parts.push(
+            el("p", "cnsy-mu")
+                .attr("role", "status")
+                .text(strings.get("consent.submitting"))
+                .view(),
+        );
     }
+    parts.push(
+        el("div", "cnsy-actions")
+            .child(choice(false, "cnsy-btn", strings.get("consent.deny")))
+            .child(choice(
+                true,
+                "cnsy-btn cnsy-pri",
+                strings.get("consent.allow"),
+            ))
+            .view(),
+    );
+    fragment(parts)
 }
 
 /// Read the request, sign in and start in one round trip, then show consent (or go on at once).

@@ -16,6 +16,7 @@
 
 mod apps;
 mod browser;
+mod dom;
 mod idp;
 pub mod strings;
 pub mod style;

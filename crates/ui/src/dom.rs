@@ -1,0 +1,91 @@
+//! A deliberately small element vocabulary over Leptos's renderer (tachys).
+//!
+//! Every `view!` shape is a distinct Rust type, and each one instantiates the renderer's build,
+//! rebuild, mount and unmount code again: written with `view!`, the two components cost ≈ 56 KB
+//! of gzipped wasm on top of Leptos itself. Here every element is the SAME type — a custom
+//! element (any tag), a `Vec<AnyAttribute>` and a `Vec<AnyView>` — so the renderer is
+//! instantiated once for the whole UI. Reactivity stays Leptos's: a component's top-level
+//! closure re-renders its state with these elements.
+
+use leptos::attr::any_attribute::{AnyAttribute, IntoAnyAttribute};
+use leptos::attr::custom::custom_attribute;
+use leptos::ev;
+use leptos::html::custom;
+use leptos::prelude::*;
+use leptos::tachys::view::add_attr::AddAnyAttr;
+
+/// One element under construction.
+pub struct El {
+    tag: &'static str,
+    attrs: Vec<AnyAttribute>,
+    children: Vec<AnyView>,
+}
+
+/// `<tag class="...">`.
+pub fn el(tag: &'static str, class: &'static str) -> El {
+    let mut e = El {
+        tag,
+        attrs: Vec::new(),
+        children: Vec::new(),
+    };
+    if !class.is_empty() {
+        e = e.attr("class", class);
+    }
+    e
+}
+
+impl El {
+    /// An attribute; the value is text (escaped by the DOM, never parsed as markup).
+    pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.attrs
+            .push(custom_attribute(name, value.into()).into_any_attr());
+        self
+    }
+
+    /// A boolean attribute (`disabled`), present only when `on`.
+    pub fn flag(self, name: &'static str, on: bool) -> Self {
+        if on { self.attr(name, "") } else { self }
+    }
+
+    pub fn on_click(mut self, f: impl FnMut(ev::MouseEvent) + 'static) -> Self {
+        let f: Box<dyn FnMut(ev::MouseEvent)> = Box::new(f);
+        self.attrs
+            .push(leptos::tachys::html::event::on(ev::click, f).into_any_attr());
+        self
+    }
+
+    /// A text child.
+    pub fn text(mut self, s: impl Into<String>) -> Self {
+        self.children.push(s.into().into_any());
+        self
+    }
+
+    pub fn child(mut self, c: AnyView) -> Self {
+        self.children.push(c);
+        self
+    }
+
+    pub fn child_opt(self, c: Option<AnyView>) -> Self {
+        match c {
+            Some(c) => self.child(c),
+            None => self,
+        }
+    }
+
+    pub fn children(mut self, cs: impl IntoIterator<Item = AnyView>) -> Self {
+        self.children.extend(cs);
+        self
+    }
+
+    pub fn view(self) -> AnyView {
+        custom(self.tag)
+            .add_any_attr(self.attrs)
+            .child(self.children)
+            .into_any()
+    }
+}
+
+/// Several siblings as one view.
+pub fn fragment(cs: Vec<AnyView>) -> AnyView {
+    cs.into_any()
+}
