@@ -392,8 +392,12 @@ const SDK_SOURCES: [&str; 7] = [
 
 /// Build one feature set of consentry-wasm; returns the built `.wasm`.
 fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
+    // `cargo rustc --crate-type cdylib`: the crate is also an rlib (for its wasm-bindgen tests),
+    // and building both types defeats part of LTO (+10 KB raw, +4 KB gzip on the headless wasm).
     run(cargo().args([
-        "build",
+        "rustc",
+        "--crate-type",
+        "cdylib",
         "--locked",
         "-p",
         SDK_CRATE,

@@ -11,8 +11,11 @@ import path from 'node:path';
 const pkg = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const root = path.resolve(pkg, '../..');
 const dist = path.join(pkg, 'dist');
-const BUDGET = 40 * 1024;
-const STRETCH = 25 * 1024;
+// Each entry as a consumer ships it: [entry file, wasm-bindgen output name, budget, stretch].
+const ENTRIES = [
+  ['headless.js', 'consentry_wasm', 40 * 1024, 25 * 1024],
+  ['index.js', 'consentry_full', 80 * 1024, 60 * 1024],
+];
 
 if (!existsSync(path.join(dist, 'headless.js'))) {
   console.error('no dist/: run `cargo xtask sdk` first');
@@ -21,28 +24,28 @@ if (!existsSync(path.join(dist, 'headless.js'))) {
 
 const gz = (b) => gzipSync(b, { level: 9 }).length;
 const br = (b) => brotliCompressSync(b, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
-const row = (name, b) => console.log(`${name.padEnd(40)} ${String(b.length).padStart(8)} ${String(gz(b)).padStart(8)} ${String(br(b)).padStart(8)}`);
+const row = (name, b) => console.log(`${name.padEnd(44)} ${String(b.length).padStart(8)} ${String(gz(b)).padStart(8)} ${String(br(b)).padStart(8)}`);
 
-const wasm = readFileSync(path.join(dist, 'wasm/consentry_wasm_bg.wasm'));
-const layer = readFileSync(path.join(dist, 'headless.js'));
-const glue = readFileSync(path.join(dist, 'wasm/consentry_wasm.js'));
-const minified = Buffer.from(
-  execFileSync(path.join(pkg, 'node_modules/.bin/esbuild'), [path.join(dist, 'headless.js'), '--bundle', '--minify', '--format=esm', '--log-level=error'], { maxBuffer: 1 << 26 }),
-);
-
-console.log(`${'consentry/headless'.padEnd(40)} ${'raw'.padStart(8)} ${'gzip-9'.padStart(8)} ${'brotli'.padStart(8)}`);
-row('dist/headless.js (JS layer)', layer);
-row('dist/wasm/consentry_wasm.js (glue)', glue);
-row('dist/wasm/consentry_wasm_bg.wasm', wasm);
-row('JS layer + glue, minified (esbuild)', minified);
-const total = { raw: minified.length + wasm.length, gz: gz(minified) + gz(wasm), br: br(minified) + br(wasm) };
-console.log(`${'TOTAL minified JS + wasm'.padEnd(40)} ${String(total.raw).padStart(8)} ${String(total.gz).padStart(8)} ${String(total.br).padStart(8)}`);
-const unminGz = gz(layer) + gz(glue) + gz(wasm);
-console.log(`${'TOTAL unminified JS + wasm (gzip)'.padEnd(40)} ${''.padStart(8)} ${String(unminGz).padStart(8)}`);
-console.log(`budget ${BUDGET} B gzip: ${total.gz <= BUDGET ? 'OK' : 'OVER'}; stretch ${STRETCH} B: ${total.gz <= STRETCH ? 'OK' : 'not yet'}`);
+let over = false;
+for (const [entry, wasmName, budget, stretch] of ENTRIES) {
+  const name = entry === 'index.js' ? 'consentry (UI + headless; CSS is inside the wasm)' : 'consentry/headless';
+  const wasm = readFileSync(path.join(dist, `wasm/${wasmName}_bg.wasm`));
+  const glue = readFileSync(path.join(dist, `wasm/${wasmName}.js`));
+  const minified = Buffer.from(
+    execFileSync(path.join(pkg, 'node_modules/.bin/esbuild'), [path.join(dist, entry), '--bundle', '--minify', '--format=esm', '--log-level=error'], { maxBuffer: 1 << 26 }),
+  );
+  console.log(`\n${name.padEnd(44)} ${'raw'.padStart(8)} ${'gzip-9'.padStart(8)} ${'brotli'.padStart(8)}`);
+  row(`dist/${entry} + shared JS layer (minified)`, minified);
+  row(`dist/wasm/${wasmName}.js (glue, unminified)`, glue);
+  row(`dist/wasm/${wasmName}_bg.wasm`, wasm);
+  const total = { raw: minified.length + wasm.length, gz: gz(minified) + gz(wasm), br: br(minified) + br(wasm) };
+  console.log(`${'TOTAL minified JS + wasm'.padEnd(44)} ${String(total.raw).padStart(8)} ${String(total.gz).padStart(8)} ${String(total.br).padStart(8)}`);
+  console.log(`budget ${budget} B gzip: ${total.gz <= budget ? 'OK' : 'OVER'}; stretch ${stretch} B: ${total.gz <= stretch ? 'OK' : 'not yet'}`);
+  over ||= total.gz > budget;
+}
 
 // Per crate, from the named copy.
-const named = path.join(root, 'target/sdk-size/consentry_wasm_bg.wasm');
+const named = path.join(root, `target/sdk-size/${process.env.SIZE_WASM || 'consentry_full'}_bg.wasm`);
 const twiggy = path.join(root, '.tools/bin/twiggy');
 if (!existsSync(named) || !existsSync(twiggy)) {
   console.log('\n(per-crate breakdown: run `cargo xtask size`, which builds a named copy and installs twiggy)');
@@ -72,7 +75,7 @@ for (const it of items) {
   totalNamed += it.shallow_size;
   perCrate.set(c, (perCrate.get(c) || 0) + it.shallow_size);
 }
-console.log(`\nwasm bytes per crate (twiggy shallow sizes of the named -Oz copy; names excluded):`);
+console.log(`\n${path.basename(named)}: wasm bytes per crate (twiggy shallow sizes of the named -Oz copy; names excluded; SIZE_WASM=consentry_wasm for the headless one):`);
 const folded = new Map();
 for (const [c, b] of perCrate) {
   const key = c.startsWith('(other') ? '(other)' : c;
