@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use consentry_core::{Client, ConnectedAppView, SdkError, SdkErrorCode};
 use leptos::prelude::*;
@@ -63,25 +64,27 @@ pub fn connected_apps<P: Platform + 'static>(
 }
 
 impl<P: Platform + 'static> ConnectedApps<P> {
-    pub fn view(&self) -> impl IntoView + use<P> {
+    /// The view; loads the list on the next tick.
+    pub fn view(&self) -> AnyView {
         let ctl = Rc::clone(&self.ctl);
         spawn_local(load(Rc::clone(&ctl), None));
         let stored = StoredValue::new_local(ctl);
-        let state = RwSignal::from(self.ctl.state.clone());
-        let busy = move || matches!(state.get(), State::Loading | State::List { busy: true, .. });
+        let state = self.ctl.state.clone();
         frame(
-            RwSignal::from(self.ctl.look.clone()),
-            busy,
-            move |strings| match state.get() {
-                State::Loading => h1(strings.get("apps.loading")).view(),
-                State::Failed(shown) => error_view(strings, &shown),
+            self.ctl.look.clone(),
+            Arc::new(move |strings| match state.get() {
+                State::Loading => (true, h1(strings.get("apps.loading")).view()),
+                State::Failed(shown) => (false, error_view(strings, &shown)),
                 State::List {
                     apps,
                     confirming,
                     busy,
                     notice,
-                } => list_view(strings, &apps, confirming.as_deref(), busy, notice, stored),
-            },
+                } => (
+                    busy,
+                    list_view(strings, &apps, confirming.as_deref(), busy, notice, stored),
+                ),
+            }),
         )
     }
 

@@ -23,6 +23,11 @@ pub fn is_framed() -> bool {
     }
 }
 
+/// The document's first element matching `selector`.
+pub fn query(selector: &str) -> Option<web_sys::Element> {
+    window()?.document()?.query_selector(selector).ok()?
+}
+
 /// Send the browser to `location`.
 pub fn navigate(location: &str) {
     if let Some(w) = window() {

@@ -2,12 +2,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use consentry_core::{
     AuthorizeParams, Client, ConsentScreen, ConsentSection, ErrorCode, SdkError, SdkErrorCode,
     parse_authorize_params,
 };
-use leptos::html::Div;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
@@ -75,36 +76,30 @@ pub fn identity_provider<P: Platform + 'static>(
 
 impl<P: Platform + 'static> IdentityProvider<P> {
     /// The view; starts the flow on the next tick.
-    pub fn view(&self, look: ArcRwSignal<Look>) -> impl IntoView + use<P> {
+    pub fn view(&self, look: ArcRwSignal<Look>) -> AnyView {
         let ctl = Rc::clone(&self.ctl);
         spawn_local(run(Rc::clone(&ctl)));
         let stored = StoredValue::new_local(ctl);
-        let state = RwSignal::from(self.ctl.state.clone());
-        let busy = move || {
-            matches!(
-                state.get(),
-                State::Loading
-                    | State::Redirecting { .. }
-                    | State::Consent {
-                        submitting: true,
-                        ..
-                    }
-            )
-        };
-        frame(RwSignal::from(look), busy, move |strings| {
-            match state.get() {
-                State::Loading => heading(strings.get("loading")),
-                State::Redirecting { host } => {
-                    heading(strings.fill("redirecting", &[("host", &host)]))
-                }
-                State::Failed(shown) => error_view(strings, &shown),
+        let state = self.ctl.state.clone();
+        frame(
+            look,
+            Arc::new(move |strings| match state.get() {
+                State::Loading => (true, heading(strings.get("loading"))),
+                State::Redirecting { host } => (
+                    true,
+                    heading(strings.fill("redirecting", &[("host", &host)])),
+                ),
+                State::Failed(shown) => (false, error_view(strings, &shown)),
                 State::Consent {
                     screen,
                     sections,
                     submitting,
-                } => consent_view(strings, &screen, &sections, submitting, stored),
-            }
-        })
+                } => (
+                    submitting,
+                    consent_view(strings, &screen, &sections, submitting, stored),
+                ),
+            }),
+        )
     }
 
     /// Recompute the consent lines after the page changed its consent manifest callback.
@@ -126,52 +121,71 @@ impl<P: Platform + 'static> IdentityProvider<P> {
     }
 }
 
+/// What a component shows for its current state: whether it is busy, and the card's content.
+pub(crate) type Body = Arc<dyn Fn(&Strings) -> (bool, AnyView) + Send + Sync>;
+
 /// The component's outer frame: the themed root and the card, whose content `body` renders from
-/// the current state (and re-renders when it changes). The new screen's heading gets focus, so
-/// screen readers announce it and the keyboard starts from the top.
-pub(crate) fn frame(
-    look: RwSignal<Look>,
-    busy: impl Fn() -> bool + Send + Sync + 'static,
-    body: impl Fn(&Strings) -> AnyView + Send + Sync + 'static,
-) -> impl IntoView {
+/// the current state. One reactive closure re-renders the whole frame when the state or the look
+/// changes: a single `Fn() -> AnyView` type for both components, so the renderer's reactive code
+/// is instantiated once. The new screen's heading gets focus, so screen readers announce it and
+/// the keyboard starts from the top.
+pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
     crate::browser::inject_css(style::STYLE_ID, style::CSS);
-    let root = NodeRef::<Div>::new();
-    let content = move || {
-        let strings = look.with(|l| l.strings.clone());
-        let view = body(&strings);
+    // The root is found again by a per-mount key: cheaper in wasm than a `NodeRef`.
+    static MOUNTS: AtomicU32 = AtomicU32::new(0);
+    let key = decimal(MOUNTS.fetch_add(1, Ordering::Relaxed));
+    let mut heading = String::from("[data-cnsy-root=\"");
+    heading.push_str(&key);
+    heading.push_str("\"] .cnsy-h");
+    let render: Arc<Mutex<dyn FnMut() -> AnyView + Send>> = Arc::new(Mutex::new(move || {
+        let (class, style, logo, strings) = look.with(|l| {
+            (
+                l.theme.root_class(),
+                l.theme.style_attr(),
+                l.theme.logo_url.clone(),
+                l.strings.clone(),
+            )
+        });
+        let (busy, content) = body(&strings);
+        let heading = heading.clone();
         request_animation_frame(move || {
-            if let Some(h) = root
-                .get_untracked()
-                .and_then(|r| r.query_selector(".cnsy-h").ok().flatten())
-                .and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
+            if let Some(h) =
+                browser::query(&heading).and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
             {
                 let _ = h.focus();
             }
         });
-        view
-    };
-    view! {
-        <div
-            node_ref=root
-            class=move || look.with(|l| l.theme.root_class())
-            style=move || look.with(|l| l.theme.style_attr())
-        >
-            <div class="cnsy-card" aria-busy=move || busy().to_string()>
-                {move || brand(look)}
-                {content}
-            </div>
-        </div>
-    }
+        el("div", class)
+            .attr("data-cnsy-root", key.clone())
+            .attr("style", style)
+            .child(
+                el("div", "cnsy-card")
+                    .attr("aria-busy", if busy { "true" } else { "false" })
+                    .child_opt(logo.map(|url| {
+                        el("img", "cnsy-brand")
+                            .attr("src", url)
+                            .attr("alt", "")
+                            .view()
+                    }))
+                    .child(content)
+                    .view(),
+            )
+            .view()
+    }));
+    render.into_any()
 }
 
-fn brand(look: RwSignal<Look>) -> Option<AnyView> {
-    let url = look.with(|l| l.theme.logo_url.clone())?;
-    Some(
-        el("img", "cnsy-brand")
-            .attr("src", url)
-            .attr("alt", "")
-            .view(),
-    )
+/// `n` in decimal, without `core::fmt`.
+fn decimal(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from(b'0' + (n % 10) as u8));
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
 }
 
 /// The screen's heading (focused when it appears).
