@@ -52,7 +52,7 @@ commands:
                                 each crate contributes (twiggy, installed into .tools)
   sdk-test                      `sdk`, then type-check the package and run its Playwright tests in
                                 Debian's Chromium against a real `consentry` server (apt-get if missing)
-  wasm-test                     clippy (wasm32) and the wasm-bindgen tests of consentry-wasm in headless
+  wasm-test                     clippy (wasm32) and the wasm-bindgen tests of consentry-wasm and consentry-ui in headless
                                 Chromium (wasm-bindgen-test-runner + chromedriver; apt-get if missing)
   sdk-pack-test                 `sdk`, then `npm pack` it, install the tarball into fresh Vite 8 and Next 16
                                 apps (tests/packaging/apps), build them with no config (vite build, next
@@ -628,10 +628,12 @@ fn test_wasm_in_browser() -> Result<()> {
     ensure_chromium()?;
     let chromedriver = ensure_chromedriver()?;
     run(cargo()
-        .args(["clippy", "--locked", "-p", SDK_CRATE, "--all-targets"])
+        .args(["clippy", "--locked", "-p", SDK_CRATE, "-p", "consentry-ui", "--all-targets"])
+        .args(["--features", "consentry-wasm/ui"])
         .args(["--target", WASM_TARGET, "--", "-D", "warnings"]))?;
     run(cargo()
-        .args(["test", "--locked", "-p", SDK_CRATE, "--target", WASM_TARGET])
+        .args(["test", "--locked", "-p", SDK_CRATE, "-p", "consentry-ui"])
+        .args(["--target", WASM_TARGET])
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
         .env("CHROMEDRIVER", &chromedriver))
 }

@@ -401,19 +401,22 @@ async fn submit<P: Platform + 'static>(ctl: Rc<Ctl<P>>, granted: bool) {
         return;
     };
     let mut client_id = params.client_id.clone().unwrap_or_default();
+    // Only a consent screen not yet answered (or the start, when no consent is needed) may
+    // submit: a second click, or one that lands after the first answer, sends nothing.
     let mut busy = false;
-    ctl.state.update(|s| {
-        if let State::Consent {
+    ctl.state.update(|s| match s {
+        State::Consent {
             submitting, screen, ..
-        } = s
-        {
+        } => {
             busy = *submitting;
             *submitting = true;
             client_id.clone_from(&screen.client.client_id);
         }
+        State::Loading => {}
+        _ => busy = true,
     });
     if busy {
-        return; // a double click: the first choice is on its way
+        return;
     }
     let answer = ctl.client.authorize_submit(&params, granted).await;
     if !ctl.alive.get() {
