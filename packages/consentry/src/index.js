@@ -1,11 +1,18 @@
 // consentry: the prebuilt UI (mountIdentityProvider, mountConnectedApps) and every headless
 // export, over the full wasm (Leptos UI + headless core): a page using both loads one wasm.
-import initWasm, * as wasm from './wasm/consentry_full.js';
+// Named imports, so that bundlers drop the glue this entry never calls.
+import initWasm, {
+  Consentry,
+  parseAuthorizeParams,
+  decodeTrustedAuthToken as decodeTat,
+  mountIdentityProvider as mountIdp,
+  mountConnectedApps as mountApps,
+} from './wasm/consentry_full.js';
 import { createSdk, toError } from './sdk.js';
 
 export { ConsentryError } from './sdk.js';
 
-const sdk = createSdk(initWasm, wasm, 'consentry');
+const sdk = createSdk(initWasm, { Consentry, parseAuthorizeParams, decodeTrustedAuthToken: decodeTat }, 'consentry');
 export const { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient } = sdk;
 
 /**
@@ -14,15 +21,15 @@ export const { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createCo
  * `unmount()` removes it (idempotent, also before the wasm has loaded).
  */
 export function mountIdentityProvider(element, options) {
-  return mount('mountIdentityProvider', element, options);
+  return mount('mountIdentityProvider', mountIdp, element, options);
 }
 
 /** Mount the list of the user's connected apps, with revoke, into `element`. */
 export function mountConnectedApps(element, options) {
-  return mount('mountConnectedApps', element, options);
+  return mount('mountConnectedApps', mountApps, element, options);
 }
 
-function mount(fn, element, options) {
+function mount(fn, mountWasm, element, options) {
   if (!element || typeof element.appendChild !== 'function') {
     throw new TypeError(`${fn}: element must be a DOM element`);
   }
@@ -34,7 +41,7 @@ function mount(fn, element, options) {
   let latest = options;
   const ready = sdk.init().then(
     () => {
-      if (!stopped) inner = wasm[fn](element, normalize(latest));
+      if (!stopped) inner = mountWasm(element, normalize(latest));
     },
     (e) => {
       // The wasm failed to load: tell the page the same way the UI reports errors.

@@ -46,7 +46,8 @@ function wireParams(params) {
 }
 
 /**
- * The headless functions over one wasm-bindgen module (`initWasm` is its default export).
+ * The headless functions over one wasm-bindgen module (`initWasm` is its default export, `wasm`
+ * the three exports used here, imported by name so that bundlers can drop the rest).
  * `entry` names the package entry in messages.
  */
 export function createSdk(initWasm, wasm, entry) {
