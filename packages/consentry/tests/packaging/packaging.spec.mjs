@@ -102,6 +102,52 @@ async function expectFlow(page, { dir, origin, consentry, pathname, state }) {
   expect(pageErrors).toEqual([]);
 }
 
+/** The prebuilt UI through consentry/react: the user sees the consent screen and clicks Allow. */
+async function expectReactFlow(page, context, { dir, origin, consentry, state, ssr }) {
+  const shippedWasm = readFileSync(path.join(dir, 'node_modules/consentry/dist/wasm/consentry_full_bg.wasm'));
+  const wasm = [];
+  const pageErrors = [];
+  page.on('pageerror', (e) => pageErrors.push(String(e)));
+  page.on('console', (m) => m.type() === 'error' && pageErrors.push(m.text()));
+  page.on('response', (r) => {
+    if (new URL(r.url()).pathname.endsWith('.wasm')) wasm.push({ url: r.url(), body: r.body().catch(() => null) });
+  });
+  const config = { baseUrl: consentry.url, trustedAuthToken: consentry.mintTat({ sub: `react-${state}` }) };
+  // The product's login: Next reads it on the server (cookie), the Vite page in the browser.
+  await context.addCookies([{ name: 'consentry_test', value: encodeURIComponent(JSON.stringify(config)), url: origin }]);
+  await page.addInitScript((cfg) => {
+    window.consentryTest = cfg;
+  }, config);
+  const url = `${origin}/react?${authorizeQuery({ state })}`;
+  if (ssr) {
+    // Server rendering works with zero config: the container is in the HTML, no UI yet.
+    const html = await (await fetch(url, { headers: { cookie: `consentry_test=${encodeURIComponent(JSON.stringify({ ...config, trustedAuthToken: 'ssr-probe' }))}` } })).text();
+    expect(html).toContain('data-consentry="mountIdentityProvider"');
+    expect(html).not.toContain('cnsy-root');
+  }
+  await page.goto(url);
+  const heading = page.getByRole('heading', { level: 1, name: 'Demo agent wants to access your account' });
+  await expect(heading).toBeVisible({ timeout: 30_000 });
+  await expect(heading).toBeFocused();
+  await page.getByRole('button', { name: 'Allow' }).click();
+  const result = page.locator('#consentry-result');
+  await expect(result).toHaveAttribute('data-status', 'ok');
+  const shown = JSON.parse(await result.textContent());
+  // Each event re-rendered the page with new inline props, and the flow did not restart.
+  expect(shown.events).toEqual(['consent_shown', 'consent_granted', 'redirecting']);
+  const location = new URL(shown.redirectUri);
+  expect(`${location.origin}${location.pathname}`).toBe(REDIRECT_URI);
+  expect(location.searchParams.get('state')).toBe(state);
+  expect(location.searchParams.get('iss')).toBe(consentry.url);
+  const token = await consentry.exchangeCode(location.searchParams.get('code'));
+  expect(token.status, JSON.stringify(token.body)).toBe(200);
+  // One wasm: the full build (UI + headless), byte for byte the package's.
+  expect(wasm.length).toBe(1);
+  const served = await wasm[0].body;
+  expect(createHash('sha256').update(served).digest('hex')).toBe(createHash('sha256').update(shippedWasm).digest('hex'));
+  expect(pageErrors).toEqual([]);
+}
+
 for (const b of BUILDS) {
   test.describe(b.title, () => {
     const dir = path.join(workDir(), b.app);
@@ -129,6 +175,10 @@ for (const b of BUILDS) {
 
     test('/headless: consentry/headless runs a whole flow', async ({ page }) => {
       await expectFlow(page, { dir, origin, consentry, pathname: '/headless', state: `st-${b.app}-headless` });
+    });
+
+    test('/react: consentry/react <IdentityProvider> shows consent; Allow hands over the redirect', async ({ page, context }) => {
+      await expectReactFlow(page, context, { dir, origin, consentry, state: `st-${b.app}-react`, ssr: b.app === 'next' });
     });
   });
 }

@@ -1,6 +1,7 @@
-// One page per path, each its own chunk: /headless now; /react (consentry/react) can join later.
+// One page per path, each its own chunk: /headless (consentry/headless), /react (consentry/react).
 const pages = {
   '/headless': () => import('./headless.js'),
+  '/react': () => import('./react.js'),
 };
 
 const root = document.getElementById('app');
