@@ -72,18 +72,21 @@ impl<P: Platform + 'static> ConnectedApps<P> {
         let state = self.ctl.state.clone();
         frame(
             self.ctl.look.clone(),
-            Arc::new(move |strings| match state.get() {
-                State::Loading => (true, h1(strings.get("apps.loading")).view()),
-                State::Failed(shown) => (false, error_view(strings, &shown)),
-                State::List {
-                    apps,
-                    confirming,
-                    busy,
-                    notice,
-                } => (
-                    busy,
-                    list_view(strings, &apps, confirming.as_deref(), busy, notice, stored),
-                ),
+            // `with`, not `get`: the state is read in place, never cloned.
+            Arc::new(move |strings| {
+                state.with(|state| match state {
+                    State::Loading => (true, h1(strings.get("apps.loading")).view()),
+                    State::Failed(shown) => (false, error_view(strings, shown)),
+                    State::List {
+                        apps,
+                        confirming,
+                        busy,
+                        notice,
+                    } => (
+                        *busy,
+                        list_view(strings, apps, confirming.as_deref(), *busy, notice, stored),
+                    ),
+                })
             }),
         )
     }
@@ -98,7 +101,7 @@ fn list_view<P: Platform + 'static>(
     apps: &[ConnectedAppView],
     confirming: Option<&str>,
     busy: bool,
-    notice: Option<String>,
+    notice: &Option<String>,
     ctl: StoredValue<Rc<Ctl<P>>, LocalStorage>,
 ) -> AnyView {
     let set_confirming = move |id: Option<String>| {
@@ -187,7 +190,7 @@ fn list_view<P: Platform + 'static>(
         h1(strings.get("apps.title")).view(),
         el("p", "cnsy-mu")
             .attr("role", "status")
-            .text(notice.unwrap_or_default())
+            .text(notice.clone().unwrap_or_default())
             .view(),
         body,
     ])
@@ -248,9 +251,11 @@ async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P>>, client_id: String) {
     let notice = ctl
         .look
         .with(|l| l.strings.fill("apps.revoked", &[("app", &name)]));
-    load(ctl, Some(notice)).await;
+    // Spawned, not awaited: one copy of load's state machine instead of two.
+    spawn_local(load(ctl, Some(notice)));
 }
 
+#[inline(never)]
 fn fail<P: Platform>(ctl: &Ctl<P>, e: &SdkError) {
     if !ctl.alive.get() {
         return;

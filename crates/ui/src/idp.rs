@@ -83,21 +83,24 @@ impl<P: Platform + 'static> IdentityProvider<P> {
         let state = self.ctl.state.clone();
         frame(
             look,
-            Arc::new(move |strings| match state.get() {
-                State::Loading => (true, heading(strings.get("loading"))),
-                State::Redirecting { host } => (
-                    true,
-                    heading(strings.fill("redirecting", &[("host", &host)])),
-                ),
-                State::Failed(shown) => (false, error_view(strings, &shown)),
-                State::Consent {
-                    screen,
-                    sections,
-                    submitting,
-                } => (
-                    submitting,
-                    consent_view(strings, &screen, &sections, submitting, stored),
-                ),
+            // `with`, not `get`: the state is read in place, never cloned.
+            Arc::new(move |strings| {
+                state.with(|state| match state {
+                    State::Loading => (true, heading(strings.get("loading"))),
+                    State::Redirecting { host } => (
+                        true,
+                        heading(strings.fill("redirecting", &[("host", host)])),
+                    ),
+                    State::Failed(shown) => (false, error_view(strings, shown)),
+                    State::Consent {
+                        screen,
+                        sections,
+                        submitting,
+                    } => (
+                        *submitting,
+                        consent_view(strings, screen, sections, *submitting, stored),
+                    ),
+                })
             }),
         )
     }
@@ -384,7 +387,8 @@ async fn run<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
         Err(e) => return fail(&ctl, &e),
     };
     if !screen.consent_required {
-        return submit(ctl, true).await;
+        // Spawned, not awaited: one copy of submit's state machine instead of two.
+        return spawn_local(submit(ctl, true));
     }
     let hooks = ctl.hooks.borrow().clone();
     let client_id = screen.client.client_id.clone();
@@ -442,6 +446,7 @@ fn redirect<P: Platform>(ctl: &Ctl<P>, hooks: &Hooks, location: &str) {
     hooks.redirect(location);
 }
 
+#[inline(never)]
 /// Show `e`; if the server verified where the client receives errors, send the browser there.
 fn fail<P: Platform>(ctl: &Ctl<P>, e: &SdkError) {
     if !ctl.alive.get() {

@@ -15,7 +15,7 @@ use consentry_ui::{
     UiEvent, connected_apps, identity_provider,
 };
 use js_sys::{Array, Function, Object, Reflect};
-use leptos::prelude::{ArcRwSignal, Set};
+use leptos::prelude::{AnyView, ArcRwSignal, Set};
 use wasm_bindgen::prelude::*;
 
 use crate::platform::BrowserPlatform;
@@ -54,11 +54,42 @@ impl UiHandle {
     }
 }
 
+/// What both mounts start from: the client, the look and the callbacks.
+type Setup = (
+    Rc<Client<BrowserPlatform>>,
+    ArcRwSignal<Look>,
+    Rc<RefCell<Hooks>>,
+);
+
+fn setup(options: &JsValue) -> Setup {
+    (
+        Rc::new(Client::new(BrowserPlatform, &string(options, "baseUrl"))),
+        ArcRwSignal::new(look_from_js(options)),
+        Rc::new(RefCell::new(hooks_from_js(options))),
+    )
+}
+
+/// One `mount_to` instantiation for both components.
+fn mount(
+    element: web_sys::HtmlElement,
+    (look, hooks): (ArcRwSignal<Look>, Rc<RefCell<Hooks>>),
+    view: Box<dyn FnOnce() -> AnyView>,
+    stop: Box<dyn Fn()>,
+    refresh: Option<Box<dyn Fn()>>,
+) -> UiHandle {
+    let mounted = leptos::mount::mount_to(element, view);
+    UiHandle {
+        mounted: Some(Box::new(mounted)),
+        look,
+        hooks,
+        stop: Some(stop),
+        refresh,
+    }
+}
+
 #[wasm_bindgen(js_name = mountIdentityProvider)]
 pub fn mount_identity_provider(element: web_sys::HtmlElement, options: JsValue) -> UiHandle {
-    let client = Rc::new(Client::new(BrowserPlatform, &string(&options, "baseUrl")));
-    let look = ArcRwSignal::new(look_from_js(&options));
-    let hooks = Rc::new(RefCell::new(hooks_from_js(&options)));
+    let (client, look, hooks) = setup(&options);
     let idp = Rc::new(identity_provider(
         client,
         IdentityProviderOptions {
@@ -68,24 +99,20 @@ pub fn mount_identity_provider(element: web_sys::HtmlElement, options: JsValue) 
         },
         Rc::clone(&hooks),
     ));
-    let view_idp = Rc::clone(&idp);
-    let view_look = look.clone();
-    let mounted = leptos::mount::mount_to(element, move || view_idp.view(view_look));
+    let (view_idp, view_look) = (Rc::clone(&idp), look.clone());
     let (stop_idp, refresh_idp) = (Rc::clone(&idp), idp);
-    UiHandle {
-        mounted: Some(Box::new(mounted)),
-        look,
-        hooks,
-        stop: Some(Box::new(move || stop_idp.stop())),
-        refresh: Some(Box::new(move || refresh_idp.refresh_manifest())),
-    }
+    mount(
+        element,
+        (look, hooks),
+        Box::new(move || view_idp.view(view_look)),
+        Box::new(move || stop_idp.stop()),
+        Some(Box::new(move || refresh_idp.refresh_manifest())),
+    )
 }
 
 #[wasm_bindgen(js_name = mountConnectedApps)]
 pub fn mount_connected_apps(element: web_sys::HtmlElement, options: JsValue) -> UiHandle {
-    let client = Rc::new(Client::new(BrowserPlatform, &string(&options, "baseUrl")));
-    let look = ArcRwSignal::new(look_from_js(&options));
-    let hooks = Rc::new(RefCell::new(hooks_from_js(&options)));
+    let (client, look, hooks) = setup(&options);
     let apps = Rc::new(connected_apps(
         client,
         ConnectedAppsOptions {
@@ -95,14 +122,13 @@ pub fn mount_connected_apps(element: web_sys::HtmlElement, options: JsValue) -> 
         look.clone(),
     ));
     let view_apps = Rc::clone(&apps);
-    let mounted = leptos::mount::mount_to(element, move || view_apps.view());
-    UiHandle {
-        mounted: Some(Box::new(mounted)),
-        look,
-        hooks,
-        stop: Some(Box::new(move || apps.stop())),
-        refresh: None,
-    }
+    mount(
+        element,
+        (look, hooks),
+        Box::new(move || view_apps.view()),
+        Box::new(move || apps.stop()),
+        None,
+    )
 }
 
 fn get(v: &JsValue, key: &str) -> JsValue {
