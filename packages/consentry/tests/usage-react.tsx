@@ -1,0 +1,20 @@
+// Type-checked (never run): consentry/react's documented usage.
+import { IdentityProvider, ConnectedApps, ConsentryError, type ConsentryEvent } from 'consentry/react';
+
+export function AuthorizePage({ token }: { token: string }) {
+  return (
+    <>
+      <IdentityProvider
+        baseUrl="https://auth.example.com"
+        trustedAuthTokenParams={{ trustedAuthToken: token, tokenProfileId: 'default' }}
+        getConsentManifest={({ scopes }) => scopes.map((s) => s.description)}
+        strings={{ 'consent.title': '{app} wants access' }}
+        theme={{ borderRadius: '4px' }}
+        onEvent={(e: ConsentryEvent) => console.log(e.type)}
+        onError={(e: ConsentryError) => console.log(e.code)}
+        className="consent"
+      />
+      <ConnectedApps baseUrl="https://auth.example.com" trustedAuthTokenParams={{ trustedAuthToken: token, tokenProfileId: 'default' }} />
+    </>
+  );
+}

@@ -1,0 +1,36 @@
+// Type-checked (never run): the prebuilt UI's documented usage against the published declarations.
+import {
+  mountIdentityProvider,
+  mountConnectedApps,
+  init,
+  createConsentryClient,
+  ConsentryError,
+  type ConsentryEvent,
+  type ConsentManifestInput,
+  type ConsentManifest,
+} from 'consentry';
+
+export function mount(el: HTMLElement, trustedAuthToken: string): () => void {
+  const ui = mountIdentityProvider(el, {
+    baseUrl: 'https://auth.example.com',
+    trustedAuthTokenParams: { trustedAuthToken, tokenProfileId: 'default' },
+    strings: { 'consent.allow': 'Allow access', 'error.invalid_client': 'Unknown app' },
+    theme: { colorPrimary: '#4f46e5', dark: { colorPrimary: '#a5b4fc' }, colorScheme: 'auto' },
+    getConsentManifest: ({ scopes }: ConsentManifestInput): ConsentManifest => [
+      { header: 'Notes', items: scopes.map((s) => ({ text: s.description, details: [s.resourceName] })) },
+    ],
+    onEvent: (e: ConsentryEvent) => {
+      if (e.type === 'redirecting') console.log(e.location);
+      else console.log(e.clientId);
+    },
+    onError: (e: ConsentryError) => console.log(e.code satisfies string),
+    onBeforeRedirect: (location: string) => location.startsWith('https://'),
+  });
+  const apps = mountConnectedApps(el, { baseUrl: 'https://auth.example.com' });
+  void ui.ready.then(() => ui.update({ baseUrl: 'https://auth.example.com', strings: { 'consent.deny': 'No' } }));
+  void init().then(() => createConsentryClient({ baseUrl: 'https://auth.example.com' }));
+  return () => {
+    ui.unmount();
+    apps.unmount();
+  };
+}
