@@ -1,0 +1,33 @@
+// Builds the Next.js example app once (`next build`) unless its build is newer than everything it
+// is built from, so that `cargo xtask test` and reruns reuse it. Its npm packages are installed by
+// `cargo xtask` (npm ci); `npx playwright test` alone expects them.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+import { runGroup } from '../packages/consentry/tests/support/processes.mjs';
+import { NEXT_APP_DIR, REPO_ROOT } from './support/stack.mjs';
+
+function newestMtime(p) {
+  if (!existsSync(p)) return 0;
+  const s = statSync(p);
+  if (!s.isDirectory()) return s.mtimeMs;
+  let newest = s.mtimeMs;
+  for (const e of readdirSync(p)) {
+    if (e === 'node_modules' || e === '.next' || e === 'test-results' || e === 'tests') continue;
+    newest = Math.max(newest, newestMtime(path.join(p, e)));
+  }
+  return newest;
+}
+
+export default async function globalSetup() {
+  const next = path.join(NEXT_APP_DIR, 'node_modules/.bin/next');
+  if (!existsSync(next)) throw new Error(`${next} is missing: run \`npm ci\` in examples/nextjs-app (cargo xtask test does)`);
+  const built = path.join(NEXT_APP_DIR, '.next/BUILD_ID');
+  const sources = Math.max(newestMtime(NEXT_APP_DIR), newestMtime(path.join(REPO_ROOT, 'packages/consentry/dist')));
+  if (existsSync(built) && statSync(built).mtimeMs >= sources) {
+    console.log('examples/nextjs-app: production build is up to date');
+    return;
+  }
+  console.log('examples/nextjs-app: next build');
+  await runGroup(next, ['build'], { cwd: NEXT_APP_DIR, env: { NEXT_TELEMETRY_DISABLED: '1' } });
+}

@@ -1,0 +1,137 @@
+// The whole demo, for real, on loopback: `consentry dev` (SQLite), the example MCP server binary,
+// the Next.js example app's production build, and a TLS server for a Client ID Metadata Document.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { startGroup, stopAllGroups } from '../../packages/consentry/tests/support/processes.mjs';
+import { freePort } from '../../packages/consentry/tests/support/server.mjs';
+
+export { freePort, stopAllGroups };
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const NEXT_APP_DIR = path.join(REPO_ROOT, 'examples/nextjs-app');
+const bin = (name, env) => process.env[env] || path.join(REPO_ROOT, 'target/debug', name);
+export const CONSENTRY_BIN = bin('consentry', 'CONSENTRY_BIN');
+export const MCP_SERVER_BIN = bin('consentry-example-mcp-server', 'MCP_SERVER_BIN');
+
+/** Access tokens live this long (the config's minimum), so that expiry can be tested. */
+export const ACCESS_TOKEN_TTL_SECONDS = 30;
+
+export async function waitFor(url, proc, { anyStatus = false, fetchOptions } = {}) {
+  for (let i = 0; i < 600; i++) {
+    try {
+      const res = await fetch(url, { redirect: 'manual', ...fetchOptions });
+      if (anyStatus || res.ok) return;
+    } catch { /* not listening yet */ }
+    if (proc && !proc.running) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} did not answer\n${proc?.output() ?? ''}`);
+}
+
+/** A test CA and a certificate for 127.0.0.1 signed by it (openssl), in `dir`. */
+function makePki(dir) {
+  const f = (n) => path.join(dir, n);
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+    '-subj', '/CN=consentry e2e test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'),
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign');
+  ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1',
+    '-keyout', f('leaf.key'), '-out', f('leaf.csr'));
+  writeFileSync(f('leaf.ext'), 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  ssl('x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+    '-days', '2', '-extfile', f('leaf.ext'), '-out', f('leaf.pem'));
+  return { ca: f('ca.pem'), key: f('leaf.key'), cert: f('leaf.pem') };
+}
+
+/** An HTTPS server on 127.0.0.1 serving JSON documents set with `.set(path, doc)`. */
+async function startDocumentServer(pki, port) {
+  const docs = new Map();
+  const hits = [];
+  const server = createHttpsServer({ key: readFileSync(pki.key), cert: readFileSync(pki.cert) }, (req, res) => {
+    hits.push(req.url);
+    const doc = docs.get(req.url);
+    if (!doc) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(doc));
+  });
+  await new Promise((resolve, reject) => { server.once('error', reject); server.listen(port, '127.0.0.1', resolve); });
+  return {
+    url: (p) => `https://127.0.0.1:${port}${p}`,
+    set: (p, doc) => docs.set(p, doc),
+    hits,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+/**
+ * Start everything. The Next app must be built already (global-setup.mjs). Consentry runs in dev
+ * mode; its generated config gets two additions before the real start: an introspection secret for
+ * the MCP resource (so a revoked grant stops working at once) and `[cimd]` trust for the loopback
+ * document server.
+ */
+export async function startStack() {
+  const [consentryPort, mcpPort, appPort, cimdPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const dir = mkdtempSync(path.join(tmpdir(), 'consentry-e2e-'));
+  const origin = `http://127.0.0.1:${appPort}`;
+  const consentryUrl = `http://127.0.0.1:${consentryPort}`;
+  const mcpUrl = `http://127.0.0.1:${mcpPort}/mcp`;
+  const introspectionSecret = randomBytes(32).toString('base64url');
+  const procs = [];
+  const devArgs = ['dev', '--dir', dir, '--port', String(consentryPort), '--app-origin', origin, '--resource', mcpUrl];
+  const env = { CONSENTRY_LOG: 'warn' };
+
+  // 1. `consentry dev` writes its folder (config + TAT keypair) on first start.
+  const first = startGroup(CONSENTRY_BIN, devArgs, { env });
+  await waitFor(`${consentryUrl}/healthz`, first);
+  await first.stop();
+
+  const pki = makePki(dir);
+  const configPath = path.join(dir, 'consentry.toml');
+  const config = readFileSync(configPath, 'utf8');
+  const anchor = 'default_scopes = ["notes:read"]\n';
+  if (!config.includes(anchor)) throw new Error(`consentry dev's config changed: no '${anchor.trim()}' line\n${config}`);
+  writeFileSync(configPath, config.replace(anchor, `${anchor}introspection_secret = "${introspectionSecret}"\n`)
+    + `\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
+
+  // 2. The real start, with short-lived access tokens (an env override of a top-level key).
+  const consentry = startGroup(CONSENTRY_BIN, devArgs, { env: { ...env, CONSENTRY_ACCESS_TOKEN_TTL_SECONDS: String(ACCESS_TOKEN_TTL_SECONDS) } });
+  procs.push(consentry);
+  await waitFor(`${consentryUrl}/healthz`, consentry);
+
+  const mcp = startGroup(MCP_SERVER_BIN, ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
+    '--introspection-secret', introspectionSecret], { env: { MCP_LOG: 'warn' } });
+  procs.push(mcp);
+  await waitFor(`http://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`, mcp);
+
+  const app = startGroup(path.join(NEXT_APP_DIR, 'node_modules/.bin/next'), ['start', '--hostname', '127.0.0.1', '--port', String(appPort)], {
+    cwd: NEXT_APP_DIR,
+    env: {
+      NEXT_TELEMETRY_DISABLED: '1',
+      CONSENTRY_URL: consentryUrl,
+      CONSENTRY_TAT_PRIVATE_KEY_FILE: path.join(dir, 'tat_private.pem'),
+      SESSION_SECRET: randomBytes(32).toString('base64url'),
+    },
+  });
+  procs.push(app);
+  await waitFor(`${origin}/login`, app);
+
+  const documents = await startDocumentServer(pki, cimdPort);
+
+  return {
+    dir, origin, consentryUrl, mcpUrl, documents,
+    output: () => procs.map((p) => p.output()).join('\n'),
+    async stop() {
+      await documents.close();
+      for (const p of procs.reverse()) await p.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const jwtClaims = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
+
