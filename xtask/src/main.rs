@@ -749,10 +749,16 @@ fn ensure_example_packages(dir: &Path) -> Result<()> {
     }
     let installed = modules.join("consentry");
     if same_sdk_files(&repo_root().join(SDK_PACKAGE), &installed) {
-        eprintln!("    {}: npm packages and the SDK copy are current", dir.display());
+        eprintln!(
+            "    {}: npm packages and the SDK copy are current",
+            dir.display()
+        );
         return Ok(());
     }
-    eprintln!("    {}: the SDK was rebuilt, reinstalling its copy", dir.display());
+    eprintln!(
+        "    {}: the SDK was rebuilt, reinstalling its copy",
+        dir.display()
+    );
     fs::remove_dir_all(&installed)?;
     npm(&["install", "--no-save", "--prefer-offline"])
 }
