@@ -162,7 +162,7 @@ impl Store {
                 .with_context(|| format!("cannot open database '{path}'"))?;
             let now = crate::app::now();
             actor
-                .run(move |tx| migrate_sqlite(tx, now))
+                .run(true, move |tx| migrate_sqlite(tx, now))
                 .await
                 .context("applying database migrations")?;
             return Ok(Store {
@@ -191,11 +191,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
     {
-        self.runner.run(f).await
+        self.runner.run(true, f).await
+    }
+
+    /// `run` for a closure that only reads.
+    async fn read<T, F>(&self, f: F) -> DbResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
+    {
+        self.runner.run(false, f).await
     }
 
     pub async fn ping(&self) -> DbResult<()> {
-        self.run(|tx| tx.query("SELECT 1", &[]).map(|_| ())).await
+        self.read(|tx| tx.query("SELECT 1", &[]).map(|_| ())).await
     }
 
     // --- server secrets and signing keys ---
@@ -221,7 +230,7 @@ impl Store {
     }
 
     pub async fn signing_keys(&self) -> DbResult<Vec<SigningKeyRow>> {
-        self.run(|tx| {
+        self.read(|tx| {
             tx.query(
                 "SELECT kid, alg, private_key, created_at, retired_at FROM signing_keys \
                  ORDER BY created_at DESC, kid",
@@ -340,7 +349,7 @@ impl Store {
 
     pub async fn user(&self, user_id: &str) -> DbResult<Option<UserRow>> {
         let user_id = user_id.to_owned();
-        self.run(move |tx| {
+        self.read(move |tx| {
             tx.query_opt(
                 "SELECT user_id, email, name, roles FROM users WHERE user_id = $1",
                 &args![user_id],
@@ -356,7 +365,7 @@ impl Store {
     /// The (resource, scope) pairs this user granted this client.
     pub async fn granted(&self, user_id: &str, client_id: &str) -> DbResult<Vec<(String, String)>> {
         let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
-        self.run(move |tx| {
+        self.read(move |tx| {
             tx.query(
                 "SELECT resource, scope FROM consent_grants WHERE user_id = $1 AND client_id = $2",
                 &args![user_id, client_id],
@@ -443,7 +452,7 @@ impl Store {
 
     pub async fn refresh_token(&self, hash: &str) -> DbResult<Option<RefreshRow>> {
         let hash = hash.to_owned();
-        self.run(move |tx| {
+        self.read(move |tx| {
             let Some(r) = tx.query_opt(
                 "SELECT f.family_id, f.user_id, f.client_id, f.scope, f.resources, f.revoked_at, \
                  r.expires_at, r.rotated_at \
@@ -552,7 +561,7 @@ impl Store {
 
     pub async fn client(&self, client_id: &str) -> DbResult<Option<ClientRow>> {
         let client_id = client_id.to_owned();
-        self.run(move |tx| {
+        self.read(move |tx| {
             tx.query_opt(
                 "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
                  FROM clients WHERE client_id = $1",
@@ -566,7 +575,7 @@ impl Store {
 
     pub async fn clients(&self, limit: i64, after: &str) -> DbResult<Vec<ClientRow>> {
         let after = after.to_owned();
-        self.run(move |tx| {
+        self.read(move |tx| {
             tx.query(
                 "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
                  FROM clients WHERE client_id > $1 ORDER BY client_id LIMIT $2",
@@ -636,7 +645,7 @@ impl Store {
     /// (`gid` revoked or unknown)? One round trip.
     pub async fn access_token_revoked(&self, jti: &str, gid: Option<&str>) -> DbResult<bool> {
         let (jti, gid) = (jti.to_owned(), gid.map(str::to_owned));
-        self.run(move |tx| {
+        self.read(move |tx| {
             if tx
                 .query_opt(
                     "SELECT 1 FROM revoked_access_tokens WHERE jti = $1",
@@ -662,7 +671,7 @@ impl Store {
     /// plus each client's last token use.
     pub async fn connected_apps(&self, user_id: &str) -> DbResult<Vec<GrantRow>> {
         let user_id = user_id.to_owned();
-        self.run(move |tx| {
+        self.read(move |tx| {
             tx.query(
                 "SELECT g.client_id, g.resource, g.scope, g.granted_at, \
                  (SELECT MAX(f.last_used_at) FROM token_families f \

@@ -5,9 +5,10 @@
 //!
 //! - **SQLite** runs closures on one dedicated thread that owns a `rusqlite` connection and
 //!   commits them in groups: the thread takes every closure waiting in its queue, runs each inside
-//!   a savepoint of one `BEGIN IMMEDIATE … COMMIT`, and only then answers the callers. One thread
-//!   hop per operation instead of one per statement (sqlx's SQLite driver hops to a worker thread
-//!   for every statement: measured here, most of the server's CPU went to those context switches).
+//!   a savepoint of one `BEGIN IMMEDIATE … COMMIT` (a plain `BEGIN`, no savepoints, when every
+//!   closure of the group only reads), and only then answers the callers. One thread hop per
+//!   operation instead of one per statement (sqlx's SQLite driver hops to a worker thread for
+//!   every statement: measured here, most of the server's CPU went to those context switches).
 //! - **PostgreSQL** runs a closure on tokio's blocking pool against a sqlx transaction, each
 //!   statement driven with `Handle::block_on` (many stateless instances share the database).
 //!
@@ -147,7 +148,19 @@ pub trait Tx {
 // SQLite: one thread, group commit
 
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
-type Job = Box<dyn FnOnce(&rusqlite::Connection) -> Finish + Send>;
+
+/// A closure for the SQLite thread. A batch whose jobs all only read runs in a deferred
+/// transaction: no write lock, no savepoints, nothing written to the WAL at commit.
+struct Job {
+    writes: bool,
+    run: Box<dyn FnOnce(&rusqlite::Connection) -> Finish + Send>,
+}
+
+/// Statements the thread runs around every closure, kept prepared (parsing them each time
+/// showed in profiles).
+fn control(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
 
 /// Most closures batched into one commit.
 const MAX_BATCH: usize = 256;
@@ -226,8 +239,11 @@ impl SqliteActor {
         let conn = rusqlite::Connection::open(path)?;
         // WAL + NORMAL survives a process crash (toolchain.md); busy_timeout makes a second
         // process on the same file wait for the write lock instead of failing.
+        // cache_size: 32 MiB (the default 2 MiB made every token lookup a pread once the tables
+        // outgrew it); pages are only allocated as the database grows.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+             PRAGMA cache_size = -32768;",
         )?;
         conn.set_prepared_statement_cache_capacity(128);
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
@@ -242,14 +258,15 @@ impl SqliteActor {
                             Err(_) => break,
                         }
                     }
-                    let begun = conn.execute_batch("BEGIN IMMEDIATE");
+                    let writes = batch.iter().any(|j| j.writes);
+                    let begun = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" });
                     let mut finishers = Vec::with_capacity(batch.len());
                     for job in batch {
-                        finishers.push(job(&conn));
+                        finishers.push((job.run)(&conn));
                     }
                     let outcome = match begun {
-                        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| {
-                            let _ = conn.execute_batch("ROLLBACK");
+                        Ok(()) => control(&conn, "COMMIT").map_err(|e| {
+                            let _ = control(&conn, "ROLLBACK");
                             e.to_string()
                         }),
                         Err(e) => Err(e.to_string()),
@@ -264,25 +281,30 @@ impl SqliteActor {
         Ok(SqliteActor { jobs: tx })
     }
 
-    pub async fn run<T, F>(&self, f: F) -> DbResult<T>
+    /// Run `f` as one operation; `writes` false promises it only reads.
+    pub async fn run<T, F>(&self, writes: bool, f: F) -> DbResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<DbResult<T>>();
-        let job: Job = Box::new(move |conn| {
-            // Each closure in its own savepoint: a failing one leaves no trace in the batch.
-            let saved = conn.execute_batch("SAVEPOINT op");
-            let res = match saved {
-                Ok(()) => {
-                    let r = f(&mut SqliteTx { conn });
-                    if r.is_err() {
-                        let _ = conn.execute_batch("ROLLBACK TO op");
+        let run = Box::new(move |conn: &rusqlite::Connection| -> Finish {
+            // Each writing closure in its own savepoint: a failing one leaves no trace in the
+            // batch. A reader has nothing to undo.
+            let res = if !writes {
+                f(&mut SqliteTx { conn })
+            } else {
+                match control(conn, "SAVEPOINT op") {
+                    Ok(()) => {
+                        let r = f(&mut SqliteTx { conn });
+                        if r.is_err() {
+                            let _ = control(conn, "ROLLBACK TO op");
+                        }
+                        let _ = control(conn, "RELEASE op");
+                        r
                     }
-                    let _ = conn.execute_batch("RELEASE op");
-                    r
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
             };
             Box::new(move |commit_error: Option<&str>| {
                 let out = match commit_error {
@@ -293,7 +315,7 @@ impl SqliteActor {
             })
         });
         self.jobs
-            .send(job)
+            .send(Job { writes, run })
             .map_err(|_| DbError::Other("the SQLite thread has stopped".into()))?;
         rx.await
             .map_err(|_| DbError::Other("the SQLite thread dropped a request".into()))?
@@ -399,13 +421,15 @@ pub enum Runner {
 }
 
 impl Runner {
-    pub async fn run<T, F>(&self, f: F) -> DbResult<T>
+    /// Run `f` as one transaction; `writes` false promises it only reads (SQLite then takes no
+    /// write lock for it).
+    pub async fn run<T, F>(&self, writes: bool, f: F) -> DbResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
     {
         match self {
-            Runner::Sqlite(a) => a.run(f).await,
+            Runner::Sqlite(a) => a.run(writes, f).await,
             Runner::Postgres(p) => p.run(f).await,
         }
     }
