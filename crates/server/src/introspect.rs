@@ -17,31 +17,16 @@ use crate::token::{Form, REFRESH_PREFIX, authenticate_client};
 /// Verify an access token this server signed and check it was not revoked (one by one, or with
 /// its grant). `None` when it is not active.
 pub async fn active_access_token(s: &Shared, token: &str) -> ApiResult<Option<Map<String, Value>>> {
-    let Ok(header) = jsonwebtoken::decode_header(token) else {
-        return Ok(None);
-    };
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Ok(None);
-    }
     let keys = s.keys.current().await;
-    let Some((key, alg)) = header.kid.as_deref().and_then(|k| keys.verifiers.get(k)) else {
+    let Some(claims) = keys.verify_access_token(token, &s.cfg.issuer, now()) else {
         return Ok(None);
     };
-    let mut v = jsonwebtoken::Validation::new(*alg);
-    v.set_issuer(&[&s.cfg.issuer]);
-    v.validate_aud = false;
-    v.leeway = 0;
-    v.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
-    let Ok(data) = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v) else {
-        return Ok(None);
-    };
-    let claims = data.claims;
     let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
     let gid = claims.get("gid").and_then(Value::as_str);
     if s.store.access_token_revoked(jti, gid).await? {
         return Ok(None);
     }
-    Ok(Some(claims))
+    Ok(Some(Map::clone(&claims)))
 }
 
 /// Who is asking: a client (sees only its own tokens) or a resource server (sees only tokens

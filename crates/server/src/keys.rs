@@ -16,7 +16,9 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::{Value, json};
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
 use crate::db::{SigningKeyRow, Store};
@@ -197,6 +199,70 @@ pub struct KeyState {
     /// Verification keys by kid: every published key (for introspection and userinfo).
     pub verifiers:
         std::collections::HashMap<String, (jsonwebtoken::DecodingKey, jsonwebtoken::Algorithm)>,
+    /// Access tokens whose signature one of `verifiers` already checked, with their claims.
+    /// Resource servers introspect the same token on every call it authorizes; an ES256
+    /// verification is most of that call's CPU. Tied to this key set, so it is dropped with it
+    /// (every reload); expiry is checked on every use and revocation is not cached at all.
+    verified: std::sync::Mutex<HashMap<String, VerifiedAccessToken>>,
+}
+
+#[derive(Clone)]
+struct VerifiedAccessToken {
+    claims: Arc<Map<String, Value>>,
+    exp: i64,
+}
+
+/// Most access tokens remembered as verified; past it, expired ones are dropped, then all.
+const MAX_VERIFIED_TOKENS: usize = 4096;
+
+impl KeyState {
+    /// Claims of an access token (`typ` at+jwt) signed by one of our keys, issued by `issuer`,
+    /// with `exp`, `iss`, `sub` and `jti`, not expired at `now`. Revocation is the caller's
+    /// check.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Option<Arc<Map<String, Value>>> {
+        if let Ok(cache) = self.verified.lock()
+            && let Some(hit) = cache.get(token)
+        {
+            // Same rule as jsonwebtoken's, leeway 0: expired once `exp` is in the past.
+            return (hit.exp >= now).then(|| hit.claims.clone());
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.typ.as_deref() != Some("at+jwt") {
+            return None;
+        }
+        let (key, alg) = header.kid.as_deref().and_then(|k| self.verifiers.get(k))?;
+        let mut v = jsonwebtoken::Validation::new(*alg);
+        v.set_issuer(&[issuer]);
+        v.validate_aud = false;
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v)
+            .ok()?
+            .claims;
+        let exp = claims.get("exp").and_then(Value::as_i64)?;
+        let claims = Arc::new(claims);
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= MAX_VERIFIED_TOKENS {
+                cache.retain(|_, t| t.exp >= now);
+                if cache.len() >= MAX_VERIFIED_TOKENS {
+                    cache.clear();
+                }
+            }
+            cache.insert(
+                token.to_owned(),
+                VerifiedAccessToken {
+                    claims: claims.clone(),
+                    exp,
+                },
+            );
+        }
+        Some(claims)
+    }
 }
 
 impl KeyRing {
@@ -285,6 +351,7 @@ async fn load_state(
         current,
         jwks: json!({ "keys": published }),
         verifiers,
+        verified: std::sync::Mutex::new(HashMap::new()),
     })
 }
 
