@@ -3,8 +3,9 @@
 //! both engines share (`$N` placeholders, `ON CONFLICT`), and runs as one transaction on either
 //! backend (see `sql.rs`), so the two are tested by the same suite.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -22,6 +23,67 @@ pub enum Backend {
 pub struct Store {
     runner: Runner,
     pub backend: Backend,
+    /// SQLite only, see [`ClientCache`].
+    client_cache: Option<Arc<ClientCache>>,
+}
+
+/// Registered clients recently read, so the token endpoint and the consent API do not read the
+/// same row on every request. SQLite only: one process serves an SQLite file and every change
+/// to a client goes through this `Store`, which drops the entry (PostgreSQL serves several
+/// instances, whose caches a change on one would not reach, so they always read). Entries also
+/// expire, which bounds staleness if a second process ever shares the file.
+#[derive(Default)]
+struct ClientCache {
+    inner: std::sync::Mutex<ClientCacheInner>,
+}
+
+#[derive(Default)]
+struct ClientCacheInner {
+    rows: HashMap<String, (ClientRow, Instant)>,
+    /// Bumped by every change: a read that began before a change must not cache what it read.
+    generation: u64,
+}
+
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(10);
+const CLIENT_CACHE_MAX: usize = 4096;
+
+impl ClientCache {
+    fn get(&self, client_id: &str) -> Option<ClientRow> {
+        let inner = self.inner.lock().ok()?;
+        let (row, at) = inner.rows.get(client_id)?;
+        (at.elapsed() < CLIENT_CACHE_TTL).then(|| row.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.inner.lock().map(|i| i.generation).unwrap_or(0)
+    }
+
+    fn put(&self, generation: u64, row: &ClientRow) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.generation != generation {
+            return;
+        }
+        if inner.rows.len() >= CLIENT_CACHE_MAX {
+            inner
+                .rows
+                .retain(|_, (_, at)| at.elapsed() < CLIENT_CACHE_TTL);
+            if inner.rows.len() >= CLIENT_CACHE_MAX {
+                inner.rows.clear();
+            }
+        }
+        inner
+            .rows
+            .insert(row.client_id.clone(), (row.clone(), Instant::now()));
+    }
+
+    fn forget(&self, client_id: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.generation += 1;
+            inner.rows.remove(client_id);
+        }
+    }
 }
 
 /// A stored user.
@@ -168,6 +230,7 @@ impl Store {
             return Ok(Store {
                 runner: Runner::Sqlite(actor),
                 backend: Backend::Sqlite,
+                client_cache: Some(Arc::default()),
             });
         }
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -183,6 +246,7 @@ impl Store {
         Ok(Store {
             runner: Runner::Postgres(Arc::new(PgRunner { pool })),
             backend: Backend::Postgres,
+            client_cache: None,
         })
     }
 
@@ -560,17 +624,33 @@ impl Store {
     }
 
     pub async fn client(&self, client_id: &str) -> DbResult<Option<ClientRow>> {
-        let client_id = client_id.to_owned();
-        self.read(move |tx| {
-            tx.query_opt(
-                "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
-                 FROM clients WHERE client_id = $1",
-                &args![client_id],
-            )?
-            .map(|r| client_row(&r))
-            .transpose()
-        })
-        .await
+        let cache = self.client_cache.as_deref();
+        if let Some(row) = cache.and_then(|c| c.get(client_id)) {
+            return Ok(Some(row));
+        }
+        let generation = cache.map(ClientCache::generation);
+        let id = client_id.to_owned();
+        let row = self
+            .read(move |tx| {
+                tx.query_opt(
+                    "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
+                     FROM clients WHERE client_id = $1",
+                    &args![id],
+                )?
+                .map(|r| client_row(&r))
+                .transpose()
+            })
+            .await?;
+        if let (Some(c), Some(g), Some(r)) = (cache, generation, &row) {
+            c.put(g, r);
+        }
+        Ok(row)
+    }
+
+    fn forget_client(&self, client_id: &str) {
+        if let Some(c) = &self.client_cache {
+            c.forget(client_id);
+        }
     }
 
     pub async fn clients(&self, limit: i64, after: &str) -> DbResult<Vec<ClientRow>> {
@@ -594,36 +674,39 @@ impl Store {
         metadata: &str,
         now: i64,
     ) -> DbResult<bool> {
-        let (client_id, metadata) = (client_id.to_owned(), metadata.to_owned());
-        self.run(move |tx| {
-            Ok(tx.exec(
-                "UPDATE clients SET metadata = $2, updated_at = $3 WHERE client_id = $1",
-                &args![client_id, metadata, now],
-            )? == 1)
-        })
-        .await
+        let (id, metadata) = (client_id.to_owned(), metadata.to_owned());
+        let updated = self
+            .run(move |tx| {
+                Ok(tx.exec(
+                    "UPDATE clients SET metadata = $2, updated_at = $3 WHERE client_id = $1",
+                    &args![id, metadata, now],
+                )? == 1)
+            })
+            .await;
+        self.forget_client(client_id);
+        updated
     }
 
     /// Delete a client, its consents, and revoke every grant it holds.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> DbResult<bool> {
-        let client_id = client_id.to_owned();
-        self.run(move |tx| {
-            let n = tx.exec(
-                "DELETE FROM clients WHERE client_id = $1",
-                &args![&client_id],
-            )?;
-            tx.exec(
-                "DELETE FROM consent_grants WHERE client_id = $1",
-                &args![&client_id],
-            )?;
-            tx.exec(
-                "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
+        let id = client_id.to_owned();
+        let deleted = self
+            .run(move |tx| {
+                let n = tx.exec("DELETE FROM clients WHERE client_id = $1", &args![&id])?;
+                tx.exec(
+                    "DELETE FROM consent_grants WHERE client_id = $1",
+                    &args![&id],
+                )?;
+                tx.exec(
+                    "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
                  WHERE client_id = $1 AND revoked_at IS NULL",
-                &args![&client_id, now],
-            )?;
-            Ok(n == 1)
-        })
-        .await
+                    &args![&id, now],
+                )?;
+                Ok(n == 1)
+            })
+            .await;
+        self.forget_client(client_id);
+        deleted
     }
 
     // --- revocation and connected apps ---
