@@ -516,31 +516,67 @@ impl Store {
 
     pub async fn refresh_token(&self, hash: &str) -> DbResult<Option<RefreshRow>> {
         let hash = hash.to_owned();
-        self.read(move |tx| {
-            let Some(r) = tx.query_opt(
-                "SELECT f.family_id, f.user_id, f.client_id, f.scope, f.resources, f.revoked_at, \
-                 r.expires_at, r.rotated_at \
-                 FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
-                 WHERE r.token_hash = $1",
-                &args![hash],
-            )?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(RefreshRow {
-                family: FamilyRow {
-                    family_id: r.text(0)?,
-                    user_id: r.text(1)?,
-                    client_id: r.text(2)?,
-                    scope: r.text(3)?,
-                    resources: serde_json::from_str(&r.text(4)?).unwrap_or_default(),
-                    revoked_at: r.opt_int(5)?,
-                },
-                expires_at: r.int(6)?,
-                rotated_at: r.opt_int(7)?,
-            }))
-        })
-        .await
+        self.read(move |tx| refresh_row(tx, &hash)).await
+    }
+
+    /// The refresh grant in one transaction: read the presented token (by hash), let `decide`
+    /// judge it, then rotate it to `new_hash` (or revoke its grant) as decided.
+    pub async fn refresh_grant<T, E, D>(
+        &self,
+        hash: &str,
+        new_hash: &str,
+        new_expires_at: i64,
+        now: i64,
+        decide: D,
+    ) -> DbResult<RefreshGrant<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        D: FnOnce(&RefreshRow) -> RefreshDecision<T, E> + Send + 'static,
+    {
+        let (hash, new_hash) = (hash.to_owned(), new_hash.to_owned());
+        let result = self
+            .run(move |tx| {
+                let Some(row) = refresh_row(tx, &hash)? else {
+                    return Ok(RefreshGrant::Unknown);
+                };
+                let (plan, allow_rotated) = match decide(&row) {
+                    RefreshDecision::Refuse(error) => {
+                        return Ok(RefreshGrant::Refused {
+                            error,
+                            revoked: false,
+                        });
+                    }
+                    RefreshDecision::RevokeAndRefuse(error) => {
+                        revoke_family(tx, &row.family.family_id, "refresh_reuse", now)?;
+                        return Ok(RefreshGrant::Refused {
+                            error,
+                            revoked: true,
+                        });
+                    }
+                    RefreshDecision::Rotate {
+                        plan,
+                        allow_rotated,
+                    } => (plan, allow_rotated),
+                };
+                let family_id = &row.family.family_id;
+                rotate(
+                    tx,
+                    &hash,
+                    allow_rotated,
+                    family_id,
+                    &new_hash,
+                    new_expires_at,
+                    now,
+                )?;
+                Ok(RefreshGrant::Rotated { row, plan })
+            })
+            .await;
+        // A lost race must leave no trace: returning an error rolled the operation back.
+        match result {
+            Err(DbError::RolledBack(LOST_RACE)) => Ok(RefreshGrant::LostRace),
+            other => other,
+        }
     }
 
     /// Rotate: mark `old_hash` rotated (only if it still is not, unless `allow_rotated` — the
@@ -562,23 +598,15 @@ impl Store {
         );
         let result = self
             .run(move |tx| {
-                let sql = if allow_rotated {
-                    "UPDATE refresh_tokens SET rotated_at = COALESCE(rotated_at, $2) WHERE token_hash = $1"
-                } else {
-                    "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1 AND rotated_at IS NULL"
-                };
-                if tx.exec(sql, &args![&old_hash, now])? != 1 {
-                    return Err(DbError::RolledBack(LOST_RACE));
-                }
-                let live = tx.exec(
-                    "UPDATE token_families SET last_used_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
-                    &args![&family_id, now],
-                )?;
-                if live != 1 {
-                    return Err(DbError::RolledBack(LOST_RACE));
-                }
-                insert_refresh(tx, &new_hash, &family_id, new_expires_at, now)?;
-                Ok(())
+                rotate(
+                    tx,
+                    &old_hash,
+                    allow_rotated,
+                    &family_id,
+                    &new_hash,
+                    new_expires_at,
+                    now,
+                )
             })
             .await;
         // A lost race must leave no trace: returning an error rolls the operation back.
@@ -591,15 +619,8 @@ impl Store {
 
     pub async fn revoke_family(&self, family_id: &str, reason: &str, now: i64) -> DbResult<()> {
         let (family_id, reason) = (family_id.to_owned(), reason.to_owned());
-        self.run(move |tx| {
-            tx.exec(
-                "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
-                 WHERE family_id = $1 AND revoked_at IS NULL",
-                &args![family_id, now, reason],
-            )?;
-            Ok(())
-        })
-        .await
+        self.run(move |tx| revoke_family(tx, &family_id, &reason, now))
+            .await
     }
 
     // --- registered clients (DCR) ---
@@ -819,6 +840,94 @@ impl Store {
 }
 
 const LOST_RACE: &str = "lost rotation race";
+
+/// What [`Store::refresh_grant`] should do with the token it read.
+pub enum RefreshDecision<T, E> {
+    /// Rotate it (`allow_rotated`: even if it was rotated already, the reuse grace window) and
+    /// hand `plan` back.
+    Rotate { plan: T, allow_rotated: bool },
+    /// Change nothing, answer `E`.
+    Refuse(E),
+    /// Revoke the token's whole grant (reuse of a rotated token), answer `E`.
+    RevokeAndRefuse(E),
+}
+
+/// What [`Store::refresh_grant`] did.
+pub enum RefreshGrant<T, E> {
+    /// No such refresh token.
+    Unknown,
+    /// Refused as decided; `revoked`: the grant is now revoked.
+    Refused { error: E, revoked: bool },
+    /// Rotated: the successor is stored, the presented token is used.
+    Rotated { row: RefreshRow, plan: T },
+    /// Another request rotated the token (or revoked the grant) between read and write:
+    /// nothing changed.
+    LostRace,
+}
+
+fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
+    let Some(r) = tx.query_opt(
+        "SELECT f.family_id, f.user_id, f.client_id, f.scope, f.resources, f.revoked_at, \
+         r.expires_at, r.rotated_at \
+         FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
+         WHERE r.token_hash = $1",
+        &args![hash],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(RefreshRow {
+        family: FamilyRow {
+            family_id: r.text(0)?,
+            user_id: r.text(1)?,
+            client_id: r.text(2)?,
+            scope: r.text(3)?,
+            resources: serde_json::from_str(&r.text(4)?).unwrap_or_default(),
+            revoked_at: r.opt_int(5)?,
+        },
+        expires_at: r.int(6)?,
+        rotated_at: r.opt_int(7)?,
+    }))
+}
+
+/// Mark `old_hash` rotated (only if it still is not, unless `allow_rotated`) and store its
+/// successor; `RolledBack(LOST_RACE)` when another request rotated it first or the grant is
+/// revoked.
+fn rotate(
+    tx: &mut dyn Tx,
+    old_hash: &str,
+    allow_rotated: bool,
+    family_id: &str,
+    new_hash: &str,
+    new_expires_at: i64,
+    now: i64,
+) -> DbResult<()> {
+    let sql = if allow_rotated {
+        "UPDATE refresh_tokens SET rotated_at = COALESCE(rotated_at, $2) WHERE token_hash = $1"
+    } else {
+        "UPDATE refresh_tokens SET rotated_at = $2 WHERE token_hash = $1 AND rotated_at IS NULL"
+    };
+    if tx.exec(sql, &args![old_hash, now])? != 1 {
+        return Err(DbError::RolledBack(LOST_RACE));
+    }
+    let live = tx.exec(
+        "UPDATE token_families SET last_used_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+        &args![family_id, now],
+    )?;
+    if live != 1 {
+        return Err(DbError::RolledBack(LOST_RACE));
+    }
+    insert_refresh(tx, new_hash, family_id, new_expires_at, now)
+}
+
+fn revoke_family(tx: &mut dyn Tx, family_id: &str, reason: &str, now: i64) -> DbResult<()> {
+    tx.exec(
+        "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+         WHERE family_id = $1 AND revoked_at IS NULL",
+        &args![family_id, now, reason],
+    )?;
+    Ok(())
+}
 const UNKNOWN_USER: &str = "unknown user";
 
 fn insert_family(tx: &mut dyn Tx, f: &FamilyRow, now: i64) -> DbResult<()> {

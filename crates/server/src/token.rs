@@ -18,7 +18,7 @@ use crate::app::{Shared, now};
 use crate::authorize::CodePayload;
 use crate::clients::{Client, quoted_list, truncate};
 use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
-use crate::db::{CodeRedemption, FamilyRow};
+use crate::db::{CodeRedemption, FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
 use crate::error::{ApiError, ApiResult};
 
 pub(crate) const REFRESH_PREFIX: &str = "cyr_";
@@ -442,87 +442,59 @@ async fn authorization_code(s: &Shared, client: &Client, form: &Form) -> ApiResu
 async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
     let presented = form.require("refresh_token")?;
     let now = now();
-    let hash = sha256_hex(presented);
-    let unknown =
-        || ApiError::invalid_grant("refresh_token is invalid, expired or revoked; authorize again");
-    let row = s.store.refresh_token(&hash).await?.ok_or_else(unknown)?;
-    if row.family.client_id != client.client_id {
-        return Err(ApiError::invalid_grant(format!(
-            "refresh_token was issued to another client, not to '{}'",
-            client.client_id
-        )));
-    }
-    if row.family.revoked_at.is_some() {
-        return Err(ApiError::invalid_grant(
-            "refresh_token was revoked; authorize again",
-        ));
-    }
-    if row.expires_at <= now {
-        return Err(ApiError::invalid_grant(
-            "refresh_token expired; authorize again",
-        ));
-    }
-    let grace = s.cfg.refresh_reuse_grace_seconds;
-    let in_grace = match row.rotated_at {
-        None => false,
-        Some(t) if grace > 0 && now - t <= grace => true,
-        Some(_) => {
-            s.store
-                .revoke_family(&row.family.family_id, "refresh_reuse", now)
-                .await?;
-            tracing::warn!(client_id = %client.client_id, "refresh token reused; grant revoked");
-            return Err(ApiError::invalid_grant(
-                "refresh_token was already used; every token of this grant has been revoked",
-            ));
-        }
-    };
-
-    let granted: Vec<String> = parse_scope(Some(&row.family.scope)).unwrap_or_default();
-    let scopes = match form.get("scope") {
-        None => granted.clone(),
-        Some(requested) => {
-            let requested = parse_scope(Some(requested))?;
-            if let Some(extra) = requested.iter().find(|sc| !granted.contains(sc)) {
-                return Err(ApiError::bad_request(
-                    ErrorCode::InvalidScope,
-                    format!(
-                        "scope '{}' was not granted; a refresh may only narrow the scope to some of: {}",
-                        truncate(extra),
-                        quoted_list(&granted)
-                    ),
-                ));
-            }
-            if requested.is_empty() {
-                granted.clone()
-            } else {
-                requested
-            }
-        }
-    };
-    let audience = narrow_resources(&form.resources, &row.family.resources)?;
-
     let next = format!("{REFRESH_PREFIX}{}", random_token(32));
-    let rotated = s
+    // Judged inside the one transaction that reads and rotates the token (one round trip).
+    let decide = {
+        let client_id = client.client_id.clone();
+        let grace = s.cfg.refresh_reuse_grace_seconds;
+        let requested_scope = form.get("scope").map(str::to_owned);
+        let requested_resources = form.resources.clone();
+        move |row: &RefreshRow| {
+            judge_refresh(
+                row,
+                &client_id,
+                grace,
+                requested_scope.as_deref(),
+                &requested_resources,
+                now,
+            )
+        }
+    };
+    let outcome = s
         .store
-        .rotate_refresh(
-            &hash,
-            in_grace,
-            &row.family.family_id,
+        .refresh_grant(
+            &sha256_hex(presented),
             &sha256_hex(&next),
             now + s.cfg.refresh_token_ttl_seconds,
             now,
+            decide,
         )
         .await?;
-    if !rotated {
-        // Another request rotated this token between our read and our write: that is reuse
-        // (unless the grant was revoked meanwhile, which revoking again leaves as it is).
-        s.store
-            .revoke_family(&row.family.family_id, "refresh_reuse", now)
-            .await?;
-        return Err(ApiError::invalid_grant(
-            "refresh_token was already used; every token of this grant has been revoked",
-        ));
-    }
+    let (row, (scopes, audience)) = match outcome {
+        RefreshGrant::Rotated { row, plan } => (row, plan),
+        RefreshGrant::Unknown => {
+            return Err(ApiError::invalid_grant(
+                "refresh_token is invalid, expired or revoked; authorize again",
+            ));
+        }
+        RefreshGrant::Refused { error, revoked } => {
+            if revoked {
+                tracing::warn!(client_id = %client.client_id, "refresh token reused; grant revoked");
+            }
+            return Err(error);
+        }
+        RefreshGrant::LostRace => {
+            // Another request rotated this token between our read and our write: that is reuse
+            // (unless the grant was revoked meanwhile, which revoking again leaves as it is).
+            let hash = sha256_hex(presented);
+            if let Some(row) = s.store.refresh_token(&hash).await? {
+                s.store
+                    .revoke_family(&row.family.family_id, "refresh_reuse", now)
+                    .await?;
+            }
+            return Err(reused());
+        }
+    };
     issue(
         s,
         &Grant::of(&row.family),
@@ -533,6 +505,78 @@ async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenRes
         now,
     )
     .await
+}
+
+fn reused() -> ApiError {
+    ApiError::invalid_grant(
+        "refresh_token was already used; every token of this grant has been revoked",
+    )
+}
+
+/// The refresh grant's rules for the token presented (`row`): issued to this client, not
+/// revoked or expired, not rotated already (beyond the reuse grace window, which revokes the
+/// grant), scope and resources only narrowed. Rotating yields the new token's (scopes, audience).
+fn judge_refresh(
+    row: &RefreshRow,
+    client_id: &str,
+    grace: i64,
+    requested_scope: Option<&str>,
+    requested_resources: &[String],
+    now: i64,
+) -> RefreshDecision<(Vec<String>, Vec<String>), ApiError> {
+    use RefreshDecision::{Refuse, RevokeAndRefuse, Rotate};
+    if row.family.client_id != client_id {
+        return Refuse(ApiError::invalid_grant(format!(
+            "refresh_token was issued to another client, not to '{client_id}'"
+        )));
+    }
+    if row.family.revoked_at.is_some() {
+        return Refuse(ApiError::invalid_grant(
+            "refresh_token was revoked; authorize again",
+        ));
+    }
+    if row.expires_at <= now {
+        return Refuse(ApiError::invalid_grant(
+            "refresh_token expired; authorize again",
+        ));
+    }
+    let in_grace = match row.rotated_at {
+        None => false,
+        Some(t) if grace > 0 && now - t <= grace => true,
+        Some(_) => return RevokeAndRefuse(reused()),
+    };
+    let granted: Vec<String> = parse_scope(Some(&row.family.scope)).unwrap_or_default();
+    let scopes = match requested_scope {
+        None => granted,
+        Some(requested) => {
+            let requested = match parse_scope(Some(requested)) {
+                Ok(r) => r,
+                Err(e) => return Refuse(e.into()),
+            };
+            if let Some(extra) = requested.iter().find(|sc| !granted.contains(sc)) {
+                return Refuse(ApiError::bad_request(
+                    ErrorCode::InvalidScope,
+                    format!(
+                        "scope '{}' was not granted; a refresh may only narrow the scope to some of: {}",
+                        truncate(extra),
+                        quoted_list(&granted)
+                    ),
+                ));
+            }
+            if requested.is_empty() {
+                granted
+            } else {
+                requested
+            }
+        }
+    };
+    match narrow_resources(requested_resources, &row.family.resources) {
+        Ok(audience) => Rotate {
+            plan: (scopes, audience),
+            allow_rotated: in_grace,
+        },
+        Err(e) => Refuse(e),
+    }
 }
 
 /// Who a token is for: a user's grant, or a client acting for itself.
