@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask test [--no-lint] [-- <cargo test args>]   every check CI runs
-//! cargo xtask demo [args...]                           the server in dev mode
+//! cargo xtask demo                                     consentry + MCP server + Next app, Ctrl-C stops all
 //! cargo xtask bench [args...]                          the load benchmark
 //! cargo xtask pg-smoke                                 start/query/stop a throwaway PostgreSQL
 //! cargo xtask sdk                                      build the browser SDK into packages/consentry/dist
@@ -11,6 +11,7 @@
 //! cargo xtask wasm-test                                consentry-wasm's wasm-bindgen tests in Chromium
 //! cargo xtask sdk-pack-test                            npm pack it into fresh Vite and Next apps
 //! cargo xtask examples-test                            build it and run examples/{nextjs-app,vite-headless} tests
+//! cargo xtask e2e-test                                 the example agent end to end against the whole demo
 //! ```
 //!
 //! std only, on purpose: this must build in seconds on a fresh machine.
@@ -41,7 +42,11 @@ commands:
                                 against a throwaway PostgreSQL (installed with apt-get if missing, as
                                 root), then `sdk-test`, `wasm-test` and `sdk-pack-test`. --no-lint
                                 skips fmt and clippy; args after `--` go to cargo test.
-  demo [args...]                cargo run --release -p consentry-server --bin consentry -- dev [args...]
+  demo                          build, then run consentry (dev mode, SQLite) on :8787, the example MCP
+                                server on :8788 and the Next.js example app on :3000; prints how to run
+                                the example agent; Ctrl-C stops all of them
+  e2e-test                      `sdk`, then tests/: the example agent (official MCP TypeScript SDK) against
+                                consentry, the MCP server and the Next app, the user in Chromium
   bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
   bench-peer [args...]          side by side with node-oidc-provider through ../shared/bench
                                 (crates/server/bench/peer.sh; needs node, npm, openssl)
@@ -102,7 +107,7 @@ fn main() -> ExitCode {
     };
     let result = match cmd {
         "test" => cmd_test(rest),
-        "demo" => cmd_forward(&demo_args(rest)),
+        "demo" => cmd_demo(rest),
         "bench" => cmd_bench(rest),
         "pg-smoke" => cmd_pg_smoke(rest),
         "sdk" => no_args("sdk", rest)
@@ -122,6 +127,11 @@ fn main() -> ExitCode {
         "examples-test" => no_args("examples-test", rest).and_then(|()| {
             step("build the browser SDK", build_sdk)?;
             step(EXAMPLES_TEST_STEP, test_examples)?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        "e2e-test" => no_args("e2e-test", rest).and_then(|()| {
+            step("build the browser SDK", build_sdk)?;
+            step(E2E_TEST_STEP, test_e2e)?;
             Ok(ExitCode::SUCCESS)
         }),
         "wasm-test" => no_args("wasm-test", rest).and_then(|()| {
@@ -158,19 +168,269 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------------
 // demo / bench: forward to cargo run, keep the child's exit code
 
-fn demo_args(rest: &[String]) -> Vec<String> {
-    let mut a = strs(&[
-        "run",
-        "--release",
+const DEMO_CONSENTRY_PORT: u16 = 8787;
+const DEMO_MCP_PORT: u16 = 8788;
+const DEMO_APP_PORT: u16 = 3000;
+const NEXT_APP: &str = "examples/nextjs-app";
+const AGENT: &str = "examples/agent";
+const E2E_DIR: &str = "tests";
+
+/// Runs the demo's three processes, each in a process group of its own (`set -m`), and ends every
+/// group on Ctrl-C, on SIGTERM and when any one of them exits. A shell because xtask is std-only
+/// and `unsafe`-free: it cannot catch SIGINT itself, and the terminal's SIGINT reaches the shell.
+const DEMO_SUPERVISOR: &str = r#"set -m
+groups=""
+stop() {
+  trap - INT TERM EXIT
+  for g in $groups; do kill -TERM -- "-$g" 2>/dev/null; done
+  for _ in $(seq 50); do
+    alive=""
+    for g in $groups; do kill -0 -- "-$g" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && return
+    sleep 0.1
+  done
+  for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
+"$CONSENTRY" dev --dir "$DEV_DIR" --port "$CONSENTRY_PORT" --app-origin "$APP_ORIGIN" --resource "$MCP_URL" >"$LOGS/consentry.log" 2>&1 &
+groups="$groups $!"
+"$MCP_SERVER" --listen "127.0.0.1:$MCP_PORT" --issuer "$ISSUER" --resource "$MCP_URL" >"$LOGS/mcp-server.log" 2>&1 &
+groups="$groups $!"
+(cd "$APP_DIR" && exec node_modules/.bin/next start --hostname 127.0.0.1 --port "$APP_PORT") >"$LOGS/nextjs-app.log" 2>&1 &
+groups="$groups $!"
+wait -n
+"#;
+
+/// `cargo xtask demo`: build what the demo needs, then run consentry (dev mode, SQLite), the
+/// example MCP server and the Next.js app together; Ctrl-C stops all three.
+fn cmd_demo(rest: &[String]) -> Result<ExitCode> {
+    no_args("demo", rest)?;
+    let root = repo_root();
+    for port in [DEMO_CONSENTRY_PORT, DEMO_MCP_PORT, DEMO_APP_PORT] {
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return err(format!(
+                "127.0.0.1:{port} is in use (the demo needs {DEMO_CONSENTRY_PORT}, {DEMO_MCP_PORT} and {DEMO_APP_PORT}); is a demo already running?"
+            ));
+        }
+    }
+    let (consentry, mcp_server) = step(
+        "build consentry and the example MCP server",
+        build_demo_binaries,
+    )?;
+    step("build the browser SDK", build_sdk)?;
+    step("npm packages of the Next.js app and the agent", || {
+        ensure_example_packages(&root.join(NEXT_APP))?;
+        npm_ci_if_stale(&root.join(AGENT))
+    })?;
+    step(
+        "production build of the Next.js app (when stale)",
+        build_next_app,
+    )?;
+
+    let issuer = format!("http://127.0.0.1:{DEMO_CONSENTRY_PORT}");
+    let mcp_url = format!("http://127.0.0.1:{DEMO_MCP_PORT}/mcp");
+    let app_origin = format!("http://127.0.0.1:{DEMO_APP_PORT}");
+    let dev_dir = root.join(".consentry-dev");
+    let logs = dev_dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let mut supervisor = Command::new("bash")
+        .args(["-c", DEMO_SUPERVISOR])
+        .env("CONSENTRY", &consentry)
+        .env("MCP_SERVER", &mcp_server)
+        .env("DEV_DIR", &dev_dir)
+        .env("LOGS", &logs)
+        .env("APP_DIR", root.join(NEXT_APP))
+        .env("CONSENTRY_PORT", DEMO_CONSENTRY_PORT.to_string())
+        .env("MCP_PORT", DEMO_MCP_PORT.to_string())
+        .env("APP_PORT", DEMO_APP_PORT.to_string())
+        .env("ISSUER", &issuer)
+        .env("MCP_URL", &mcp_url)
+        .env("APP_ORIGIN", &app_origin)
+        // The Next app's defaults match this layout; said explicitly so they cannot drift.
+        .env("CONSENTRY_URL", &issuer)
+        .env(
+            "CONSENTRY_TAT_PRIVATE_KEY_FILE",
+            dev_dir.join("tat_private.pem"),
+        )
+        .env("NEXT_TELEMETRY_DISABLED", "1")
+        .spawn()
+        .map_err(|e| spawn_error("bash", &e))?;
+
+    eprintln!(
+        "
+==> starting consentry, the MCP server and the Next.js app (logs in {})",
+        logs.display()
+    );
+    let ready = [
+        ("consentry", DEMO_CONSENTRY_PORT, "/healthz"),
+        (
+            "MCP server",
+            DEMO_MCP_PORT,
+            "/.well-known/oauth-protected-resource/mcp",
+        ),
+        ("Next.js app", DEMO_APP_PORT, "/login"),
+    ]
+    .iter()
+    .all(|(name, port, path)| {
+        let up = wait_http_ok(*port, path, &mut supervisor);
+        if !up {
+            eprintln!("xtask: {name} did not start on 127.0.0.1:{port}");
+        }
+        up
+    });
+    if !ready {
+        let _ = Command::new("kill")
+            .arg(supervisor.id().to_string())
+            .status();
+        let _ = supervisor.wait();
+        for log in ["consentry", "mcp-server", "nextjs-app"] {
+            let text = fs::read_to_string(logs.join(format!("{log}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            eprintln!("--- {log}.log (last lines)");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        return err("the demo did not start");
+    }
+    println!(
+        "
+Consentry demo is running (Ctrl-C stops everything):
+
+  Consentry (authorization server)  {issuer}        dev config, keys, SQLite: .consentry-dev/
+  MCP server (notes)                {mcp_url}
+  Product app (login, consent)      {app_origin}        sign in as alice / wonderland (or bob / builder)
+  Connected apps (revoke access)    {app_origin}/settings/connected-apps
+
+Next, in another terminal, run the agent (official MCP TypeScript SDK client):
+
+  node examples/agent/agent.mjs --mcp-url {mcp_url}
+
+It prints a consent URL: open it, sign in, Allow. It then lists your notes and adds one
+(asking again for notes:write: step-up). Or point the MCP Inspector at {mcp_url}:
+  npx @modelcontextprotocol/inspector
+
+Logs: {logs}/{{consentry,mcp-server,nextjs-app}}.log",
+        logs = logs.display()
+    );
+    let status = supervisor.wait()?;
+    Ok(match status.code() {
+        Some(0) | Some(130) | None => ExitCode::SUCCESS,
+        Some(_) => {
+            eprintln!(
+                "xtask: a demo process exited; see the logs in {}",
+                logs.display()
+            );
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Poll `http://127.0.0.1:{port}{path}` (plain std HTTP/1.0) until it answers 200, for up to 60 s.
+fn wait_http_ok(port: u16, path: &str, supervisor: &mut std::process::Child) -> bool {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if matches!(supervisor.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            let mut head = [0u8; 12];
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_exact(&mut head).is_ok()
+                && head.ends_with(b" 200")
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Debug builds: the same binaries `cargo test --workspace` and the browser tests use.
+fn build_demo_binaries() -> Result<(PathBuf, PathBuf)> {
+    run(cargo().args([
+        "build",
+        "--locked",
         "-p",
         "consentry-server",
         "--bin",
         "consentry",
-        "--",
-    ]);
-    a.push("dev".to_owned());
-    a.extend_from_slice(rest);
-    a
+        "-p",
+        "consentry-example-mcp-server",
+    ]))?;
+    let debug = target_dir().join("debug");
+    let debug = if debug.is_absolute() {
+        debug
+    } else {
+        repo_root().join(debug)
+    };
+    Ok((
+        debug.join("consentry"),
+        debug.join("consentry-example-mcp-server"),
+    ))
+}
+
+/// `next build` unless the build is newer than its sources (tests/global-setup.mjs decides, so
+/// the demo and the end-to-end tests share one build).
+fn build_next_app() -> Result<()> {
+    run(Command::new("node")
+        .args([
+            "--input-type=module",
+            "-e",
+            "await (await import('./tests/global-setup.mjs')).default()",
+        ])
+        .current_dir(repo_root()))
+}
+
+/// `npm ci` when node_modules is missing or older than package-lock.json.
+fn npm_ci_if_stale(dir: &Path) -> Result<()> {
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = match (
+        modified(&dir.join("package-lock.json")),
+        modified(&dir.join("node_modules/.package-lock.json")),
+    ) {
+        (Some(lock), Some(installed)) => installed >= lock,
+        _ => false,
+    };
+    if fresh {
+        eprintln!("    {}: npm packages are current", dir.display());
+        return Ok(());
+    }
+    if find_in_path("npm").is_none() {
+        return err("npm not found: install Node.js 20+ (with npm) first");
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}
+
+const E2E_TEST_STEP: &str =
+    "end to end: the example agent (MCP TS SDK) x consentry x MCP server x Next app, in Chromium";
+
+/// tests/: the whole demo for real (consentry dev, the MCP server binary, the Next app's
+/// production build, reused when current) driven by examples/agent, the user in Chromium.
+fn test_e2e() -> Result<()> {
+    let root = repo_root();
+    let chromium = ensure_chromium()?;
+    let (consentry, mcp_server) = build_demo_binaries()?;
+    ensure_example_packages(&root.join(NEXT_APP))?;
+    npm_ci_if_stale(&root.join(AGENT))?;
+    npm_ci_if_stale(&root.join(E2E_DIR))?;
+    let dir = root.join(E2E_DIR);
+    run(Command::new(dir.join("node_modules/.bin/playwright"))
+        .arg("test")
+        .current_dir(&dir)
+        .env("CONSENTRY_BIN", &consentry)
+        .env("MCP_SERVER_BIN", &mcp_server)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("NEXT_TELEMETRY_DISABLED", "1"))
 }
 
 /// The bench drives the release `consentry` binary, so build both, then run the example.
@@ -197,14 +457,6 @@ fn cmd_bench(rest: &[String]) -> Result<ExitCode> {
         .args(rest)
         .status()
         .map_err(|e| spawn_error(&bench.display().to_string(), &e))?;
-    Ok(exit_code(status))
-}
-
-fn cmd_forward(cargo_args: &[String]) -> Result<ExitCode> {
-    let status = cargo()
-        .args(cargo_args)
-        .status()
-        .map_err(|e| spawn_error("cargo", &e))?;
     Ok(exit_code(status))
 }
 
@@ -319,7 +571,8 @@ fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
     step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
     step(WASM_TEST_STEP, test_wasm_in_browser)?;
     step(SDK_PACK_STEP, test_sdk_packaging)?;
-    step(EXAMPLES_TEST_STEP, test_examples)
+    step(EXAMPLES_TEST_STEP, test_examples)?;
+    step(E2E_TEST_STEP, test_e2e)
 }
 
 /// Print a step header, run it, and report how long it took or that it failed.
@@ -641,7 +894,15 @@ fn test_wasm_in_browser() -> Result<()> {
     ensure_chromium()?;
     let chromedriver = ensure_chromedriver()?;
     run(cargo()
-        .args(["clippy", "--locked", "-p", SDK_CRATE, "-p", "consentry-ui", "--all-targets"])
+        .args([
+            "clippy",
+            "--locked",
+            "-p",
+            SDK_CRATE,
+            "-p",
+            "consentry-ui",
+            "--all-targets",
+        ])
         .args(["--features", "consentry-wasm/ui"])
         .args(["--target", WASM_TARGET, "--", "-D", "warnings"]))?;
     run(cargo()
@@ -759,11 +1020,22 @@ fn ensure_example_packages(dir: &Path) -> Result<()> {
         "    {}: the SDK was rebuilt, reinstalling its copy",
         dir.display()
     );
-    fs::remove_dir_all(&installed)?;
-    npm(&["install", "--no-save", "--prefer-offline"])
+    // Twice: on a shared checkout another build may be rewriting dist/ while npm packs it.
+    for _ in 0..2 {
+        fs::remove_dir_all(&installed)?;
+        npm(&["install", "--no-save", "--prefer-offline"])?;
+        if same_sdk_files(&repo_root().join(SDK_PACKAGE), &installed) {
+            return Ok(());
+        }
+    }
+    err(format!(
+        "{} differs from {SDK_PACKAGE} after reinstalling (is another build rewriting dist/?)",
+        installed.display()
+    ))
 }
 
-/// Does every installed file of the SDK (package.json, dist/**) equal its source?
+/// Are the installed SDK files (package.json, dist/**) those of the source, both ways (every
+/// .js, .d.ts and .wasm of the source's dist/ is installed, every installed file is the source's)?
 fn same_sdk_files(source: &Path, installed: &Path) -> bool {
     fn files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -775,9 +1047,20 @@ fn same_sdk_files(source: &Path, installed: &Path) -> bool {
             }
         }
     }
+    let mut built = Vec::new();
+    files(&source.join("dist"), &mut built);
+    let shipped = |f: &&PathBuf| {
+        let name = f.to_string_lossy();
+        [".js", ".d.ts", ".wasm"].iter().any(|e| name.ends_with(e))
+    };
+    let all_installed = built.iter().filter(shipped).all(|f| {
+        f.strip_prefix(source)
+            .is_ok_and(|rel| installed.join(rel).is_file())
+    });
     let mut copied = vec![installed.join("package.json")];
     files(&installed.join("dist"), &mut copied);
-    copied.len() > 1
+    all_installed
+        && copied.len() > 1
         && copied.iter().all(|f| {
             let Ok(rel) = f.strip_prefix(installed) else {
                 return false;
@@ -1312,10 +1595,6 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-}
-
-fn strs(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn fmt_duration(d: Duration) -> String {
