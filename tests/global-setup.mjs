@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { runGroup } from '../packages/consentry/tests/support/processes.mjs';
-import { NEXT_APP_DIR, REPO_ROOT } from './support/stack.mjs';
+import { NEXT_APP_DIR } from './support/stack.mjs';
 
 function newestMtime(p) {
   if (!existsSync(p)) return 0;
@@ -23,7 +23,8 @@ export default async function globalSetup() {
   const next = path.join(NEXT_APP_DIR, 'node_modules/.bin/next');
   if (!existsSync(next)) throw new Error(`${next} is missing: run \`npm ci\` in examples/nextjs-app (cargo xtask test does)`);
   const built = path.join(NEXT_APP_DIR, '.next/BUILD_ID');
-  const sources = Math.max(newestMtime(NEXT_APP_DIR), newestMtime(path.join(REPO_ROOT, 'packages/consentry/dist')));
+  // The app's sources, and the SDK copy npm installed into it (replaced when the SDK is rebuilt).
+  const sources = Math.max(newestMtime(NEXT_APP_DIR), newestMtime(path.join(NEXT_APP_DIR, 'node_modules/consentry')));
   if (existsSync(built) && statSync(built).mtimeMs >= sources) {
     console.log('examples/nextjs-app: production build is up to date');
     return;
