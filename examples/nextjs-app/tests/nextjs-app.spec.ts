@@ -166,7 +166,8 @@ test('a wrong password is refused and sets no session; the session cookie is htt
 });
 
 test('login never redirects off-site: bad `next` values land on /', async ({ page, context }) => {
-  await page.goto(`${origin}/login?next=${encodeURIComponent('//evil.example/phish')}`);
+  // Another origin on loopback: were the guard broken, the browser would leave, but only to 127.0.0.1.
+  await page.goto(`${origin}/login?next=${encodeURIComponent('//127.0.0.1:9/phish')}`);
   await logIn(page, 'alice', 'wonderland');
   await expect(page).toHaveURL(`${origin}/`);
   await expect(page.getByText('Signed in as')).toBeVisible();

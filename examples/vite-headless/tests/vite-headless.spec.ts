@@ -132,7 +132,8 @@ test('Deny sends the agent access_denied with state and iss, and no code', async
 test('an unregistered redirect URI is shown as an error and the page never leaves', async ({ page }) => {
   const request = agent.request(authorizationEndpoint, RESOURCE, 'tasks:read');
   const url = new URL(request.url);
-  url.searchParams.set('redirect_uri', 'https://evil.example/steal');
+  // Not registered (another path; loopback so that a broken check could not reach the internet).
+  url.searchParams.set('redirect_uri', 'http://127.0.0.1:9/steal');
   await page.goto(url.toString());
   // Only the server knows the client's redirect URIs: signed out, the login comes first.
   await page.waitForURL(`${idpUrl}/login?**`);
