@@ -327,20 +327,11 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
         }
     }
 
-    if let Some(allowed) = &client.scope
-        && let Some(extra) = scopes.iter().find(|sc| !allowed.contains(sc))
-    {
-        let e = ApiError::bad_request(
-            ErrorCode::InvalidScope,
-            format!(
-                "scope '{}' is not registered for client '{}'; registered: {}",
-                truncate(extra),
-                client.client_id,
-                quoted_list(allowed)
-            ),
-        );
-        return Err(redirected(s, e, &redirect_uri, state));
-    }
+    // A registered `scope` (DCR) is NOT a ceiling here: the user consents to each scope on this
+    // screen, and MCP clients register with their first request's scope only, then step up
+    // (403 insufficient_scope -> a new authorization request for more). The official MCP SDKs
+    // dropped the same check from their own servers for this reason. Scopes must still exist on
+    // the requested resources (above), and `client_credentials` — no user — keeps the ceiling.
 
     let granted = s.store.granted(&user.user_id, &client.client_id).await?;
     let mut lines = Vec::new();

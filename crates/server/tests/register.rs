@@ -37,6 +37,7 @@ on_both_backends!(
     client_credentials_only_client_cannot_authorize,
     consent_marks_registered_clients_unverified_with_redirect_host,
     registration_endpoint_allows_cors_from_any_origin,
+    a_client_registered_for_one_scope_steps_up_with_the_users_consent,
 );
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef-0123456789";
@@ -1998,4 +1999,58 @@ async fn registration_endpoint_allows_cors_from_any_origin(b: Backend) {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}
+
+/// MCP step-up: the official SDKs register with their first request's scope, then ask for more
+/// after a 403 insufficient_scope. The user consents to each scope, so the registered scope is not
+/// a ceiling for authorization requests; the resource's scope list still is.
+async fn a_client_registered_for_one_scope_steps_up_with_the_users_consent(b: Backend) {
+    let srv = Setup::new(b).start().await;
+    let reg = register_ok(
+        &srv,
+        &json!({
+            "client_name": "MCP SDK client",
+            "redirect_uris": ["http://127.0.0.1:8976/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "scope": "notes:read"
+        }),
+    )
+    .await;
+    let tok = full_flow(
+        &srv,
+        "stepper",
+        &reg,
+        "http://127.0.0.1:8976/callback",
+        Some("notes:read"),
+    )
+    .await;
+    assert_eq!(tok["scope"], "notes:read");
+    let tok = full_flow(
+        &srv,
+        "stepper",
+        &reg,
+        "http://127.0.0.1:8976/callback",
+        Some("notes:read notes:write"),
+    )
+    .await;
+    assert_eq!(tok["scope"], "notes:read notes:write", "{tok}");
+
+    // A scope no requested resource offers is still refused, whatever was registered.
+    let pkce = Pkce::new();
+    let p = auth_params(
+        s(&reg["client_id"]),
+        "http://127.0.0.1:8976/callback",
+        &pkce,
+        Some("notes:read notes:delete"),
+    );
+    let session = srv.session("stepper").await;
+    let (status, body) = srv.start_flow(&session, &p).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_scope");
+    assert!(
+        s(&body["error_description"]).contains("notes:delete"),
+        "{body}"
+    );
 }
