@@ -70,9 +70,9 @@ async function startDocumentServer(pki, port) {
 
 /**
  * Start everything. The Next app must be built already (global-setup.mjs). Consentry runs in dev
- * mode; its generated config gets two additions before the real start: an introspection secret for
- * the MCP resource (so a revoked grant stops working at once) and `[cimd]` trust for the loopback
- * document server.
+ * mode; its generated config carries the MCP resource's introspection secret (so a revoked grant
+ * stops working at once) and gets `[cimd]` trust for the loopback document server before the real
+ * start.
  */
 export async function startStack() {
   const [consentryPort, mcpPort, appPort, cimdPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -80,7 +80,6 @@ export async function startStack() {
   const origin = `http://127.0.0.1:${appPort}`;
   const consentryUrl = `http://127.0.0.1:${consentryPort}`;
   const mcpUrl = `http://127.0.0.1:${mcpPort}/mcp`;
-  const introspectionSecret = randomBytes(32).toString('base64url');
   const procs = [];
   const devArgs = ['dev', '--dir', dir, '--port', String(consentryPort), '--app-origin', origin, '--resource', mcpUrl];
   const env = { CONSENTRY_LOG: 'warn' };
@@ -93,10 +92,12 @@ export async function startStack() {
   const pki = makePki(dir);
   const configPath = path.join(dir, 'consentry.toml');
   const config = readFileSync(configPath, 'utf8');
-  const anchor = 'default_scopes = ["notes:read"]\n';
-  if (!config.includes(anchor)) throw new Error(`consentry dev's config changed: no '${anchor.trim()}' line\n${config}`);
-  writeFileSync(configPath, config.replace(anchor, `${anchor}introspection_secret = "${introspectionSecret}"\n`)
-    + `\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
+  // consentry dev wrote the resource's introspection secret into its config and a file of its own.
+  const introspectionSecret = readFileSync(path.join(dir, 'introspection_secret'), 'utf8').trim();
+  if (!config.includes(`introspection_secret = "${introspectionSecret}"`)) {
+    throw new Error(`consentry dev's config does not carry its introspection_secret\n${config}`);
+  }
+  writeFileSync(configPath, `${config}\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
 
   // 2. The real start, with short-lived access tokens (an env override of a top-level key).
   const consentry = startGroup(CONSENTRY_BIN, devArgs, { env: { ...env, CONSENTRY_ACCESS_TOKEN_TTL_SECONDS: String(ACCESS_TOKEN_TTL_SECONDS) } });

@@ -196,6 +196,13 @@ trap 'stop; exit 143' TERM
 trap stop EXIT
 "$CONSENTRY" dev --dir "$DEV_DIR" --port "$CONSENTRY_PORT" --app-origin "$APP_ORIGIN" --resource "$MCP_URL" >"$LOGS/consentry.log" 2>&1 &
 groups="$groups $!"
+# consentry dev writes the resource's introspection secret on first start: with it the MCP server
+# checks revocation (a revoked agent stops at once, not when its token expires).
+for _ in $(seq 100); do [ -s "$DEV_DIR/introspection_secret" ] && break; sleep 0.1; done
+if [ -s "$DEV_DIR/introspection_secret" ]; then
+  CONSENTRY_INTROSPECTION_SECRET="$(cat "$DEV_DIR/introspection_secret")"
+  export CONSENTRY_INTROSPECTION_SECRET
+fi
 "$MCP_SERVER" --listen "127.0.0.1:$MCP_PORT" --issuer "$ISSUER" --resource "$MCP_URL" >"$LOGS/mcp-server.log" 2>&1 &
 groups="$groups $!"
 (cd "$APP_DIR" && exec node_modules/.bin/next start --hostname 127.0.0.1 --port "$APP_PORT") >"$LOGS/nextjs-app.log" 2>&1 &
@@ -686,11 +693,14 @@ fn build_sdk() -> Result<()> {
     let wasm_bindgen = ensure_wasm_bindgen()?;
     ensure_npm_packages()?;
 
+    // Built next to dist/ and swapped in whole: whoever packs or serves dist/ meanwhile (another
+    // test run, `npm pack`) sees the old build or the new one, never half of one.
     let dist = package.join("dist");
-    if dist.exists() {
-        fs::remove_dir_all(&dist)?;
+    let staging = package.join(format!("dist.tmp-{}", std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
     }
-    let wasm_dir = dist.join("wasm");
+    let wasm_dir = staging.join("wasm");
     for (features, name) in SDK_BUILDS {
         // Both feature sets write the same artifact: bind each before building the next.
         let built = build_sdk_wasm(features)?;
@@ -701,8 +711,16 @@ fn build_sdk() -> Result<()> {
     for file in SDK_SOURCES {
         let source = package.join("src").join(file);
         if source.is_file() {
-            fs::copy(source, dist.join(file))?;
+            fs::copy(source, staging.join(file))?;
         }
+    }
+    let old = package.join(format!("dist.old-{}", std::process::id()));
+    if dist.exists() {
+        fs::rename(&dist, &old)?;
+    }
+    fs::rename(&staging, &dist)?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
     }
     eprintln!("    {} (sizes: cargo xtask size)", dist.display());
     Ok(())

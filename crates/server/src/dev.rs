@@ -21,7 +21,7 @@ pub struct DevOptions {
     pub resource: String,
 }
 
-fn dev_config(o: &DevOptions) -> String {
+fn dev_config(o: &DevOptions, introspection_secret: &str) -> String {
     format!(
         r#"# Written by `consentry dev`. Edit freely: it is only written when missing.
 issuer = "http://127.0.0.1:{port}"
@@ -61,6 +61,8 @@ uri = "{resource}"
 name = "Notes"
 scopes = ["notes:read", "notes:write"]
 default_scopes = ["notes:read"]
+# Lets the MCP server check revocation at /oauth2/introspect (also in ./introspection_secret).
+introspection_secret = "{introspection_secret}"
 
 [[clients]]
 client_id = "demo-agent"
@@ -73,6 +75,7 @@ token_endpoint_auth_method = "none"
         tat_iss = DEV_TAT_ISSUER,
         tat_aud = DEV_TAT_AUDIENCE,
         resource = o.resource,
+        introspection_secret = introspection_secret,
     )
 }
 
@@ -89,7 +92,11 @@ pub fn ensure_dev_dir(o: &DevOptions) -> anyhow::Result<PathBuf> {
     }
     let config = o.dir.join("consentry.toml");
     if !config.exists() {
-        std::fs::write(&config, dev_config(o))?;
+        // The resource server's introspection secret: in the config and in a file of its own, so
+        // that `cargo xtask demo` can hand it to the MCP server.
+        let secret = crate::crypto::random_token(32);
+        write_private(&o.dir.join("introspection_secret"), &secret)?;
+        std::fs::write(&config, dev_config(o, &secret))?;
     }
     Ok(config)
 }
