@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { runGroup } from '../packages/consentry/tests/support/processes.mjs';
-import { NEXT_APP_DIR } from './support/stack.mjs';
+import { NEXT_APP_DIR, VITE_HEADLESS_DIR } from './support/stack.mjs';
 
 function newestMtime(p) {
   if (!existsSync(p)) return 0;
@@ -22,6 +22,9 @@ function newestMtime(p) {
 export default async function globalSetup() {
   const next = path.join(NEXT_APP_DIR, 'node_modules/.bin/next');
   if (!existsSync(next)) throw new Error(`${next} is missing: run \`npm ci\` in examples/nextjs-app (cargo xtask test does)`);
+  // headless.spec.mjs builds examples/vite-headless per run (the build inlines this run's ports).
+  const vite = path.join(VITE_HEADLESS_DIR, 'node_modules/.bin/vite');
+  if (!existsSync(vite)) throw new Error(`${vite} is missing: run \`npm ci\` in examples/vite-headless (cargo xtask e2e-test does)`);
   const built = path.join(NEXT_APP_DIR, '.next/BUILD_ID');
   // The app's sources, and the SDK copy npm installed into it (replaced when the SDK is rebuilt).
   const sources = Math.max(newestMtime(NEXT_APP_DIR), newestMtime(path.join(NEXT_APP_DIR, 'node_modules/consentry')));

@@ -3,18 +3,20 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startGroup, stopAllGroups } from '../../packages/consentry/tests/support/processes.mjs';
+import { runGroup, startGroup, stopAllGroups } from '../../packages/consentry/tests/support/processes.mjs';
 import { freePort } from '../../packages/consentry/tests/support/server.mjs';
 
 export { freePort, stopAllGroups };
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NEXT_APP_DIR = path.join(REPO_ROOT, 'examples/nextjs-app');
+export const VITE_HEADLESS_DIR = path.join(REPO_ROOT, 'examples/vite-headless');
 const bin = (name, env) => process.env[env] || path.join(REPO_ROOT, 'target/debug', name);
 export const CONSENTRY_BIN = bin('consentry', 'CONSENTRY_BIN');
 export const MCP_SERVER_BIN = bin('consentry-example-mcp-server', 'MCP_SERVER_BIN');
@@ -136,3 +138,118 @@ export async function startStack() {
 
 export const jwtClaims = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
 
+/**
+ * A plain-HTTP pass-through on 127.0.0.1:`port` to `target` (an origin) that records each request
+ * (`hits`: method, path, status, body), to see who fetched what from a server that logs nothing.
+ */
+async function startRecordingProxy(target, port) {
+  const hits = [];
+  const server = createHttpServer(async (req, res) => {
+    try {
+      const upstream = await fetch(new URL(req.url, target), { method: req.method, redirect: 'manual' });
+      const body = await upstream.text();
+      hits.push({ method: req.method, path: req.url, status: upstream.status, body });
+      res.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/octet-stream' }).end(body);
+    } catch (e) {
+      res.writeHead(502, { 'content-type': 'text/plain' }).end(String(e));
+    }
+  });
+  await new Promise((resolve, reject) => { server.once('error', reject); server.listen(port, '127.0.0.1', resolve); });
+  return { hits, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+/** `text` with `from` replaced by `to`; throws when `from` is not in it (the example changed). */
+function replaceOrThrow(text, from, to, what) {
+  if (typeof from === 'string' ? !text.includes(from) : !from.test(text)) throw new Error(`${what}: ${from} not found in\n${text}`);
+  return typeof from === 'string' ? text.replaceAll(from, to) : text.replace(from, to);
+}
+
+/**
+ * Option 1, headless, for real (examples/vite-headless): `consentry serve` with the example's own
+ * consentry.toml (its token profile trusts the example IdP's RS256 ID tokens through `jwks_url`) on
+ * this run's ports, with the example MCP server as its resource (the server's scopes, an
+ * introspection secret); the example IdP (idp.mjs); the example's production build (`vite build` +
+ * `vite preview`: built per run, under half a second, because the build inlines the Consentry and
+ * IdP URLs); the MCP server binary. Consentry reaches the JWKS through a recording pass-through
+ * (`jwksHits`), so a test can see that the key it verified the TAT with came from the IdP.
+ */
+export async function startHeadlessStack() {
+  const vite = path.join(VITE_HEADLESS_DIR, 'node_modules/.bin/vite');
+  const [consentryPort, mcpPort, appPort, idpPort, jwksPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const dir = mkdtempSync(path.join(tmpdir(), 'consentry-e2e-headless-'));
+  const origin = `http://127.0.0.1:${appPort}`;
+  const consentryUrl = `http://127.0.0.1:${consentryPort}`;
+  const idpUrl = `http://127.0.0.1:${idpPort}`;
+  const mcpUrl = `http://127.0.0.1:${mcpPort}/mcp`;
+  const introspectionSecret = randomBytes(32).toString('base64url');
+  const procs = [];
+  let jwks;
+  const stop = async () => {
+    await jwks?.close();
+    for (const p of procs.reverse()) await p.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    // The example's config: its ports → this run's (the JWKS through the recording pass-through);
+    // its resource → the MCP server, with the MCP server's scopes and an introspection secret.
+    let config = readFileSync(path.join(VITE_HEADLESS_DIR, 'consentry.toml'), 'utf8');
+    config = replaceOrThrow(config, 'jwks_url = "http://127.0.0.1:4000/', `jwks_url = "http://127.0.0.1:${jwksPort}/`, 'jwks_url');
+    config = replaceOrThrow(config, '127.0.0.1:8787', `127.0.0.1:${consentryPort}`, 'consentry port');
+    config = replaceOrThrow(config, '127.0.0.1:5173', `127.0.0.1:${appPort}`, 'app port');
+    config = replaceOrThrow(config, '127.0.0.1:4000', `127.0.0.1:${idpPort}`, 'IdP port');
+    config = replaceOrThrow(config, /\n\[\[scopes\]\][\s\S]*$/, `
+[[scopes]]
+name = "notes:read"
+description = "Read your notes"
+
+[[scopes]]
+name = "notes:write"
+description = "Create and change your notes"
+
+[[resources]]
+uri = "${mcpUrl}"
+name = "Notes"
+scopes = ["notes:read", "notes:write"]
+default_scopes = ["notes:read"]
+introspection_secret = "${introspectionSecret}"
+`, 'scopes and resources');
+    const configPath = path.join(dir, 'consentry.toml');
+    writeFileSync(configPath, config);
+
+    const distDir = path.join(dir, 'dist');
+    await runGroup(vite, ['build', '--outDir', distDir, '--emptyOutDir'], {
+      cwd: VITE_HEADLESS_DIR, env: { VITE_CONSENTRY_URL: consentryUrl, VITE_IDP_URL: idpUrl },
+    });
+
+    const idp = startGroup('node', ['idp.mjs'], { cwd: VITE_HEADLESS_DIR, env: { IDP_PORT: String(idpPort), APP_ORIGIN: origin } });
+    procs.push(idp);
+    await waitFor(`${idpUrl}/.well-known/jwks.json`, idp);
+    jwks = await startRecordingProxy(idpUrl, jwksPort);
+
+    const consentry = startGroup(CONSENTRY_BIN, ['serve', '--config', configPath], { env: { CONSENTRY_LOG: 'warn' } });
+    procs.push(consentry);
+    await waitFor(`${consentryUrl}/healthz`, consentry);
+
+    const mcp = startGroup(MCP_SERVER_BIN, ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
+      '--introspection-secret', introspectionSecret], { env: { MCP_LOG: 'warn' } });
+    procs.push(mcp);
+    await waitFor(`http://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`, mcp);
+
+    const app = startGroup(vite, ['preview', '--outDir', distDir, '--host', '127.0.0.1', '--port', String(appPort), '--strictPort'], { cwd: VITE_HEADLESS_DIR });
+    procs.push(app);
+    await waitFor(`${origin}/`, app);
+  } catch (e) {
+    const output = procs.map((p) => p.output()).join('\n');
+    await stop();
+    throw new Error(`${e.message}\n${output}`);
+  }
+
+  return {
+    dir, origin, consentryUrl, idpUrl, mcpUrl,
+    jwksUrl: `http://127.0.0.1:${jwksPort}/.well-known/jwks.json`,
+    /** What Consentry fetched through the JWKS pass-through. */
+    jwksHits: jwks.hits,
+    output: () => procs.map((p) => p.output()).join('\n'),
+    stop,
+  };
+}

@@ -422,12 +422,14 @@ const E2E_TEST_STEP: &str =
     "end to end: the example agent (MCP TS SDK) x consentry x MCP server x Next app, in Chromium";
 
 /// tests/: the whole demo for real (consentry dev, the MCP server binary, the Next app's
-/// production build, reused when current) driven by examples/agent, the user in Chromium.
+/// production build, reused when current) driven by examples/agent, the user in Chromium; and the
+/// vite-headless example (consentry serve, its IdP, its build) with the same agent.
 fn test_e2e() -> Result<()> {
     let root = repo_root();
     let chromium = ensure_chromium()?;
     let (consentry, mcp_server) = build_demo_binaries()?;
     ensure_example_packages(&root.join(NEXT_APP))?;
+    ensure_example_packages(&root.join("examples/vite-headless"))?;
     npm_ci_if_stale(&root.join(AGENT))?;
     npm_ci_if_stale(&root.join(E2E_DIR))?;
     let dir = root.join(E2E_DIR);
