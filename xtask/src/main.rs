@@ -371,16 +371,34 @@ fn build_demo_binaries() -> Result<(PathBuf, PathBuf)> {
         "-p",
         "consentry-example-mcp-server",
     ]))?;
-    let debug = target_dir().join("debug");
-    let debug = if debug.is_absolute() {
-        debug
-    } else {
-        repo_root().join(debug)
-    };
+    let debug = debug_dir();
     Ok((
         debug.join("consentry"),
         debug.join("consentry-example-mcp-server"),
     ))
+}
+
+/// The debug profile's output directory, absolute (tests run from other directories).
+fn debug_dir() -> PathBuf {
+    let debug = target_dir().join("debug");
+    if debug.is_absolute() {
+        debug
+    } else {
+        repo_root().join(debug)
+    }
+}
+
+/// Build the debug `consentry` binary (the one `cargo test --workspace` uses); its absolute path.
+fn debug_server_binary() -> Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "consentry-server",
+        "--bin",
+        "consentry",
+    ]))?;
+    Ok(debug_dir().join("consentry"))
 }
 
 /// `next build` unless the build is newer than its sources (tests/global-setup.mjs decides, so
@@ -873,20 +891,7 @@ fn ensure_chromium() -> Result<PathBuf> {
 fn test_sdk() -> Result<()> {
     let package = repo_root().join(SDK_PACKAGE);
     let chromium = ensure_chromium()?;
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "consentry-server",
-        "--bin",
-        "consentry",
-    ]))?;
-    let server = target_dir().join("debug").join("consentry");
-    let server = if server.is_absolute() {
-        server
-    } else {
-        repo_root().join(server)
-    };
+    let server = debug_server_binary()?;
     run(Command::new(package.join("node_modules/.bin/tsc"))
         .args(["-p", "tests/tsconfig.json"])
         .current_dir(&package))?;
@@ -942,20 +947,7 @@ fn test_sdk_packaging() -> Result<()> {
     let package = repo_root().join(SDK_PACKAGE);
     let chromium = ensure_chromium()?;
     ensure_npm_packages()?;
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "consentry-server",
-        "--bin",
-        "consentry",
-    ]))?;
-    let server = target_dir().join("debug").join("consentry");
-    let server = if server.is_absolute() {
-        server
-    } else {
-        repo_root().join(server)
-    };
+    let server = debug_server_binary()?;
     run(Command::new(package.join("node_modules/.bin/playwright"))
         .args(["test", "-c", "tests/packaging/playwright.config.mjs"])
         .current_dir(&package)
@@ -973,20 +965,7 @@ const EXAMPLES: [&str; 2] = ["examples/nextjs-app", "examples/vite-headless"];
 /// packed files (`install-links` in their .npmrc), refreshed here when dist/ changed.
 fn test_examples() -> Result<()> {
     let chromium = ensure_chromium()?;
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "consentry-server",
-        "--bin",
-        "consentry",
-    ]))?;
-    let server = target_dir().join("debug").join("consentry");
-    let server = if server.is_absolute() {
-        server
-    } else {
-        repo_root().join(server)
-    };
+    let server = debug_server_binary()?;
     for example in EXAMPLES {
         let dir = repo_root().join(example);
         ensure_example_packages(&dir)?;
