@@ -12,9 +12,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use consentry_core::{
-    Client, HttpRequest, HttpResponse, JsonObject, Platform, TatLogin, TransportError,
-};
+use consentry_core::{Client, HttpRequest, HttpResponse, Platform, TatLogin, TransportError};
 use consentry_ui::{
     ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Strings, UiEvent, connected_apps,
     identity_provider,
@@ -27,43 +25,17 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+// consentry-core's test support: FakeJson (JSON over serde_json) and jwt() (an unsigned-looking
+// compact JWS for the SDK's local checks). Only those two are used here.
+#[allow(dead_code)]
+#[path = "../../core/tests/support/mod.rs"]
+mod support;
+use support::{FakeJson as J, jwt};
+
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 // ---------------------------------------------------------------------------------------------
 // A scripted transport: answers in order, records what was asked.
-
-#[derive(Clone, Debug)]
-struct J(Value);
-
-impl JsonObject for J {
-    fn str_member(&self, key: &str) -> Option<String> {
-        self.0.get(key)?.as_str().map(str::to_owned)
-    }
-    fn num_member(&self, key: &str) -> Option<f64> {
-        self.0.get(key)?.as_f64()
-    }
-    fn is_object(&self) -> bool {
-        self.0.is_object()
-    }
-    fn is_array(&self) -> bool {
-        self.0.is_array()
-    }
-    fn bool_member(&self, key: &str) -> Option<bool> {
-        self.0.get(key)?.as_bool()
-    }
-    fn member(&self, key: &str) -> Option<Self> {
-        self.0.get(key).cloned().map(J)
-    }
-    fn elements(&self) -> Vec<Self> {
-        self.0
-            .as_array()
-            .map(|a| a.iter().cloned().map(J).collect())
-            .unwrap_or_default()
-    }
-    fn as_string(&self) -> Option<String> {
-        self.0.as_str().map(str::to_owned)
-    }
-}
 
 #[derive(Default)]
 struct Script {
@@ -119,23 +91,7 @@ impl Platform for Scripted {
 // Fixtures
 
 fn tat(exp_offset: f64) -> String {
-    let b64 = |v: &Value| {
-        let text = v.to_string();
-        let encoded: String = js_sys::eval(&format!(
-            "btoa({}).replace(/\\+/g,'-').replace(/\\//g,'_').replace(/=+$/,'')",
-            serde_json::to_string(&text).unwrap()
-        ))
-        .unwrap()
-        .as_string()
-        .unwrap();
-        encoded
-    };
-    let exp = js_sys::Date::now() / 1000.0 + exp_offset;
-    format!(
-        "{}.{}.sig",
-        b64(&json!({"alg": "ES256", "typ": "JWT"})),
-        b64(&json!({"sub": "alice", "exp": exp}))
-    )
+    jwt(json!({"sub": "alice", "exp": js_sys::Date::now() / 1000.0 + exp_offset}))
 }
 
 fn login() -> Option<TatLogin> {
