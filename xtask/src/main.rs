@@ -680,11 +680,58 @@ const SDK_SOURCES: [&str; 7] = [
     "react.d.ts",
 ];
 
+/// Set to build the SDK's wasm against the prebuilt std (no rust-src, no unstable flags): for a
+/// toolchain where the flags in [`SMALL_STD`] no longer work. About 12 KB gzip bigger.
+const PREBUILT_STD_ENV: &str = "CONSENTRY_SDK_PREBUILT_STD";
+
+/// How the SDK's wasm gets its standard library: rebuilt from rust-src with `panic =
+/// immediate-abort` and std's `optimize_for_size`, so that no panic message, `Location`, panic
+/// hook or the `core::fmt` machinery they drag in is linked (-11.5 KB gzip on the UI wasm,
+/// -7.4 KB on the headless one; the SDK never panics by design, and a panic in a wasm32 build
+/// was already an abort with its message printed nowhere). These are nightly flags;
+/// `RUSTC_BOOTSTRAP=1` lets the stable toolchain accept them for this one build, the way
+/// Firefox and the Linux kernel build on stable rustc. Only the SDK's wasm builds use it: the
+/// server, the tests and the wasm-bindgen tests build with the plain stable toolchain.
+const SMALL_STD: SmallStd = SmallStd {
+    cargo_args: &[
+        "-Zbuild-std=std,panic_abort",
+        "-Zbuild-std-features=optimize_for_size",
+    ],
+    rustflags: "-Zunstable-options -Cpanic=immediate-abort",
+};
+
+struct SmallStd {
+    cargo_args: &'static [&'static str],
+    rustflags: &'static str,
+}
+
+/// Whether the SDK build rebuilds std (see [`SMALL_STD`]); installs rust-src when missing.
+fn small_std() -> Result<bool> {
+    if env::var_os(PREBUILT_STD_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        eprintln!("    {PREBUILT_STD_ENV} set: linking the prebuilt std (bigger wasm)");
+        return Ok(false);
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| spawn_error("rustc", &e))?;
+    let library = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib/src/rust/library");
+    if !library.is_dir() {
+        eprintln!(
+            "    rust-src is missing (the SDK's wasm rebuilds std): rustup component add rust-src"
+        );
+        run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
+    Ok(true)
+}
+
 /// Build one feature set of consentry-wasm; returns the built `.wasm`.
 fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
+    let mut cmd = cargo();
     // `cargo rustc --crate-type cdylib`: the crate is also an rlib (for its wasm-bindgen tests),
     // and building both types defeats part of LTO (+10 KB raw, +4 KB gzip on the headless wasm).
-    run(cargo().args([
+    cmd.args([
         "rustc",
         "--crate-type",
         "cdylib",
@@ -699,7 +746,17 @@ fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
         "--no-default-features",
         "--features",
         features,
-    ]))?;
+    ]);
+    if small_std()? {
+        cmd.args(SMALL_STD.cargo_args)
+            .env("RUSTC_BOOTSTRAP", "1")
+            // Target-scoped, so build scripts and proc macros (host) build as usual.
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS",
+                SMALL_STD.rustflags,
+            );
+    }
+    run(&mut cmd)?;
     Ok(target_dir()
         .join(WASM_TARGET)
         .join(SDK_PROFILE)

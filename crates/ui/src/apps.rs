@@ -4,9 +4,12 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::mount::spawn_local;
 use consentry_core::{Client, ConnectedAppView, SdkError, SdkErrorCode};
-use leptos::prelude::*;
-use leptos::task::spawn_local;
+use reactive_graph::owner::{LocalStorage, StoredValue};
+use reactive_graph::prelude::*;
+use reactive_graph::signal::ArcRwSignal;
+use tachys::prelude::*;
 
 use crate::dom::{el, fragment};
 use crate::idp::{error_view, frame, h1, logo};

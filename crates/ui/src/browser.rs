@@ -1,6 +1,7 @@
 //! The few things the UI asks of the page itself (through web-sys: no `#[wasm_bindgen]` here).
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 
 fn window() -> Option<web_sys::Window> {
     web_sys::window()
@@ -26,6 +27,13 @@ pub fn is_framed() -> bool {
 /// The document's first element matching `selector`.
 pub fn query(selector: &str) -> Option<web_sys::Element> {
     window()?.document()?.query_selector(selector).ok()?
+}
+
+/// Run `f` before the next repaint (`requestAnimationFrame`), once the view is in the DOM.
+pub fn before_repaint(f: impl FnOnce() + 'static) {
+    if let Some(w) = window() {
+        let _ = w.request_animation_frame(Closure::once_into_js(f).unchecked_ref());
+    }
 }
 
 /// Send the browser to `location`.

@@ -4,15 +4,14 @@
 //! rebuild, mount and unmount code again: written with `view!`, the two components cost ≈ 56 KB
 //! of gzipped wasm on top of Leptos itself. Here every element is the SAME type — a custom
 //! element (any tag), a `Vec<AnyAttribute>` and a `Vec<AnyView>` — so the renderer is
-//! instantiated once for the whole UI. Reactivity stays Leptos's: a component's top-level
+//! instantiated once for the whole UI. Reactivity stays Leptos's (reactive_graph): a component's top-level
 //! closure re-renders its state with these elements.
 
-use leptos::attr::any_attribute::{AnyAttribute, IntoAnyAttribute};
-use leptos::attr::custom::custom_attribute;
-use leptos::ev;
-use leptos::html::custom;
-use leptos::prelude::*;
-use leptos::tachys::view::add_attr::AddAnyAttr;
+use tachys::html::attribute::any_attribute::{AnyAttribute, IntoAnyAttribute};
+use tachys::html::attribute::custom::custom_attribute;
+use tachys::html::element::custom;
+use tachys::html::event as ev;
+use tachys::prelude::*;
 
 /// One element under construction.
 pub struct El {
@@ -49,8 +48,7 @@ impl El {
 
     pub fn on_click(mut self, f: impl FnMut(ev::MouseEvent) + 'static) -> Self {
         let f: Box<dyn FnMut(ev::MouseEvent)> = Box::new(f);
-        self.attrs
-            .push(leptos::tachys::html::event::on(ev::click, f).into_any_attr());
+        self.attrs.push(ev::on(ev::click, f).into_any_attr());
         self
     }
 

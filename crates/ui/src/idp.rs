@@ -5,12 +5,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::mount::spawn_local;
 use consentry_core::{
     AuthorizeParams, Client, ConsentScreen, ConsentSection, ErrorCode, SdkError, SdkErrorCode,
     parse_authorize_params,
 };
-use leptos::prelude::*;
-use leptos::task::spawn_local;
+use reactive_graph::owner::{LocalStorage, StoredValue};
+use reactive_graph::prelude::*;
+use reactive_graph::signal::ArcRwSignal;
+use tachys::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::dom::{El, el, fragment};
@@ -151,7 +154,7 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
         });
         let (busy, content) = body(&strings);
         let heading = heading.clone();
-        request_animation_frame(move || {
+        browser::before_repaint(move || {
             if let Some(h) =
                 browser::query(&heading).and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
             {

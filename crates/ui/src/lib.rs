@@ -18,6 +18,7 @@ mod apps;
 mod browser;
 mod dom;
 mod idp;
+mod mount;
 pub mod strings;
 pub mod style;
 
@@ -27,6 +28,7 @@ use consentry_core::{ConsentScreen, ConsentSection, SdkError, TatLogin};
 
 pub use apps::{ConnectedAppsOptions, connected_apps};
 pub use idp::{IdentityProviderOptions, identity_provider};
+pub use mount::{Mounted, mount_to, spawn_local};
 pub use strings::Strings;
 pub use style::{ColorScheme, Theme};
 

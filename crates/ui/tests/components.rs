@@ -12,13 +12,13 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use any_spawner::Executor;
 use consentry_core::{Client, HttpRequest, HttpResponse, Platform, TatLogin, TransportError};
 use consentry_ui::{
     ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Strings, UiEvent, connected_apps,
     identity_provider,
 };
-use leptos::prelude::ArcRwSignal;
-use leptos::task::tick;
+use reactive_graph::signal::ArcRwSignal;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -164,7 +164,7 @@ fn fresh_element() -> web_sys::HtmlElement {
 
 async fn settle() {
     for _ in 0..8 {
-        tick().await;
+        Executor::tick().await;
     }
 }
 
@@ -196,7 +196,7 @@ fn mount_idp(
     let client = Rc::new(Client::new(script, "https://auth.example"));
     let idp = identity_provider(client, options, recording(seen));
     let look = ArcRwSignal::new(Look::default());
-    let handle = leptos::mount::mount_to(el.clone(), move || idp.view(look));
+    let handle = consentry_ui::mount_to(&el, move || idp.view(look));
     (el, handle)
 }
 
@@ -432,7 +432,7 @@ async fn unmounting_mid_flight_neither_renders_nor_redirects() {
     let client = Rc::new(Client::new(script, "https://auth.example"));
     let idp = Rc::new(identity_provider(client, idp_options(), recording(&seen)));
     let view_idp = Rc::clone(&idp);
-    let handle = leptos::mount::mount_to(el.clone(), move || {
+    let handle = consentry_ui::mount_to(&el, move || {
         view_idp.view(ArcRwSignal::new(Look::default()))
     });
     idp.stop();
@@ -460,7 +460,7 @@ async fn strings_replace_every_word_and_error_codes_get_their_own_text() {
         ]),
         ..Look::default()
     });
-    let _handle = leptos::mount::mount_to(el.clone(), move || idp.view(look));
+    let _handle = consentry_ui::mount_to(&el, move || idp.view(look));
     settle().await;
     let t = text(&el);
     assert!(t.starts_with("Oups"), "{t}");
@@ -494,7 +494,7 @@ async fn connected_apps_list_confirm_cancel_revoke_and_empty() {
         recording(&seen),
         look,
     );
-    let _handle = leptos::mount::mount_to(el.clone(), move || apps.view());
+    let _handle = consentry_ui::mount_to(&el, move || apps.view());
     assert!(text(&el).contains("Loading connected apps..."));
     settle().await;
     let t = text(&el);

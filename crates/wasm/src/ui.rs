@@ -3,7 +3,6 @@
 //! first (camelCase members, callbacks wrapped so that they never throw into Rust, the consent
 //! manifest's shorthand expanded to sections); this side reads them as they are.
 
-use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -15,7 +14,9 @@ use consentry_ui::{
     UiEvent, connected_apps, identity_provider,
 };
 use js_sys::{Array, Function, Object, Reflect};
-use leptos::prelude::{AnyView, ArcRwSignal, Set};
+use reactive_graph::signal::ArcRwSignal;
+use reactive_graph::traits::Set;
+use tachys::view::any_view::AnyView;
 use wasm_bindgen::prelude::*;
 
 use crate::platform::BrowserPlatform;
@@ -25,8 +26,8 @@ use crate::{error_to_js, set};
 /// callbacks without restarting the flow.
 #[wasm_bindgen]
 pub struct UiHandle {
-    /// Dropping Leptos's unmount handle removes the view.
-    mounted: Option<Box<dyn Any>>,
+    /// Dropping it removes the view.
+    mounted: Option<consentry_ui::Mounted>,
     look: ArcRwSignal<Look>,
     hooks: Rc<RefCell<Hooks>>,
     stop: Option<Box<dyn Fn()>>,
@@ -77,9 +78,8 @@ fn mount(
     stop: Box<dyn Fn()>,
     refresh: Option<Box<dyn Fn()>>,
 ) -> UiHandle {
-    let mounted = leptos::mount::mount_to(element, view);
     UiHandle {
-        mounted: Some(Box::new(mounted)),
+        mounted: Some(consentry_ui::mount_to(&element, view)),
         look,
         hooks,
         stop: Some(stop),
