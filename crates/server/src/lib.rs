@@ -56,6 +56,13 @@ pub async fn serve(
         "consentry listening on http://{local}"
     );
     spawn_maintenance(state.clone());
+    // Small request/response exchanges on keep-alive connections: without TCP_NODELAY, Nagle's
+    // algorithm holds a response segment back until the previous one is acknowledged.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
