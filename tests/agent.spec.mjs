@@ -5,23 +5,9 @@
 import { test, expect } from '@playwright/test';
 
 import { Agent, AuthorizationResponseError, UnauthorizedError, startCallbackServer } from '../examples/agent/agent.mjs';
-import { ACCESS_TOKEN_TTL_SECONDS, jwtClaims, startStack, stopAllGroups } from './support/stack.mjs';
+import { ACCESS_TOKEN_TTL_SECONDS, jwtClaims, startStack, useStack } from './support/stack.mjs';
 
-let stack;
-
-test.beforeAll(async () => {
-  test.setTimeout(120_000);
-  stack = await startStack();
-});
-
-test.afterAll(async () => {
-  await stack?.stop();
-  await stopAllGroups();
-});
-
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && stack) console.log(stack.output());
-});
+const stack = useStack(test, startStack);
 
 /** Thrown by an agent whose user is not expected to be asked again. */
 class UserNeeded extends Error {

@@ -6,23 +6,9 @@
 import { test, expect } from '@playwright/test';
 
 import { Agent, startCallbackServer } from '../examples/agent/agent.mjs';
-import { jwtClaims, startHeadlessStack, stopAllGroups } from './support/stack.mjs';
+import { jwtClaims, startHeadlessStack, useStack } from './support/stack.mjs';
 
-let stack;
-
-test.beforeAll(async () => {
-  test.setTimeout(120_000);
-  stack = await startHeadlessStack();
-});
-
-test.afterAll(async () => {
-  await stack?.stop();
-  await stopAllGroups();
-});
-
-test.afterEach(async ({}, testInfo) => {
-  if (testInfo.status !== testInfo.expectedStatus && stack) console.log(stack.output());
-});
+const stack = useStack(test, startHeadlessStack);
 
 const jwtHeader = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString());
 

@@ -136,6 +136,29 @@ export async function startStack() {
   };
 }
 
+/**
+ * One stack for a spec file: started before its first test (`start`: startStack or
+ * startHeadlessStack), stopped after its last, its processes' output printed when a test fails.
+ * Returns the stack object, filled in once it has started.
+ */
+export function useStack(test, start) {
+  const stack = {};
+  let started = false;
+  test.beforeAll(async () => {
+    test.setTimeout(120_000);
+    Object.assign(stack, await start());
+    started = true;
+  });
+  test.afterAll(async () => {
+    if (started) await stack.stop();
+    await stopAllGroups();
+  });
+  test.afterEach(async ({}, testInfo) => {
+    if (testInfo.status !== testInfo.expectedStatus && started) console.log(stack.output());
+  });
+  return stack;
+}
+
 export const jwtClaims = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
 
 /**

@@ -929,19 +929,28 @@ fn ensure_npm_packages() -> Result<()> {
 }
 
 fn ensure_chromium() -> Result<PathBuf> {
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    if chromium.is_file() {
-        return Ok(chromium);
+    ensure_debian_binary("/usr/bin/chromium", &["chromium"])
+}
+
+/// `binary`, installed with apt-get from Debian's `packages` when it is missing (as root only).
+fn ensure_debian_binary(binary: &str, packages: &[&str]) -> Result<PathBuf> {
+    let path = PathBuf::from(binary);
+    if path.is_file() {
+        return Ok(path);
     }
+    let packages = packages.join(" ");
     if !is_root()? {
-        return err("/usr/bin/chromium not found: sudo apt-get install -y chromium");
+        return err(format!(
+            "{binary} not found: sudo apt-get install -y {packages}"
+        ));
     }
-    eprintln!("    /usr/bin/chromium not found: installing it with apt-get");
+    eprintln!("    {binary} not found: installing {packages} with apt-get");
     run(Command::new("apt-get").arg("update"))?;
     run(Command::new("apt-get")
-        .args(["install", "-y", "chromium"])
+        .args(["install", "-y"])
+        .args(packages.split(' '))
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    Ok(chromium)
+    Ok(path)
 }
 
 /// tsc on the package's usage file, then Playwright in Chromium against the real server.
@@ -1127,19 +1136,7 @@ fn same_sdk_files(source: &Path, installed: &Path) -> bool {
 
 /// Debian's chromedriver (package chromium-driver, the same version as its chromium).
 fn ensure_chromedriver() -> Result<PathBuf> {
-    let chromedriver = PathBuf::from("/usr/bin/chromedriver");
-    if chromedriver.is_file() {
-        return Ok(chromedriver);
-    }
-    if !is_root()? {
-        return err("/usr/bin/chromedriver not found: sudo apt-get install -y chromium-driver");
-    }
-    eprintln!("    /usr/bin/chromedriver not found: installing chromium-driver with apt-get");
-    run(Command::new("apt-get").arg("update"))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "chromium", "chromium-driver"])
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    Ok(chromedriver)
+    ensure_debian_binary("/usr/bin/chromedriver", &["chromium", "chromium-driver"])
 }
 
 fn cmd_size() -> Result<ExitCode> {

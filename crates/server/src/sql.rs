@@ -520,7 +520,10 @@ mod tests {
         let actor = SqliteActor::open(db.to_str().unwrap()).unwrap();
         actor
             .run(true, |tx| {
-                tx.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)", &[])
+                tx.exec(
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+                    &[],
+                )
             })
             .await
             .unwrap();
@@ -530,7 +533,10 @@ mod tests {
             let v = filler.clone();
             actor
                 .run(true, move |tx| {
-                    tx.exec("INSERT INTO t (id, v) VALUES ($1, $2)", &[i.into(), v.into()])
+                    tx.exec(
+                        "INSERT INTO t (id, v) VALUES ($1, $2)",
+                        &[i.into(), v.into()],
+                    )
                 })
                 .await
                 .unwrap();
