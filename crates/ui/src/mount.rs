@@ -14,10 +14,11 @@ use tachys::view::any_view::AnyViewState;
 /// A mounted view. Dropping it unmounts the view and disposes of everything its reactive owner
 /// holds (signals, effects, stored values).
 pub struct Mounted {
-    state: AnyViewState,
-    // Dropped after `drop` below has taken the view out of the DOM: the last handle on the
-    // owner, so its cleanups run and its signals and stored values go.
+    // Dropped after `drop` below has taken the view out of the DOM, and before the view's state
+    // (the order of leptos's own `UnmountHandle`): the last handle on the owner, so its cleanups
+    // run and its signals and stored values go.
     _owner: Owner,
+    state: AnyViewState,
 }
 
 impl Drop for Mounted {
@@ -37,8 +38,8 @@ pub fn mount_to(parent: &web_sys::HtmlElement, view: impl FnOnce() -> AnyView) -
         state
     });
     Mounted {
-        state,
         _owner: owner,
+        state,
     }
 }
 
