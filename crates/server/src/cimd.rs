@@ -811,8 +811,15 @@ fn parse_document(
                 json_kind(v)
             ));
         };
-        validate_redirect_uri(s).map_err(|e| format!("has an invalid redirect_uris[{i}]: {e}"))?;
         uris.push(s.clone());
+    }
+    // The same rule as Dynamic Client Registration: no javascript:/data:/… scheme, http only on
+    // loopback, private-use schemes for native apps.
+    let application_type = crate::register::default_application_type(&uris);
+    for (i, uri) in uris.iter().enumerate() {
+        if let Some(problem) = crate::register::redirect_uri_problem(uri, application_type) {
+            return Err(format!("has an invalid redirect_uris[{i}]: {problem}"));
+        }
     }
     let client_uri = optional_https_uri(&doc, "client_uri")?;
     let logo_uri = optional_https_uri(&doc, "logo_uri")?;

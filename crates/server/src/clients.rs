@@ -65,6 +65,25 @@ impl Client {
     /// the loopback rule), or the only registered one if none was requested. Never a redirect:
     /// a mismatch is shown to the user.
     pub fn resolve_redirect_uri(&self, requested: Option<&str>) -> ApiResult<String> {
+        let uri = self.matching_redirect_uri(requested)?;
+        // Registration refuses these schemes; checked again here, where a code or an error is
+        // about to be sent, whatever registered the client and whenever.
+        let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
+        if crate::register::is_forbidden_scheme(scheme) {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidRedirectUri,
+                format!(
+                    "redirect_uri '{}' of client '{}' uses the scheme '{}', which is never a redirect target; expected https, loopback http or a private-use scheme",
+                    truncate(&uri),
+                    self.client_id,
+                    truncate(scheme)
+                ),
+            ));
+        }
+        Ok(uri)
+    }
+
+    fn matching_redirect_uri(&self, requested: Option<&str>) -> ApiResult<String> {
         match requested {
             Some(r) => {
                 if self

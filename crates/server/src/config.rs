@@ -651,6 +651,12 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         }
         for u in &c.redirect_uris {
             validate_redirect_uri(u).map_err(|e| anyhow::anyhow!("{k}.redirect_uris: {e}"))?;
+            let scheme = u.split_once(':').map_or("", |(scheme, _)| scheme);
+            if crate::register::is_forbidden_scheme(scheme) {
+                bail!(
+                    "{k}.redirect_uris: '{u}' uses the scheme '{scheme}', which is never a redirect target; expected https, loopback http or a private-use scheme"
+                );
+            }
         }
         if clients.insert(c.client_id.clone(), c.clone()).is_some() {
             bail!("{k}.client_id: '{}' is listed twice", c.client_id);

@@ -99,19 +99,26 @@ fn bad_redirect(msg: impl Into<String>) -> ApiError {
 const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob"];
 
 fn check_redirect_uri(uri: &str, application_type: &str) -> ApiResult<()> {
-    validate_redirect_uri(uri).map_err(|e| bad_redirect(format!("redirect_uris: {e}")))?;
-    let parts = split_uri(uri).ok_or_else(|| {
-        bad_redirect(format!(
-            "redirect_uris: '{}' is not an absolute URI",
-            truncate(uri)
-        ))
-    })?;
+    redirect_uri_problem(uri, application_type)
+        .map_or(Ok(()), |p| Err(bad_redirect(format!("redirect_uris: {p}"))))
+}
+
+/// What is wrong with `uri` as a redirect URI of a client of `application_type` ("web" or
+/// "native"), or `None`. One rule for every client that is not the operator's own: registered
+/// (RFC 7591) and metadata-document clients alike.
+pub(crate) fn redirect_uri_problem(uri: &str, application_type: &str) -> Option<String> {
+    if let Err(e) = validate_redirect_uri(uri) {
+        return Some(e.to_string());
+    }
+    let Some(parts) = split_uri(uri) else {
+        return Some(format!("'{}' is not an absolute URI", truncate(uri)));
+    };
     let scheme = parts.scheme.to_ascii_lowercase();
     if FORBIDDEN_SCHEMES.contains(&scheme.as_str()) {
-        return Err(bad_redirect(format!(
-            "redirect_uris: scheme '{scheme}' of '{}' is never allowed",
+        return Some(format!(
+            "scheme '{scheme}' of '{}' is never allowed",
             truncate(uri)
-        )));
+        ));
     }
     let loopback = parts.host.is_some_and(is_loopback_host);
     let ok = match application_type {
@@ -127,18 +134,34 @@ fn check_redirect_uri(uri: &str, application_type: &str) -> ApiResult<()> {
         } else {
             "https, http on a loopback host, or a private-use scheme such as com.example.app:/callback"
         };
-        return Err(bad_redirect(format!(
-            "redirect_uris: '{}' is not allowed for application_type '{application_type}'; expected {expected}",
+        return Some(format!(
+            "'{}' is not allowed for application_type '{application_type}'; expected {expected}",
             truncate(uri)
-        )));
+        ));
     }
     if parts.host.is_none() && scheme.contains("http") {
-        return Err(bad_redirect(format!(
-            "redirect_uris: '{}' has no host",
-            truncate(uri)
-        )));
+        return Some(format!("'{}' has no host", truncate(uri)));
     }
-    Ok(())
+    None
+}
+
+/// The application type of a client that did not say: "native" when a redirect URI uses a
+/// private-use scheme, else "web".
+pub(crate) fn default_application_type(redirect_uris: &[String]) -> &'static str {
+    let private_use = redirect_uris.iter().any(|u| {
+        split_uri(u).is_some_and(|p| {
+            !p.scheme.eq_ignore_ascii_case("http") && !p.scheme.eq_ignore_ascii_case("https")
+        })
+    });
+    if private_use { "native" } else { "web" }
+}
+
+/// Whether `scheme` may never be a redirect target (checked again when a code or an error is
+/// sent, whatever registered the client).
+pub(crate) fn is_forbidden_scheme(scheme: &str) -> bool {
+    FORBIDDEN_SCHEMES
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(scheme))
 }
 
 fn check_url_field(field: &str, value: &Option<String>) -> ApiResult<()> {
@@ -184,12 +207,7 @@ pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<Client
         // A client that omits it but lists a private-use scheme redirect URI (Cursor registers
         // cursor://anysphere.cursor-mcp/oauth/callback this way) is a native app: defaulting it
         // to "web" would refuse every such client.
-        let private_use = md.redirect_uris.iter().any(|u| {
-            split_uri(u).is_some_and(|p| {
-                !p.scheme.eq_ignore_ascii_case("http") && !p.scheme.eq_ignore_ascii_case("https")
-            })
-        });
-        md.application_type = if private_use { "native" } else { "web" }.into();
+        md.application_type = default_application_type(&md.redirect_uris).into();
     }
     if !["web", "native"].contains(&md.application_type.as_str()) {
         return Err(bad_metadata(format!(
@@ -214,12 +232,19 @@ pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<Client
     for g in &md.grant_types {
         match g.as_str() {
             "authorization_code" | "refresh_token" => {}
-            "client_credentials" if md.token_endpoint_auth_method != "none" => {}
-            "client_credentials" => {
+            "client_credentials" if md.token_endpoint_auth_method == "none" => {
                 return Err(bad_metadata(
                     "grant_types: client_credentials needs a confidential client (token_endpoint_auth_method client_secret_basic or client_secret_post)",
                 ));
             }
+            // Open registration lets anyone register: a client_credentials client would get
+            // tokens with no user and no consent behind them.
+            "client_credentials" if s.cfg.registration.mode == "open" => {
+                return Err(bad_metadata(
+                    "grant_types: client_credentials is not available through open registration (registration.mode = \"open\"); expected authorization_code and refresh_token, or register with an initial access token (registration.mode = \"initial_access_token\")",
+                ));
+            }
+            "client_credentials" => {}
             other => {
                 return Err(bad_metadata(format!(
                     "grant_types: '{}' is not supported; expected authorization_code, refresh_token or client_credentials",

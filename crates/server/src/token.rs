@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::app::{Shared, now};
 use crate::authorize::CodePayload;
-use crate::clients::{Client, quoted_list, truncate};
+use crate::clients::{Client, ClientSource, quoted_list, truncate};
 use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
 use crate::db::{CodeRedemption, FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
 use crate::error::{ApiError, ApiResult};
@@ -252,6 +252,18 @@ async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResu
         ));
     }
     let cfg = &s.cfg;
+    let self_registered = client.source != ClientSource::Config;
+    if self_registered && cfg.registration.mode == "open" {
+        // Registered before the server opened its registration, or through an older release
+        // that allowed it: anyone can register under open registration.
+        return Err(ApiError::bad_request(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "client '{}' may not use the client_credentials grant: it registered itself and registration.mode is \"open\"; expected a client from [[clients]] or registration.mode = \"initial_access_token\"",
+                client.client_id
+            ),
+        ));
+    }
     let all: Vec<String> = cfg.resources.iter().map(|r| r.uri.clone()).collect();
     let audience = if form.resources.is_empty() {
         match all.as_slice() {
@@ -298,6 +310,21 @@ async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResu
                     "scope '{}' is not available on the requested resource; expected some of: {}",
                     truncate(sc),
                     quoted_list(&available)
+                ),
+            ));
+        }
+        // A role-gated scope is granted by a user who holds the role; a client acting for
+        // itself has none. Only the operator's own clients ([[clients]]) are trusted with one.
+        if self_registered
+            && let Some(def) = cfg.scopes.get(sc)
+            && !def.required_roles.is_empty()
+        {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' needs a user with one of the roles {}: a self-registered client cannot get it with client_credentials",
+                    truncate(sc),
+                    quoted_list(&def.required_roles)
                 ),
             ));
         }

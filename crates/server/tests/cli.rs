@@ -135,6 +135,19 @@ fn bad_config_fails_at_start_naming_the_key() {
             "{label}: stderr does not name '{want}': {stderr}"
         );
     }
+    // A redirect URI with a script scheme, even for the operator's own client.
+    for uri in ["javascript:alert(1)//", "DATA:text/html,x", "vbscript:x"] {
+        let cfg = format!(
+            "{GOOD}[[clients]]\nclient_id = \"c\"\nclient_name = \"C\"\nredirect_uris = [\"{uri}\"]\n"
+        );
+        let (ok, stderr) = serve_with(&cfg);
+        assert!(!ok, "{uri}: server started");
+        assert!(
+            stderr.contains("clients[0].redirect_uris")
+                && stderr.contains("never a redirect target"),
+            "{uri}: {stderr}"
+        );
+    }
 }
 
 #[test]

@@ -35,6 +35,7 @@ on_both_backends!(
     client_credentials_scope_and_resource_are_bounded,
     client_credentials_needs_the_grant_and_a_confidential_client,
     client_credentials_only_client_cannot_authorize,
+    client_credentials_is_closed_to_open_registration_and_role_gated_scopes,
     consent_marks_registered_clients_unverified_with_redirect_host,
     registration_endpoint_allows_cors_from_any_origin,
     a_client_registered_for_one_scope_steps_up_with_the_users_consent,
@@ -66,9 +67,18 @@ redirect_uris = []
 token_endpoint_auth_method = "client_secret_basic"
 client_secret = "{ODD_SECRET}"
 grant_types = ["client_credentials"]
+
+[registration]
+mode = "initial_access_token"
+initial_access_tokens = ["{IAT}"]
 "#
     )
 }
+
+/// The initial access token of the servers that let registered clients use client_credentials
+/// (open registration may not: anyone could register). `register` always presents it; open
+/// registration ignores it.
+const IAT: &str = "iat-cc-0123456789abcdef-0123456789abcdef";
 
 fn with_admin(b: Backend) -> Setup {
     Setup::new(b).top("admin_key", &format!("\"{ADMIN_KEY}\""))
@@ -83,7 +93,7 @@ fn s(v: &Value) -> &str {
 }
 
 async fn register(srv: &TestServer, body: &Value) -> (u16, Value) {
-    srv.post_json("/oauth2/register", None, body).await
+    srv.post_json("/oauth2/register", Some(IAT), body).await
 }
 
 async fn register_ok(srv: &TestServer, body: &Value) -> Value {
@@ -1789,7 +1799,7 @@ async fn client_credentials_scope_and_resource_are_bounded(b: Backend) {
 }
 
 async fn client_credentials_needs_the_grant_and_a_confidential_client(b: Backend) {
-    let srv = Setup::new(b).start().await;
+    let srv = Setup::new(b).extra(&svc_clients()).start().await;
     let cc = [("grant_type", "client_credentials"), ("resource", RESOURCE)];
     // A confidential client registered for authorization_code only.
     let conf = register_ok(&srv, &json!({"redirect_uris": ["https://x.example/cb"]})).await;
@@ -1841,6 +1851,119 @@ async fn client_credentials_needs_the_grant_and_a_confidential_client(b: Backend
     .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.json.get("access_token").is_none());
+}
+
+/// Open registration lets anyone register, so a self-registered client_credentials client
+/// would be tokens for anyone with no user and no consent behind them: refused at registration,
+/// at RFC 7592 update and (for clients registered before the server opened up) at the token
+/// endpoint. Role-gated scopes need a user holding the role: never to a self-registered client
+/// acting for itself; the operator's own `[[clients]]` keep them.
+async fn client_credentials_is_closed_to_open_registration_and_role_gated_scopes(b: Backend) {
+    let cc = |scope: &'static str| {
+        vec![
+            ("grant_type", "client_credentials"),
+            ("resource", RESOURCE),
+            ("scope", scope),
+        ]
+    };
+    // Open registration.
+    let srv = with_admin(b.clone()).start().await;
+    let (status, e) = srv
+        .post_json(
+            "/oauth2/register",
+            None,
+            &json!({"grant_types": ["client_credentials"], "scope": "notes:admin notes:write"}),
+        )
+        .await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_client_metadata",
+        &[
+            "grant_types",
+            "client_credentials",
+            "open",
+            "initial_access_token",
+        ],
+    );
+    assert_eq!(registered_ids(&srv).await, Vec::<String>::new());
+    // Nor by updating a client registered for codes.
+    let reg = register_ok(&srv, &json!({"redirect_uris": ["https://u.example/cb"]})).await;
+    let id = s(&reg["client_id"]);
+    let token = s(&reg["registration_access_token"]);
+    let r = manage(
+        &srv,
+        Method::PUT,
+        id,
+        Some(token),
+        Some(&json!({"client_id": id, "redirect_uris": ["https://u.example/cb"], "grant_types": ["authorization_code", "client_credentials"]})),
+    )
+    .await;
+    assert_error(
+        (r.status, &r.json),
+        400,
+        "invalid_client_metadata",
+        &["client_credentials", "open"],
+    );
+    let r = token_as(
+        &srv,
+        id,
+        Auth::Basic(s(&reg["client_secret"])),
+        &cc("notes:read"),
+    )
+    .await;
+    assert_error(
+        (r.status, &r.json),
+        400,
+        "unauthorized_client",
+        &["client_credentials"],
+    );
+
+    // Registration behind an initial access token: client_credentials, but no role-gated scope.
+    let mut srv = with_admin(b).extra(&svc_clients()).start().await;
+    let reg = register_ok(
+        &srv,
+        &json!({"grant_types": ["client_credentials"], "scope": "notes:admin notes:read"}),
+    )
+    .await;
+    let id = s(&reg["client_id"]).to_owned();
+    let secret = s(&reg["client_secret"]).to_owned();
+    for scope in ["notes:admin", "notes:read notes:admin"] {
+        let r = token_as(&srv, &id, Auth::Basic(&secret), &cc(scope)).await;
+        assert_error(
+            (r.status, &r.json),
+            400,
+            "invalid_scope",
+            &["notes:admin", "admin", "client_credentials"],
+        );
+        assert!(r.json.get("access_token").is_none());
+    }
+    let r = token_as(&srv, &id, Auth::Basic(&secret), &cc("notes:read")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // The operator's own client may.
+    let r = token_as(&srv, "svc", Auth::Basic(SVC_SECRET), &cc("notes:admin")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        jwt_claims(s(&r.json["access_token"]))["scope"],
+        "notes:admin"
+    );
+
+    // The same server reopened to anyone: the client it registered behind a token no longer
+    // gets client_credentials tokens.
+    let config = std::fs::read_to_string(&srv.config_path).unwrap();
+    let open = config.replace("mode = \"initial_access_token\"", "mode = \"open\"");
+    assert_ne!(config, open);
+    std::fs::write(&srv.config_path, open).unwrap();
+    srv.restart().await;
+    let r = token_as(&srv, &id, Auth::Basic(&secret), &cc("notes:read")).await;
+    assert_error(
+        (r.status, &r.json),
+        400,
+        "unauthorized_client",
+        &["client_credentials", "open", &id],
+    );
+    let r = token_as(&srv, "svc", Auth::Basic(SVC_SECRET), &cc("notes:read")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 async fn client_credentials_only_client_cannot_authorize(b: Backend) {
