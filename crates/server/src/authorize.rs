@@ -225,7 +225,12 @@ fn echo_state(raw: &AuthorizeParams) -> Option<&str> {
         .filter(|st| !st.is_empty() && st.len() <= 2048 && !st.chars().any(char::is_control))
 }
 
-async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResult<Evaluated> {
+async fn evaluate(
+    s: &Shared,
+    raw: &AuthorizeParams,
+    session: &SessionClaims,
+) -> ApiResult<Evaluated> {
+    let user = &session_user(session);
     // 1. The client and its redirect URI: failures are shown, never redirected.
     let client_id = validate_client_id(raw.client_id.as_deref())?;
     let client = s.client(&client_id).await?.ok_or_else(|| {
@@ -257,6 +262,19 @@ async fn evaluate(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResul
     // 2. Everything else goes back to the client with the error.
     let req =
         AuthorizeRequest::parse(raw).map_err(|e| redirected(s, e.into(), &redirect_uri, state))?;
+    // `prompt=login` asks for a fresh sign-in. Consentry's sign-in is the attestation of a
+    // Trusted Auth Token: the session must have been attested recently, or the client gets
+    // `login_required` (the prebuilt consent screen attests and starts in one request).
+    let max_age = s.cfg.prompt_login_max_age_seconds;
+    if req.prompt.login && now() - session.i > max_age {
+        let e = ApiError::bad_request(
+            ErrorCode::LoginRequired,
+            format!(
+                "prompt=login needs a session attested within the last {max_age} s (prompt_login_max_age_seconds); attest a fresh trusted auth token"
+            ),
+        );
+        return Err(redirected(s, e, &redirect_uri, state));
+    }
     let cfg = &s.cfg;
     let resources: Vec<ResourceConfig> = if req.resources.is_empty() {
         match cfg.resources.as_slice() {
@@ -430,7 +448,7 @@ pub async fn start(
         }
     };
     let user = session_user(&session);
-    let ev = evaluate(&s, &body.params, &user).await?;
+    let ev = evaluate(&s, &body.params, &session).await?;
     let (session_token, session_expires_at) = match new_session {
         Some((t, e)) => (Some(t), Some(e)),
         None => (None, None),
@@ -477,7 +495,7 @@ pub async fn submit(
     AuthorizeBody(body): AuthorizeBody<AuthorizeSubmitRequest>,
 ) -> ApiResult<Json<AuthorizeSubmitResponse>> {
     let user = session_user(&session);
-    let ev = evaluate(&s, &body.params, &user).await?;
+    let ev = evaluate(&s, &body.params, &session).await?;
     let state = ev.req.state.as_deref();
     if !body.consent_granted {
         let loc = error_location(

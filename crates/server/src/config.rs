@@ -31,6 +31,9 @@ pub struct RawConfig {
     pub refresh_reuse_grace_seconds: i64,
     #[serde(default = "default_code_ttl")]
     pub authorization_code_ttl_seconds: i64,
+    /// `prompt=login`: how recently the session's Trusted Auth Token must have been attested.
+    #[serde(default = "default_prompt_login_max_age")]
+    pub prompt_login_max_age_seconds: i64,
     #[serde(default = "default_max_session_minutes")]
     pub max_session_duration_minutes: u32,
     /// Max database connections in the pool.
@@ -100,6 +103,9 @@ fn default_refresh_ttl() -> i64 {
 }
 fn default_code_ttl() -> i64 {
     60
+}
+fn default_prompt_login_max_age() -> i64 {
+    600
 }
 fn default_max_session_minutes() -> u32 {
     60
@@ -238,6 +244,7 @@ pub struct Config {
     pub refresh_token_ttl_seconds: i64,
     pub refresh_reuse_grace_seconds: i64,
     pub authorization_code_ttl_seconds: i64,
+    pub prompt_login_max_age_seconds: i64,
     pub max_session_duration_minutes: u32,
     pub database_max_connections: Option<u32>,
     pub token_profiles: Vec<TokenProfile>,
@@ -283,6 +290,7 @@ const ENV_KEYS: &[(&str, EnvKind)] = &[
     ("refresh_token_ttl_seconds", EnvKind::Int),
     ("refresh_reuse_grace_seconds", EnvKind::Int),
     ("authorization_code_ttl_seconds", EnvKind::Int),
+    ("prompt_login_max_age_seconds", EnvKind::Int),
     ("max_session_duration_minutes", EnvKind::Int),
     ("database_max_connections", EnvKind::Int),
     ("admin_key", EnvKind::Str),
@@ -444,6 +452,12 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             300,
         ),
         (
+            "prompt_login_max_age_seconds",
+            raw.prompt_login_max_age_seconds,
+            1,
+            86_400,
+        ),
+        (
             "authorization_code_ttl_seconds",
             raw.authorization_code_ttl_seconds,
             5,
@@ -517,6 +531,15 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         }
         let keys = if let Some(url) = p.jwks_url {
             check_http_url(&format!("{k}.jwks_url"), &url)?;
+            // Whoever can rewrite the key set can sign any user in: never over plain http,
+            // except on this machine.
+            if split_uri(&url).is_some_and(|p| {
+                p.scheme == "http" && !p.host.is_some_and(consentry_protocol::is_loopback_host)
+            }) {
+                bail!(
+                    "{k}.jwks_url: '{url}' uses plain http on a non-loopback host; expected https (http only on 127.0.0.1, [::1] or localhost)"
+                );
+            }
             KeySource::Jwks(url)
         } else {
             let pem = match (p.public_key_pem_file, p.public_key_pem) {
@@ -704,6 +727,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         refresh_token_ttl_seconds: raw.refresh_token_ttl_seconds,
         refresh_reuse_grace_seconds: raw.refresh_reuse_grace_seconds,
         authorization_code_ttl_seconds: raw.authorization_code_ttl_seconds,
+        prompt_login_max_age_seconds: raw.prompt_login_max_age_seconds,
         max_session_duration_minutes: raw.max_session_duration_minutes,
         database_max_connections: raw.database_max_connections,
         token_profiles,

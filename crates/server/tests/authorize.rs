@@ -21,7 +21,46 @@ on_both_backends!(
     browser_api_cors_admits_only_allowed_origins,
     malformed_bodies_get_a_json_4xx_never_a_5xx,
     malformed_paths_and_queries_get_json_errors,
+    prompt_login_needs_a_freshly_attested_session,
 );
+
+/// `prompt=login` asks for a fresh sign-in: a session attested longer ago than
+/// `prompt_login_max_age_seconds` gets `login_required` (redirected: the client asked), at start
+/// and at submit; a fresh attestation passes; without the prompt the old session still works.
+async fn prompt_login_needs_a_freshly_attested_session(b: Backend) {
+    let s = Setup::new(b)
+        .top("prompt_login_max_age_seconds", "1")
+        .start()
+        .await;
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["prompt"] = json!("login");
+    let session = s.session("prompt-login-user").await;
+    let (status, e) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "a session attested just now: {e}");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, e) = s.start_flow(&session, &p).await;
+    assert_redirected(
+        &s,
+        (status, &e),
+        "login_required",
+        &["prompt=login", "prompt_login_max_age_seconds"],
+    );
+    let (status, e) = s.submit(&session, &p, true).await;
+    assert_redirected(&s, (status, &e), "login_required", &["prompt=login"]);
+    // No code was issued on the way.
+    assert!(
+        !e["redirect_uri"].as_str().unwrap_or("").contains("code="),
+        "{e}"
+    );
+    // Without the prompt the same session goes on; a fresh one passes with it.
+    let plain = params(&pkce, "notes:read");
+    let (status, e) = s.start_flow(&session, &plain).await;
+    assert_eq!(status, 200, "{e}");
+    let fresh = s.session("prompt-login-user").await;
+    let (status, e) = s.start_flow(&fresh, &p).await;
+    assert_eq!(status, 200, "{e}");
+}
 
 /// Bad percent-encoding in a path parameter, a bad query: a JSON 400 naming the part, like every
 /// other error.

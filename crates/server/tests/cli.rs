@@ -135,6 +135,17 @@ fn bad_config_fails_at_start_naming_the_key() {
             "{label}: stderr does not name '{want}': {stderr}"
         );
     }
+    // A key set over plain http from another host: whoever rewrites it signs anyone in.
+    let (ok, stderr) = serve_with(&GOOD.replacen(
+        r#"public_key_pem_file = "tat_public.pem""#,
+        r#"jwks_url = "http://idp.example/.well-known/jwks.json""#,
+        1,
+    ));
+    assert!(!ok, "an http jwks_url off loopback: server started");
+    assert!(
+        stderr.contains("token_profiles[0].jwks_url") && stderr.contains("plain http"),
+        "{stderr}"
+    );
     // A redirect URI with a script scheme, even for the operator's own client.
     for uri in ["javascript:alert(1)//", "DATA:text/html,x", "vbscript:x"] {
         let cfg = format!(
