@@ -454,12 +454,15 @@ async fn authorization_code(s: &Shared, client: &Client, form: &Form) -> ApiResu
         nonce: payload.nonce.as_deref(),
         auth_time: payload.auth_time,
     };
+    // A client that did not register the refresh_token grant gets none (the grant's row is kept
+    // all the same: revocation and connected apps work on it).
+    let refresh = client.allows_grant("refresh_token").then_some(refresh);
     issue(
         s,
         &Grant::of(&family),
         &payload.scopes,
         &audience,
-        Some(refresh),
+        refresh,
         Some(id),
         now,
     )
@@ -468,6 +471,15 @@ async fn authorization_code(s: &Shared, client: &Client, form: &Form) -> ApiResu
 
 async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
     let presented = form.require("refresh_token")?;
+    if !client.allows_grant("refresh_token") {
+        return Err(ApiError::bad_request(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "client '{}' may not use the refresh_token grant (not in its grant_types)",
+                client.client_id
+            ),
+        ));
+    }
     let now = now();
     let next = format!("{REFRESH_PREFIX}{}", random_token(32));
     // Judged inside the one transaction that reads and rotates the token (one round trip).

@@ -27,10 +27,57 @@ on_both_backends!(
     refresh_scope_may_only_narrow_and_the_grant_is_kept,
     refresh_token_is_bound_to_its_client,
     refresh_concurrent_use_never_issues_twice,
+    refresh_needs_the_refresh_token_grant,
     token_endpoint_hygiene,
     token_endpoint_public_client_must_not_send_credentials,
     token_endpoint_cors_preflight_from_any_origin,
 );
+
+/// A client whose grant_types leave out refresh_token gets no refresh token from a code, and
+/// one it holds from before stops working (unauthorized_client, nothing rotated).
+async fn refresh_needs_the_refresh_token_grant(b: Backend) {
+    let mut s = Setup::new(b).start().await;
+    let (_, rt) = tokens(&s, "grant-types-user", "notes:read").await;
+    let config = std::fs::read_to_string(&s.config_path).unwrap();
+    let block = format!("client_id = \"{CLIENT}\"\n");
+    assert!(config.contains(&block));
+    let narrowed = config.replacen(
+        &block,
+        &format!("{block}grant_types = [\"authorization_code\"]\n"),
+        1,
+    );
+    std::fs::write(&s.config_path, narrowed).unwrap();
+    s.restart().await;
+    let (status, e) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("client_id", CLIENT),
+        ])
+        .await;
+    assert_error(
+        (status, &e),
+        400,
+        "unauthorized_client",
+        &["refresh_token", CLIENT],
+    );
+    let (c, pkce) = code(&s, "grant-types-user", "notes:read").await;
+    let (status, tok) = s.redeem(&c, CLIENT, REDIRECT, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tok}");
+    assert!(tok["access_token"].is_string(), "{tok}");
+    assert!(tok.get("refresh_token").is_none(), "{tok}");
+    // Put back: the token from before was not rotated or revoked by the refusal.
+    std::fs::write(&s.config_path, config).unwrap();
+    s.restart().await;
+    let (status, body) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("client_id", CLIENT),
+        ])
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
 
 fn desc(body: &Value) -> &str {
     body["error_description"].as_str().unwrap_or("")
