@@ -78,14 +78,17 @@ impl<P: Platform + 'static> ConnectedApps<P> {
             // `with`, not `get`: the state is read in place, never cloned.
             Arc::new(move |strings| {
                 state.with(|state| match state {
-                    State::Loading => (true, h1(strings.get("apps.loading")).view()),
-                    State::Failed(shown) => (false, error_view(strings, shown)),
+                    State::Loading => (0, true, h1(strings.get("apps.loading")).view()),
+                    State::Failed(shown) => (3, false, error_view(strings, shown)),
                     State::List {
                         apps,
                         confirming,
                         busy,
                         notice,
                     } => (
+                        // Asking to confirm, and leaving that, are screens of their own: the
+                        // button that had focus is gone.
+                        if confirming.is_some() { 2 } else { 1 },
                         *busy,
                         list_view(strings, apps, confirming.as_deref(), *busy, notice, stored),
                     ),
@@ -121,7 +124,7 @@ fn list_view<P: Platform + 'static>(
         });
     };
     let button = |class: &'static str, label: String| {
-        el("button", class)
+        el("BUTTON", class)
             .attr("type", "button")
             .flag("disabled", busy)
             .text(label)
@@ -141,15 +144,15 @@ fn list_view<P: Platform + 'static>(
             None => used,
         };
         let action = if confirming == Some(id.as_str()) {
-            el("div", "cnsy-confirm")
+            el("DIV", "cnsy-confirm")
                 .attr("role", "group")
                 .child(
-                    el("p", "")
+                    el("P", "")
                         .text(strings.fill("apps.confirm", &[("app", name)]))
                         .view(),
                 )
                 .child(
-                    el("div", "cnsy-actions")
+                    el("DIV", "cnsy-actions")
                         .child(
                             button("cnsy-btn", strings.get("apps.cancel"))
                                 .on_click(move |_| set_confirming(None))
@@ -172,26 +175,26 @@ fn list_view<P: Platform + 'static>(
                 .on_click(move |_| set_confirming(Some(id.clone())))
                 .view()
         };
-        el("li", "cnsy-item")
+        el("LI", "cnsy-item")
             .child_opt(logo(app.logo_uri.as_ref()))
             .child(
-                el("div", "cnsy-grow")
-                    .child(el("h2", "cnsy-sh").text(name).view())
-                    .child(el("p", "cnsy-mu").text(app.scopes.join(", ")).view())
-                    .child(el("p", "cnsy-mu").text(dates).view())
+                el("DIV", "cnsy-grow")
+                    .child(el("H2", "cnsy-sh").text(name).view())
+                    .child(el("P", "cnsy-mu").text(app.scopes.join(", ")).view())
+                    .child(el("P", "cnsy-mu").text(dates).view())
                     .child(action)
                     .view(),
             )
             .view()
     });
     let body = if apps.is_empty() {
-        el("p", "cnsy-mu").text(strings.get("apps.empty")).view()
+        el("P", "cnsy-mu").text(strings.get("apps.empty")).view()
     } else {
-        el("ul", "cnsy-list").children(items).view()
+        el("UL", "cnsy-list").children(items).view()
     };
     fragment(vec![
         h1(strings.get("apps.title")).view(),
-        el("p", "cnsy-mu")
+        el("P", "cnsy-mu")
             .attr("role", "status")
             .text(notice.clone().unwrap_or_default())
             .view(),
@@ -210,6 +213,10 @@ fn format_pair(a: &str, b: &str) -> String {
 
 /// Sign in if needed, then fetch the list (`notice` is what to announce with it).
 async fn load<P: Platform + 'static>(ctl: Rc<Ctl<P>>, notice: Option<String>) {
+    // Spawned: the component may have been unmounted since (then nothing is sent).
+    if !ctl.alive.get() {
+        return;
+    }
     if ctl.client.session().is_none() {
         let Some(login) = ctl.options.login.clone() else {
             return fail(
@@ -222,6 +229,9 @@ async fn load<P: Platform + 'static>(ctl: Rc<Ctl<P>>, notice: Option<String>) {
         };
         if let Err(e) = ctl.client.attest(&login).await {
             return fail(&ctl, &e);
+        }
+        if !ctl.alive.get() {
+            return;
         }
     }
     match ctl.client.connected_apps().await {
@@ -237,6 +247,9 @@ async fn load<P: Platform + 'static>(ctl: Rc<Ctl<P>>, notice: Option<String>) {
 }
 
 async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P>>, client_id: String) {
+    if !ctl.alive.get() {
+        return;
+    }
     let mut name = client_id.clone();
     ctl.state.update(|s| {
         if let State::List { busy, apps, .. } = s {
@@ -246,11 +259,19 @@ async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P>>, client_id: String) {
             }
         }
     });
-    if let Err(e) = ctl.client.revoke_connected_app(&client_id).await {
+    let answer = ctl.client.revoke_connected_app(&client_id).await;
+    if !ctl.alive.get() {
+        return;
+    }
+    if let Err(e) = answer {
         return fail(&ctl, &e);
     }
     let hooks = ctl.hooks.borrow().clone();
     hooks.event(&UiEvent::AppRevoked { client_id });
+    // The callback may have unmounted the component: then no reload.
+    if !ctl.alive.get() {
+        return;
+    }
     let notice = ctl
         .look
         .with(|l| l.strings.fill("apps.revoked", &[("app", &name)]));
@@ -265,5 +286,7 @@ fn fail<P: Platform>(ctl: &Ctl<P>, e: &SdkError) {
     }
     let hooks = ctl.hooks.borrow().clone();
     hooks.error(e);
-    ctl.state.set(State::Failed(Shown::from(e)));
+    if ctl.alive.get() {
+        ctl.state.set(State::Failed(Shown::from(e)));
+    }
 }

@@ -36,8 +36,35 @@ pub fn before_repaint(f: impl FnOnce() + 'static) {
     }
 }
 
-/// Send the browser to `location`.
+/// Whether the browser may be sent to `location`: not to a scheme that runs script in the page or
+/// shows something other than the client's redirect URI (`javascript:`, `data:`, `vbscript:`,
+/// `blob:`, `file:`, `about:`). The scheme is read as browsers read it: leading spaces and
+/// control characters dropped, tabs and newlines ignored, case-insensitively. Any other scheme
+/// (http, https, and apps' own: `cursor://…`, `com.example.app:/cb`) and a scheme-less
+/// location may go.
+pub fn navigable(location: &str) -> bool {
+    let mut scheme = String::new();
+    for c in location.trim_start_matches(|c: char| c <= ' ').chars() {
+        match c {
+            ':' => {
+                return !matches!(
+                    scheme.as_str(),
+                    "javascript" | "data" | "vbscript" | "blob" | "file" | "about"
+                );
+            }
+            '\t' | '\n' | '\r' => {}
+            c => scheme.push(c.to_ascii_lowercase()),
+        }
+    }
+    true
+}
+
+/// Send the browser to `location`, unless it is not [`navigable`] (the caller checks first and
+/// shows why; this is the last line).
 pub fn navigate(location: &str) {
+    if !navigable(location) {
+        return;
+    }
     if let Some(w) = window() {
         // A refused navigation (a sandboxed frame) leaves the "redirecting" screen up: nothing
         // better can be done from here.

@@ -20,7 +20,10 @@ pub struct El {
     children: Vec<AnyView>,
 }
 
-/// `<tag class="...">`.
+/// `<tag class="...">`. Tags are written in upper case, as the DOM reports them (`tagName`):
+/// tachys compares a custom element's tag with the live node's `tagName` on every re-render and
+/// builds a new node when they differ, so a lower-case tag would replace every element of the
+/// card on every re-render (losing focus and selection) instead of updating it in place.
 pub fn el(tag: &'static str, class: &'static str) -> El {
     let mut e = El {
         tag,

@@ -89,35 +89,55 @@ impl<P: Platform + 'static> IdentityProvider<P> {
             // `with`, not `get`: the state is read in place, never cloned.
             Arc::new(move |strings| {
                 state.with(|state| match state {
-                    State::Loading => (true, heading(strings.get("loading"))),
-                    State::Redirecting { host } => (
-                        true,
-                        heading(strings.fill("redirecting", &[("host", host)])),
-                    ),
-                    State::Failed(shown) => (false, error_view(strings, shown)),
+                    State::Loading => (0, true, heading(strings.get("loading"))),
                     State::Consent {
                         screen,
                         sections,
                         submitting,
                     } => (
+                        1,
                         *submitting,
                         consent_view(strings, screen, sections, *submitting, stored),
                     ),
+                    State::Redirecting { host } => (
+                        2,
+                        true,
+                        heading(strings.fill("redirecting", &[("host", host)])),
+                    ),
+                    State::Failed(shown) => (3, false, error_view(strings, shown)),
                 })
             }),
         )
     }
 
-    /// Recompute the consent lines after the page changed its consent manifest callback.
+    /// Recompute the consent lines after the page changed its consent manifest callback. The
+    /// screen re-renders only if the lines changed; the callback may unmount the component.
     pub fn refresh_manifest(&self) {
-        let hooks = self.ctl.hooks.borrow().clone();
-        self.ctl.state.update(|s| {
-            if let State::Consent {
-                screen, sections, ..
-            } = s
-            {
-                *sections = hooks.sections(screen);
+        let ctl = &self.ctl;
+        if !ctl.alive.get() {
+            return;
+        }
+        let Some(screen) = ctl.state.with_untracked(|s| match s {
+            State::Consent { screen, .. } => Some(screen.clone()),
+            _ => None,
+        }) else {
+            return;
+        };
+        let hooks = ctl.hooks.borrow().clone();
+        let fresh = hooks.sections(&screen);
+        if !ctl.alive.get() {
+            return;
+        }
+        ctl.state.maybe_update(|s| match s {
+            State::Consent {
+                screen: shown,
+                sections,
+                ..
+            } if *shown == screen && *sections != fresh => {
+                *sections = fresh;
+                true
             }
+            _ => false,
         });
     }
 
@@ -127,14 +147,17 @@ impl<P: Platform + 'static> IdentityProvider<P> {
     }
 }
 
-/// What a component shows for its current state: whether it is busy, and the card's content.
-pub(crate) type Body = Arc<dyn Fn(&Strings) -> (bool, AnyView) + Send + Sync>;
+/// What a component shows for its current state: which screen it is (a number per state kind),
+/// whether it is busy, and the card's content.
+pub(crate) type Body = Arc<dyn Fn(&Strings) -> (u8, bool, AnyView) + Send + Sync>;
 
 /// The component's outer frame: the themed root and the card, whose content `body` renders from
 /// the current state. One reactive closure re-renders the whole frame when the state or the look
 /// changes: a single `Fn() -> AnyView` type for both components, so the renderer's reactive code
-/// is instantiated once. The new screen's heading gets focus, so screen readers announce it and
-/// the keyboard starts from the top.
+/// is instantiated once, and the DOM is updated in place. When the screen changes (another state
+/// kind: loading, consent, redirecting, error), its heading gets focus, so screen readers announce
+/// it and the keyboard starts from the top; any other re-render (new words or colours from
+/// `update()`, a busy flag) leaves focus where the user put it.
 pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
     crate::browser::inject_css(style::STYLE_ID, style::CSS);
     // The root is found again by a per-mount key: cheaper in wasm than a `NodeRef`.
@@ -143,6 +166,7 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
     let mut heading = String::from("[data-cnsy-root=\"");
     heading.push_str(&key);
     heading.push_str("\"] .cnsy-h");
+    let mut focused_screen = None;
     let render: Arc<Mutex<dyn FnMut() -> AnyView + Send>> = Arc::new(Mutex::new(move || {
         let (class, style, logo, strings) = look.with(|l| {
             (
@@ -152,23 +176,26 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
                 l.strings.clone(),
             )
         });
-        let (busy, content) = body(&strings);
-        let heading = heading.clone();
-        browser::before_repaint(move || {
-            if let Some(h) =
-                browser::query(&heading).and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
-            {
-                let _ = h.focus();
-            }
-        });
-        el("div", class)
+        let (screen, busy, content) = body(&strings);
+        if focused_screen != Some(screen) {
+            focused_screen = Some(screen);
+            let heading = heading.clone();
+            browser::before_repaint(move || {
+                if let Some(h) =
+                    browser::query(&heading).and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = h.focus();
+                }
+            });
+        }
+        el("DIV", class)
             .attr("data-cnsy-root", key.clone())
             .attr("style", style)
             .child(
-                el("div", "cnsy-card")
+                el("DIV", "cnsy-card")
                     .attr("aria-busy", if busy { "true" } else { "false" })
                     .child_opt(logo.map(|url| {
-                        el("img", "cnsy-brand")
+                        el("IMG", "cnsy-brand")
                             .attr("src", url)
                             .attr("alt", "")
                             .view()
@@ -196,7 +223,7 @@ fn decimal(mut n: u32) -> String {
 
 /// The screen's heading (focused when it appears).
 pub(crate) fn h1(text: String) -> El {
-    el("h1", "cnsy-h").attr("tabindex", "-1").text(text)
+    el("H1", "cnsy-h").attr("tabindex", "-1").text(text)
 }
 
 fn heading(text: String) -> AnyView {
@@ -206,11 +233,11 @@ fn heading(text: String) -> AnyView {
 pub(crate) fn error_view(strings: &Strings, shown: &Shown) -> AnyView {
     fragment(vec![
         heading(strings.get("error.title")),
-        el("p", "cnsy-err")
+        el("P", "cnsy-err")
             .attr("role", "alert")
             .text(strings.error_text(shown.code, &shown.description))
             .view(),
-        el("p", "cnsy-mu")
+        el("P", "cnsy-mu")
             .text(strings.fill("error.code", &[("code", shown.code)]))
             .view(),
     ])
@@ -218,7 +245,7 @@ pub(crate) fn error_view(strings: &Strings, shown: &Shown) -> AnyView {
 
 pub(crate) fn logo(uri: Option<&String>) -> Option<AnyView> {
     uri.map(|src| {
-        el("img", "cnsy-logo")
+        el("IMG", "cnsy-logo")
             .attr("src", src)
             .attr("alt", "")
             .view()
@@ -226,7 +253,7 @@ pub(crate) fn logo(uri: Option<&String>) -> Option<AnyView> {
 }
 
 pub(crate) fn badge(text: String) -> AnyView {
-    el("span", "cnsy-badge").text(text).view()
+    el("SPAN", "cnsy-badge").text(text).view()
 }
 
 fn consent_view<P: Platform + 'static>(
@@ -240,7 +267,7 @@ fn consent_view<P: Platform + 'static>(
     let trust = if screen.client.verified {
         badge(strings.get("consent.verified"))
     } else {
-        el("p", "cnsy-warn")
+        el("P", "cnsy-warn")
             .attr("role", "note")
             .text(strings.fill("consent.unverified", &[("app", app)]))
             .view()
@@ -248,7 +275,7 @@ fn consent_view<P: Platform + 'static>(
     let already = strings.get("consent.already_granted");
     let sections = sections.iter().map(|section| {
         let items = section.items.iter().map(|item| {
-            el("li", "")
+            el("LI", "")
                 .text(item.text.clone())
                 .child_opt(
                     item.already_granted
@@ -257,41 +284,41 @@ fn consent_view<P: Platform + 'static>(
                 .children(
                     item.details
                         .iter()
-                        .map(|d| el("span", "cnsy-det cnsy-mu").text(d.clone()).view()),
+                        .map(|d| el("SPAN", "cnsy-det cnsy-mu").text(d.clone()).view()),
                 )
                 .view()
         });
-        el("div", "cnsy-sec")
+        el("DIV", "cnsy-sec")
             .child_opt(
                 section
                     .header
                     .clone()
-                    .map(|h| el("h2", "cnsy-sh").text(h).view()),
+                    .map(|h| el("H2", "cnsy-sh").text(h).view()),
             )
-            .child(el("ul", "cnsy-list").children(items).view())
+            .child(el("UL", "cnsy-list").children(items).view())
             .view()
     });
     let not_grantable = (!screen.not_grantable.is_empty()).then(|| {
-        el("div", "cnsy-sec")
+        el("DIV", "cnsy-sec")
             .child(
-                el("p", "cnsy-mu")
+                el("P", "cnsy-mu")
                     .text(strings.get("consent.not_grantable"))
                     .view(),
             )
             .child(
-                el("ul", "cnsy-list cnsy-mu")
+                el("UL", "cnsy-list cnsy-mu")
                     .children(
                         screen
                             .not_grantable
                             .iter()
-                            .map(|s| el("li", "").text(s.description.clone()).view()),
+                            .map(|s| el("LI", "").text(s.description.clone()).view()),
                     )
                     .view(),
             )
             .view()
     });
     let choice = move |granted: bool, class: &'static str, label: String| {
-        el("button", class)
+        el("BUTTON", class)
             .attr("type", "button")
             .flag("disabled", submitting)
             .on_click(move |_| spawn_local(submit(ctl.get_value(), granted)))
@@ -299,35 +326,35 @@ fn consent_view<P: Platform + 'static>(
             .view()
     };
     let mut parts = vec![
-        el("div", "cnsy-app")
+        el("DIV", "cnsy-app")
             .child_opt(logo(screen.client.logo_uri.as_ref()))
             .child(h1(strings.fill("consent.title", &[("app", app)])).view())
             .view(),
         trust,
-        el("p", "cnsy-mu")
+        el("P", "cnsy-mu")
             .text(strings.fill("consent.account", &[("account", screen.user.label())]))
             .view(),
-        el("p", "")
+        el("P", "")
             .text(strings.fill("consent.intro", &[("app", app)]))
             .view(),
     ];
     parts.extend(sections);
     parts.extend(not_grantable);
     parts.push(
-        el("p", "cnsy-mu")
+        el("P", "cnsy-mu")
             .text(strings.fill("consent.redirect", &[("host", &screen.redirect_host)]))
             .view(),
     );
     if submitting {
         parts.push(
-            el("p", "cnsy-mu")
+            el("P", "cnsy-mu")
                 .attr("role", "status")
                 .text(strings.get("consent.submitting"))
                 .view(),
         );
     }
     parts.push(
-        el("div", "cnsy-actions")
+        el("DIV", "cnsy-actions")
             .child(choice(false, "cnsy-btn", strings.get("consent.deny")))
             .child(choice(
                 true,
@@ -395,8 +422,13 @@ async fn run<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
     }
     let hooks = ctl.hooks.borrow().clone();
     let client_id = screen.client.client_id.clone();
+    let sections = hooks.sections(&screen);
+    // The page's callbacks may unmount the component: asked again after each one.
+    if !ctl.alive.get() {
+        return;
+    }
     ctl.state.set(State::Consent {
-        sections: hooks.sections(&screen),
+        sections,
         screen: Box::new(screen),
         submitting: false,
     });
@@ -404,6 +436,10 @@ async fn run<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
 }
 
 async fn submit<P: Platform + 'static>(ctl: Rc<Ctl<P>>, granted: bool) {
+    // Spawned: the component may have been unmounted since (no consent is sent then).
+    if !ctl.alive.get() {
+        return;
+    }
     let Some(params) = ctl.params.borrow().clone() else {
         return;
     };
@@ -443,10 +479,24 @@ async fn submit<P: Platform + 'static>(ctl: Rc<Ctl<P>>, granted: bool) {
     }
 }
 
+/// Show "redirecting" and send the browser to `location`, unless a callback unmounted the
+/// component (also the one that just ran before this) or the location is not one to navigate to.
 fn redirect<P: Platform>(ctl: &Ctl<P>, hooks: &Hooks, location: &str) {
+    if !ctl.alive.get() {
+        return;
+    }
+    if !browser::navigable(location) {
+        return fail(
+            ctl,
+            &SdkError::local(
+                SdkErrorCode::InvalidResponse,
+                "the server's redirect_uri has a scheme the consent screen never opens (javascript:, data:, vbscript:, blob:, file:, about:); expected an http(s) or app-specific scheme",
+            ),
+        );
+    }
     let host = consentry_core::redirect_host(location).unwrap_or_default();
     ctl.state.set(State::Redirecting { host });
-    hooks.redirect(location);
+    hooks.redirect(location, &ctl.alive);
 }
 
 #[inline(never)]
@@ -457,6 +507,9 @@ fn fail<P: Platform>(ctl: &Ctl<P>, e: &SdkError) {
     }
     let hooks = ctl.hooks.borrow().clone();
     hooks.error(e);
+    if !ctl.alive.get() {
+        return;
+    }
     match &e.redirect_uri {
         Some(location) => redirect(ctl, &hooks, location),
         None => ctl.state.set(State::Failed(Shown::from(e))),

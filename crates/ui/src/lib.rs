@@ -22,6 +22,7 @@ mod mount;
 pub mod strings;
 pub mod style;
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use consentry_core::{ConsentScreen, ConsentSection, SdkError, TatLogin};
@@ -108,13 +109,17 @@ impl Hooks {
             .unwrap_or_else(|| screen.default_sections())
     }
 
-    /// Announce the redirect, let the page take it over, else navigate.
-    fn redirect(&self, location: &str) {
+    /// Announce the redirect, let the page take it over, else navigate. `alive` is read again
+    /// after each callback: one that unmounted the component stops the rest.
+    fn redirect(&self, location: &str, alive: &Cell<bool>) {
         self.event(&UiEvent::Redirecting {
             location: location.to_owned(),
         });
+        if !alive.get() {
+            return;
+        }
         let navigate = self.on_before_redirect.as_ref().is_none_or(|f| f(location));
-        if navigate {
+        if navigate && alive.get() {
             browser::navigate(location);
         }
     }

@@ -8,19 +8,24 @@
 #![cfg(target_arch = "wasm32")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use any_spawner::Executor;
 use consentry_core::{Client, HttpRequest, HttpResponse, Platform, TatLogin, TransportError};
 use consentry_ui::{
-    ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Strings, UiEvent, connected_apps,
-    identity_provider,
+    ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Mounted, Strings, UiEvent,
+    connected_apps, identity_provider,
 };
 use reactive_graph::signal::ArcRwSignal;
+use reactive_graph::traits::Set;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -41,7 +46,11 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 struct Script {
     answers: RefCell<VecDeque<(u16, Value)>>,
     asked: RefCell<Vec<String>>,
+    /// Called with each request's path as it is sent (before it is answered).
+    on_send: RefCell<Option<OnSend>>,
 }
+
+type OnSend = Rc<dyn Fn(&str)>;
 
 #[derive(Clone, Default)]
 struct Scripted(Rc<Script>);
@@ -55,6 +64,9 @@ impl Scripted {
     fn asked(&self) -> Vec<String> {
         self.0.asked.borrow().clone()
     }
+    fn on_send(&self, f: impl Fn(&str) + 'static) {
+        *self.0.on_send.borrow_mut() = Some(Rc::new(f));
+    }
 }
 
 impl Platform for Scripted {
@@ -66,7 +78,11 @@ impl Platform for Scripted {
             .strip_prefix("https://auth.example")
             .unwrap_or(&request.url)
             .to_owned();
-        self.0.asked.borrow_mut().push(path);
+        self.0.asked.borrow_mut().push(path.clone());
+        let hook = self.0.on_send.borrow().clone();
+        if let Some(hook) = hook {
+            hook(&path);
+        }
         match self.0.answers.borrow_mut().pop_front() {
             Some((status, body)) => Ok(HttpResponse {
                 status,
@@ -168,6 +184,59 @@ async fn settle() {
     }
 }
 
+/// Resolves at the next animation frame (after the UI's own `before_repaint` work).
+struct NextFrame {
+    fired: Rc<Cell<bool>>,
+    waker: Rc<RefCell<Option<Waker>>>,
+    asked: bool,
+}
+
+impl Future for NextFrame {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.fired.get() {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        if !self.asked {
+            self.asked = true;
+            let (fired, waker) = (Rc::clone(&self.fired), Rc::clone(&self.waker));
+            let f = Closure::once_into_js(move || {
+                fired.set(true);
+                if let Some(w) = waker.borrow_mut().take() {
+                    w.wake();
+                }
+            });
+            web_sys::window()
+                .unwrap()
+                .request_animation_frame(f.unchecked_ref())
+                .unwrap();
+        }
+        Poll::Pending
+    }
+}
+
+/// Ticks, then two animation frames.
+async fn settle_and_paint() {
+    settle().await;
+    for _ in 0..2 {
+        NextFrame {
+            fired: Rc::default(),
+            waker: Rc::default(),
+            asked: false,
+        }
+        .await;
+    }
+}
+
+fn focused() -> Option<web_sys::Element> {
+    web_sys::window()?.document()?.active_element()
+}
+
+fn same(a: &web_sys::Element, b: Option<&web_sys::Element>) -> bool {
+    b.is_some_and(|b| js_sys::Object::is(a, b))
+}
+
 fn text(el: &web_sys::HtmlElement) -> String {
     el.text_content().unwrap_or_default()
 }
@@ -198,6 +267,29 @@ fn mount_idp(
     let look = ArcRwSignal::new(Look::default());
     let handle = consentry_ui::mount_to(&el, move || idp.view(look));
     (el, handle)
+}
+
+/// Mount the consent screen with `hooks` (set them after: the callbacks may use the returned
+/// unmount, which does what `UiHandle::unmount` does: stop, then drop the view).
+fn mount_idp_live(
+    script: Scripted,
+    options: IdentityProviderOptions,
+    hooks: Rc<RefCell<Hooks>>,
+) -> (web_sys::HtmlElement, Rc<dyn Fn()>) {
+    let el = fresh_element();
+    let client = Rc::new(Client::new(script, "https://auth.example"));
+    let idp = Rc::new(identity_provider(client, options, hooks));
+    let view_idp = Rc::clone(&idp);
+    let handle: Rc<RefCell<Option<Mounted>>> =
+        Rc::new(RefCell::new(Some(consentry_ui::mount_to(&el, move || {
+            view_idp.view(ArcRwSignal::new(Look::default()))
+        }))));
+    let unmount = Rc::new(move || {
+        idp.stop();
+        let mounted = handle.borrow_mut().take();
+        drop(mounted);
+    });
+    (el, unmount)
 }
 
 fn idp_options() -> IdentityProviderOptions {
@@ -536,4 +628,265 @@ async fn connected_apps_list_confirm_cancel_revoke_and_empty() {
             client_id: "agent".into()
         }]
     );
+}
+
+#[wasm_bindgen_test]
+async fn a_new_look_keeps_focus_where_the_user_put_it() {
+    let script = Scripted::answering([start_answer(true, true)]);
+    let seen = Rc::new(Seen::default());
+    let el = fresh_element();
+    let client = Rc::new(Client::new(script, "https://auth.example"));
+    let idp = identity_provider(client, idp_options(), recording(&seen));
+    let look = ArcRwSignal::new(Look::default());
+    let view_look = look.clone();
+    let _handle = consentry_ui::mount_to(&el, move || idp.view(view_look));
+    settle_and_paint().await;
+    // A new screen: its heading has focus.
+    let heading = el.query_selector(".cnsy-h").unwrap().unwrap();
+    assert!(
+        same(&heading, focused().as_ref()),
+        "the consent heading has focus"
+    );
+
+    let allow: web_sys::Element = button(&el, "Allow").into();
+    button(&el, "Allow").focus().unwrap();
+    // The same look again (what a React re-render passes), then new words: same screen, so
+    // focus stays on the button, and the button is the same node, updated in place.
+    look.set(Look::default());
+    settle_and_paint().await;
+    assert!(same(&allow, focused().as_ref()), "{:?}", focused());
+    look.set(Look {
+        strings: Strings::new(vec![("consent.allow".into(), "Approve".into())]),
+        ..Look::default()
+    });
+    settle_and_paint().await;
+    let approve: web_sys::Element = button(&el, "Approve").into();
+    assert!(js_sys::Object::is(&approve, &allow), "the card was rebuilt");
+    assert!(same(&allow, focused().as_ref()), "{:?}", focused());
+    assert_eq!(seen.events.borrow().len(), 1, "the flow did not restart");
+}
+
+#[wasm_bindgen_test]
+async fn a_callback_that_unmounts_stops_the_consent_flow() {
+    // onEvent("consent_granted") unmounts: no "redirecting", no onBeforeRedirect.
+    let script = Scripted::answering([
+        start_answer(true, true),
+        (
+            200,
+            json!({"redirect_uri": "http://127.0.0.1:9999/cb?code=c1"}),
+        ),
+    ]);
+    let seen = Rc::new(Seen::default());
+    let hooks = recording(&seen);
+    let (el, unmount) = mount_idp_live(script.clone(), idp_options(), Rc::clone(&hooks));
+    let record = hooks.borrow().on_event.clone().unwrap();
+    hooks.borrow_mut().on_event = Some(Rc::new(move |e: &UiEvent| {
+        record(e);
+        if e.kind() == "consent_granted" {
+            unmount();
+        }
+    }));
+    settle().await;
+    button(&el, "Allow").click();
+    settle().await;
+    let kinds: Vec<&str> = seen.events.borrow().iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds, vec!["consent_shown", "consent_granted"]);
+    assert!(seen.redirects.borrow().is_empty());
+    assert_eq!(text(&el), "");
+
+    // onError unmounts: the verified error location is not navigated to.
+    let script = Scripted::answering([(
+        400,
+        json!({"error": "invalid_scope", "error_description": "scope: unknown", "redirect_uri": "http://127.0.0.1:9999/cb?error=invalid_scope"}),
+    )]);
+    let seen = Rc::new(Seen::default());
+    let hooks = recording(&seen);
+    let (el, unmount) = mount_idp_live(script, idp_options(), Rc::clone(&hooks));
+    let record = hooks.borrow().on_error.clone().unwrap();
+    hooks.borrow_mut().on_error = Some(Rc::new(move |e| {
+        record(e);
+        unmount();
+    }));
+    settle().await;
+    assert_eq!(seen.errors.borrow().clone(), vec!["invalid_scope"]);
+    assert!(seen.events.borrow().is_empty());
+    assert!(seen.redirects.borrow().is_empty());
+    assert_eq!(text(&el), "");
+
+    // onBeforeRedirect unmounts and lets the UI navigate: it does not. The location is a
+    // same-document one, so a navigation shows in location.hash; without the unmount it does.
+    let location = web_sys::window().unwrap().location();
+    for unmounts in [false, true] {
+        let target = if unmounts { "#unmounted" } else { "#navigated" };
+        let script = Scripted::answering([
+            start_answer(false, true),
+            (200, json!({ "redirect_uri": target })),
+        ]);
+        let seen = Rc::new(Seen::default());
+        let hooks = recording(&seen);
+        let (_el, unmount) = mount_idp_live(script, idp_options(), Rc::clone(&hooks));
+        let record = hooks.borrow().on_before_redirect.clone().unwrap();
+        hooks.borrow_mut().on_before_redirect = Some(Rc::new(move |l: &str| {
+            record(l);
+            if unmounts {
+                unmount();
+            }
+            true
+        }));
+        settle().await;
+        assert_eq!(seen.redirects.borrow().clone(), vec![target.to_owned()]);
+        assert_eq!(location.hash().unwrap() == target, !unmounts, "{target}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn only_http_and_app_schemes_are_navigated_to() {
+    for (location, navigates) in [
+        ("javascript:alert(document.domain)", false),
+        (" \u{1}JavaScript:alert(1)", false),
+        ("java\tscript:alert(1)", false),
+        ("DATA:text/html,<script>alert(1)</script>", false),
+        ("vbscript:msgbox(1)", false),
+        ("blob:https://app.example/0a1b", false),
+        ("file:///etc/passwd", false),
+        ("about:blank", false),
+        ("cursor://anysphere.cursor-retrieval/cb?code=c1", true),
+        ("com.example.app:/cb?code=c1", true),
+        ("http://127.0.0.1:9999/cb?code=c1", true),
+    ] {
+        let script = Scripted::answering([
+            start_answer(false, true),
+            (200, json!({ "redirect_uri": location })),
+        ]);
+        let seen = Rc::new(Seen::default());
+        let (el, _handle) = mount_idp(script, idp_options(), &seen);
+        settle().await;
+        if navigates {
+            assert_eq!(
+                seen.redirects.borrow().clone(),
+                vec![location.to_owned()],
+                "{location:?}"
+            );
+            assert!(seen.errors.borrow().is_empty(), "{location:?}");
+        } else {
+            assert!(seen.redirects.borrow().is_empty(), "{location:?}");
+            assert_eq!(seen.errors.borrow().clone(), vec!["invalid_response"]);
+            assert!(
+                !seen
+                    .events
+                    .borrow()
+                    .iter()
+                    .any(|e| e.kind() == "redirecting"),
+                "{location:?}"
+            );
+            let t = text(&el);
+            assert!(t.contains("This request cannot continue"), "{t}");
+            assert!(
+                t.contains("redirect_uri") && t.contains("an http(s) or app-specific scheme"),
+                "{t}"
+            );
+        }
+    }
+}
+
+/// ConnectedApps over `script`; returns the element and an unmount (stop, then drop the view).
+fn mount_apps_live(
+    script: Scripted,
+    hooks: Rc<RefCell<Hooks>>,
+) -> (web_sys::HtmlElement, Rc<dyn Fn()>) {
+    let el = fresh_element();
+    let client = Rc::new(Client::new(script, "https://auth.example"));
+    let apps = Rc::new(connected_apps(
+        client,
+        ConnectedAppsOptions { login: login() },
+        hooks,
+        ArcRwSignal::new(Look::default()),
+    ));
+    let view_apps = Rc::clone(&apps);
+    let handle: Rc<RefCell<Option<Mounted>>> =
+        Rc::new(RefCell::new(Some(consentry_ui::mount_to(&el, move || {
+            view_apps.view()
+        }))));
+    let unmount = Rc::new(move || {
+        apps.stop();
+        let mounted = handle.borrow_mut().take();
+        drop(mounted);
+    });
+    (el, unmount)
+}
+
+fn apps_script() -> Scripted {
+    let app = json!({"client_id": "agent", "client_name": "Notes Agent", "scopes": ["notes:read"],
+                     "resources": ["https://mcp.example/mcp"], "granted_at": 1_800_000_000, "last_used_at": null});
+    Scripted::answering([
+        (
+            200,
+            json!({"session_token": "s", "expires_at": js_sys::Date::now() / 1000.0 + 600.0, "user": {"user_id": "u1"}}),
+        ),
+        (200, json!([app])),
+        (200, json!({})),
+        (200, json!([])),
+    ])
+}
+
+#[wasm_bindgen_test]
+async fn connected_apps_unmounted_from_a_callback_or_mid_request_go_quiet() {
+    // onEvent("app_revoked") unmounts: the list is not fetched again.
+    let script = apps_script();
+    let seen = Rc::new(Seen::default());
+    let hooks = recording(&seen);
+    let (el, unmount) = mount_apps_live(script.clone(), Rc::clone(&hooks));
+    let record = hooks.borrow().on_event.clone().unwrap();
+    hooks.borrow_mut().on_event = Some(Rc::new(move |e: &UiEvent| {
+        record(e);
+        unmount();
+    }));
+    settle().await;
+    buttons(&el).into_iter().next().unwrap().click();
+    settle().await;
+    button(&el, "Revoke").click();
+    settle().await;
+    assert_eq!(
+        script.asked(),
+        vec![
+            "/v1/sessions/attest",
+            "/v1/connected_apps",
+            "/v1/connected_apps/agent/revoke"
+        ]
+    );
+    assert_eq!(seen.events.borrow().len(), 1);
+    assert_eq!(text(&el), "");
+
+    // Unmounted while the revocation is in flight: no app_revoked, no reload, no error.
+    let script = apps_script();
+    let seen = Rc::new(Seen::default());
+    let (el, unmount) = mount_apps_live(script.clone(), recording(&seen));
+    script.on_send(move |path| {
+        if path.ends_with("/revoke") {
+            unmount();
+        }
+    });
+    settle().await;
+    buttons(&el).into_iter().next().unwrap().click();
+    settle().await;
+    button(&el, "Revoke").click();
+    settle().await;
+    assert_eq!(script.asked().len(), 3, "{:?}", script.asked());
+    assert!(seen.events.borrow().is_empty());
+    assert!(seen.errors.borrow().is_empty());
+    assert_eq!(text(&el), "");
+
+    // Unmounted while signing in: the list is never asked for.
+    let script = apps_script();
+    let seen = Rc::new(Seen::default());
+    let (el, unmount) = mount_apps_live(script.clone(), recording(&seen));
+    script.on_send(move |path| {
+        if path == "/v1/sessions/attest" {
+            unmount();
+        }
+    });
+    settle().await;
+    assert_eq!(script.asked(), vec!["/v1/sessions/attest"]);
+    assert!(seen.errors.borrow().is_empty());
+    assert_eq!(text(&el), "");
 }
