@@ -39,6 +39,11 @@ pub struct RawConfig {
     /// Max database connections in the pool.
     #[serde(default)]
     pub database_max_connections: Option<u32>,
+    /// Users are known by their id alone (the TAT's user claim): with profiles of different
+    /// issuers, the same id from either is the same user. Required then, as a statement that
+    /// both issuers name users alike.
+    #[serde(default)]
+    pub token_profiles_share_users: bool,
     #[serde(default)]
     pub token_profiles: Vec<TokenProfileConfig>,
     #[serde(default)]
@@ -587,6 +592,21 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             single_use_jti: p.single_use_jti,
             claims: p.claims,
         });
+    }
+
+    if !raw.token_profiles_share_users
+        && let Some(other) = token_profiles
+            .iter()
+            .find(|p| p.issuer != token_profiles[0].issuer)
+    {
+        let first = &token_profiles[0];
+        bail!(
+            "token_profiles: '{}' (issuer '{}') and '{}' (issuer '{}') have different issuers, and a user is known by id alone: the same id from both would be one user (consents, grants, connected apps). Set token_profiles_share_users = true if both issuers name users alike, or keep to one issuer",
+            first.id,
+            first.issuer,
+            other.id,
+            other.issuer
+        );
     }
 
     let mut scopes = BTreeMap::new();

@@ -135,6 +135,21 @@ fn bad_config_fails_at_start_naming_the_key() {
             "{label}: stderr does not name '{want}': {stderr}"
         );
     }
+    // Profiles of two issuers: the same user id from both would be one user unless the
+    // operator says so.
+    let second = "\n[[token_profiles]]\nid = \"idp\"\nissuer = \"https://idp.example\"\naudience = \"urn:a\"\njwks_url = \"https://idp.example/jwks\"\nalgorithms = [\"RS256\"]\n";
+    let two = GOOD.replacen(
+        "\n[[token_profiles]]",
+        &format!("{second}\n[[token_profiles]]"),
+        1,
+    );
+    assert_ne!(two, GOOD);
+    let (ok, stderr) = serve_with(&two);
+    assert!(!ok, "two issuers without the statement: server started");
+    assert!(
+        stderr.contains("token_profiles_share_users") && stderr.contains("different issuers"),
+        "{stderr}"
+    );
     // A key set over plain http from another host: whoever rewrites it signs anyone in.
     let (ok, stderr) = serve_with(&GOOD.replacen(
         r#"public_key_pem_file = "tat_public.pem""#,

@@ -1159,6 +1159,7 @@ async fn jwks_profile_verifies_by_kid_and_ignores_header_keys(b: Backend) {
     let idp = JwksServer::start(json!({ "keys": keys })).await;
     let attacker_idp = JwksServer::start(json!({"keys": []})).await;
     let s = Setup::new(b)
+        .top("token_profiles_share_users", "true")
         .extra(&jwks_profile_toml("idp", &idp.url))
         .start()
         .await;
@@ -1250,6 +1251,7 @@ async fn jwks_rotation_refetches_on_unknown_kid_at_most_once_per_10s(b: Backend)
     let (b_keys, b_jwk, b_kid) = jwk_key(SigningAlg::ES256);
     let idp = JwksServer::start(json!({"keys": [a_jwk.clone()]})).await;
     let s = Setup::new(b)
+        .top("token_profiles_share_users", "true")
         .extra(&jwks_profile_toml("idp", &idp.url))
         .start()
         .await;
@@ -1311,6 +1313,7 @@ async fn jwks_unreachable_is_503_temporarily_unavailable(b: Backend) {
     // and an identity provider answering with an error / with something that is not a JWK Set
     let broken = JwksServer::start(json!({"not": "a jwk set"})).await;
     let s = Setup::new(b)
+        .top("token_profiles_share_users", "true")
         .extra(&jwks_profile_toml("down", &dead_url))
         .extra(&jwks_profile_toml("broken", &broken.url))
         .start()
