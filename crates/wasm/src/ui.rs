@@ -15,7 +15,7 @@ use consentry_ui::{
 };
 use js_sys::{Array, Function, Object, Reflect};
 use reactive_graph::signal::ArcRwSignal;
-use reactive_graph::traits::Set;
+use reactive_graph::traits::Update;
 use tachys::view::any_view::AnyView;
 use wasm_bindgen::prelude::*;
 
@@ -30,20 +30,37 @@ pub struct UiHandle {
     mounted: Option<consentry_ui::Mounted>,
     look: ArcRwSignal<Look>,
     hooks: Rc<RefCell<Hooks>>,
+    /// The page's consent manifest callback as last given (the npm layer keeps one wrapper per
+    /// page function, so an unchanged callback is the same value).
+    manifest: JsValue,
     stop: Option<Box<dyn Fn()>>,
     refresh: Option<Box<dyn Fn()>>,
 }
 
 #[wasm_bindgen]
 impl UiHandle {
+    /// Called on every render by a React wrapper: an equal look does not re-render, and the
+    /// consent manifest is asked again only when its callback changed. No page callback runs in
+    /// here (the manifest refresh is spawned), so one may call `update` or `unmount` itself.
     pub fn update(&mut self, options: JsValue) {
         if self.mounted.is_none() {
             return;
         }
-        self.look.set(look_from_js(&options));
+        let look = look_from_js(&options);
+        self.look.maybe_update(|old| {
+            let changed = *old != look;
+            if changed {
+                *old = look;
+            }
+            changed
+        });
         *self.hooks.borrow_mut() = hooks_from_js(&options);
-        if let Some(refresh) = &self.refresh {
-            refresh();
+        let manifest = get(&options, "getConsentManifest");
+        if !Object::is(&manifest, &self.manifest) {
+            self.manifest = manifest;
+            if let Some(refresh) = &self.refresh {
+                refresh();
+            }
         }
     }
 
@@ -73,15 +90,18 @@ fn setup(options: &JsValue) -> Setup {
 /// One `mount_to` instantiation for both components.
 fn mount(
     element: web_sys::HtmlElement,
+    options: &JsValue,
     (look, hooks): (ArcRwSignal<Look>, Rc<RefCell<Hooks>>),
     view: Box<dyn FnOnce() -> AnyView>,
     stop: Box<dyn Fn()>,
     refresh: Option<Box<dyn Fn()>>,
 ) -> UiHandle {
+    let manifest = get(options, "getConsentManifest");
     UiHandle {
         mounted: Some(consentry_ui::mount_to(&element, view)),
         look,
         hooks,
+        manifest,
         stop: Some(stop),
         refresh,
     }
@@ -103,10 +123,15 @@ pub fn mount_identity_provider(element: web_sys::HtmlElement, options: JsValue) 
     let (stop_idp, refresh_idp) = (Rc::clone(&idp), idp);
     mount(
         element,
+        &options,
         (look, hooks),
         Box::new(move || view_idp.view(view_look)),
         Box::new(move || stop_idp.stop()),
-        Some(Box::new(move || refresh_idp.refresh_manifest())),
+        // Spawned: the page's callback runs outside `update` (it may unmount).
+        Some(Box::new(move || {
+            let idp = Rc::clone(&refresh_idp);
+            consentry_ui::spawn_local(async move { idp.refresh_manifest() });
+        })),
     )
 }
 
@@ -124,6 +149,7 @@ pub fn mount_connected_apps(element: web_sys::HtmlElement, options: JsValue) -> 
     let view_apps = Rc::clone(&apps);
     mount(
         element,
+        &options,
         (look, hooks),
         Box::new(move || view_apps.view()),
         Box::new(move || apps.stop()),

@@ -119,7 +119,10 @@ export type ConnectedAppsOptions = ConsentryUiOptions;
 export interface MountedComponent<O> {
   /** Resolves once the wasm is loaded and the component mounted. */
   readonly ready: Promise<void>;
-  /** New strings, theme and callbacks (the flow is not restarted; baseUrl stays). */
+  /**
+   * New strings, theme and callbacks, also before `ready`. The flow is not restarted: `baseUrl`,
+   * `trustedAuthTokenParams`, `url` and `allowFraming` stay as mounted, whatever `options` says.
+   */
   update(options: O): void;
   /** Remove it. Idempotent; safe before `ready`. */
   unmount(): void;

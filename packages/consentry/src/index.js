@@ -45,27 +45,35 @@ function mount(fn, mountWasm, element, options) {
     },
     (e) => {
       // The wasm failed to load: tell the page the same way the UI reports errors.
-      guard(latest.onError)(new ConsentryErrorLike('network_error', `the Consentry wasm failed to load: ${e?.message ?? e}`));
+      guard(latest.onError)?.(new ConsentryErrorLike('network_error', `the Consentry wasm failed to load: ${e?.message ?? e}`));
     },
   );
   return {
     ready,
     update(next) {
       if (stopped || !next) return;
-      latest = { ...next, baseUrl: options.baseUrl };
+      // Before `ready` too, the flow is the one mounted: only words, theme and callbacks change.
+      latest = { ...next };
+      for (const k of FLOW) latest[k] = options[k];
       if (inner) inner.update(normalize(latest));
     },
     unmount() {
       if (stopped) return;
-      stopped = true;
       if (inner) {
+        // Stopped only once this went through: a throw leaves the handle able to try again.
         inner.unmount();
-        inner.free();
+        const h = inner;
         inner = null;
+        stopped = true;
+        h.free();
       }
+      stopped = true;
     },
   };
 }
+
+// What starts the flow: fixed at mount, whatever `update()` is given.
+const FLOW = ['baseUrl', 'trustedAuthTokenParams', 'trustedAuthToken', 'tokenProfileId', 'sessionDurationMinutes', 'url', 'allowFraming'];
 
 // A ConsentryError without importing the class twice (sdk.js owns it).
 function ConsentryErrorLike(code, description) {
@@ -91,7 +99,6 @@ function normalize(o) {
   const login = o.trustedAuthTokenParams || {};
   const onError = guard(o.onError);
   const onBeforeRedirect = guard(o.onBeforeRedirect);
-  const manifest = guard(o.getConsentManifest);
   return {
     baseUrl: o.baseUrl,
     trustedAuthToken: login.trustedAuthToken ?? o.trustedAuthToken,
@@ -104,8 +111,22 @@ function normalize(o) {
     onEvent: guard(o.onEvent),
     onError: onError && ((e) => onError(toError(e))),
     onBeforeRedirect: onBeforeRedirect && ((location) => onBeforeRedirect(location)),
-    getConsentManifest: manifest && ((screen) => toSections(manifest(screen))),
+    getConsentManifest: wrapManifest(o.getConsentManifest),
   };
+}
+
+// One wrapper per page function: the wasm asks the manifest again only when it is another
+// function, so an `update()` with the same callback (a React re-render) does not re-render.
+const manifests = new WeakMap();
+function wrapManifest(f) {
+  if (typeof f !== 'function') return undefined;
+  let wrapped = manifests.get(f);
+  if (!wrapped) {
+    const manifest = guard(f);
+    wrapped = (screen) => toSections(manifest(screen));
+    manifests.set(f, wrapped);
+  }
+  return wrapped;
 }
 
 function toItem(item) {
