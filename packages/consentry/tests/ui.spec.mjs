@@ -263,3 +263,144 @@ test('ConnectedApps lists the app and revokes it behind a confirmation', async (
     await p.close();
   }
 });
+
+test('update() on every keystroke of the host page: focus stays in the page\'s input, and on the card\'s button', async ({ page }) => {
+  await open(page, { sub: 'typist' });
+  const heading = page.getByRole('heading', { level: 1 });
+  await expect(heading).toHaveText('Demo agent wants to access your account');
+  await expect(heading).toBeFocused();
+  await page.evaluate(() => {
+    const input = document.createElement('input');
+    input.id = 'host-input';
+    input.setAttribute('aria-label', 'Notes');
+    document.querySelector('main').prepend(input);
+    const onEvent = (e) => window.events.push(e);
+    // What a page re-rendering on each keystroke does: update(), twice with the same options.
+    input.addEventListener('input', () => {
+      const strings = { 'consent.allow': `Allow (${input.value.length})` };
+      window.handle.update({ strings, onEvent });
+      window.handle.update({ strings, onEvent });
+    });
+    input.focus();
+  });
+  const input = page.locator('#host-input');
+  await page.keyboard.type('hello world', { delay: 25 });
+  await expect(page.getByRole('button', { name: 'Allow (11)' })).toBeVisible();
+  await page.waitForTimeout(100);
+  await expect(input).toHaveValue('hello world');
+  await expect(input).toBeFocused();
+
+  // Focus on the card's own button survives new words: the button is updated in place.
+  const allow = page.locator('.cnsy-pri');
+  await allow.focus();
+  await page.evaluate(() => window.handle.update({ strings: { 'consent.allow': 'Approve' } }));
+  await expect(allow).toHaveText('Approve');
+  await page.waitForTimeout(100);
+  await expect(allow).toBeFocused();
+  expect(await page.evaluate(() => window.events.filter((e) => e.type === 'consent_shown').length)).toBe(1);
+});
+
+test('update() before ready keeps the sign-in and the request: only words, theme and callbacks change', async ({ page }) => {
+  // Right after mountIdentityProvider returns (the wasm not loaded yet): new words only.
+  await page.addInitScript(() => {
+    let handle;
+    Object.defineProperty(window, 'handle', {
+      configurable: true,
+      get: () => handle,
+      set(h) {
+        handle = h;
+        let ready = false;
+        h.ready.then(() => {
+          ready = true;
+        });
+        h.update({ strings: { 'consent.allow': 'Yes please' }, onError: (e) => window.errors.push({ code: e.code }) });
+        window.updatedBeforeReady = !ready;
+      },
+    });
+  });
+  await open(page, { sub: 'early-updater' });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Demo agent wants to access your account');
+  await expect(page.getByRole('button', { name: 'Yes please' })).toBeVisible();
+  expect(await page.evaluate(() => window.updatedBeforeReady)).toBe(true);
+  expect(await page.evaluate(() => window.errors)).toEqual([]);
+});
+
+test('unmount() from inside getConsentManifest during update() unmounts, and nothing throws', async ({ page }) => {
+  const logged = [];
+  page.on('console', (m) => m.type() === 'error' && logged.push(m.text()));
+  page.on('pageerror', (e) => logged.push(String(e)));
+  await open(page, { sub: 'manifest-unmounter' });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Demo agent wants to access your account');
+  const threw = await page.evaluate(() => {
+    try {
+      window.handle.update({
+        getConsentManifest: () => {
+          window.handle.unmount();
+          return ['never shown'];
+        },
+      });
+      return null;
+    } catch (e) {
+      return String(e);
+    }
+  });
+  expect(threw).toBeNull();
+  await expect(page.locator('.cnsy-root')).toHaveCount(0);
+  await page.evaluate(() => window.handle.unmount());
+  expect(logged.filter((t) => /consentry|recursive|unreachable|borrow/i.test(t))).toEqual([]);
+});
+
+test('consentry/react: update() only when a prop changed; focus stays through re-renders', async ({ page }) => {
+  await page.goto(`${app.origin}/tests/support/react.html?${query()}`);
+  await page.waitForFunction(() => window.loaded);
+  await page.evaluate(({ baseUrl, tat }) => {
+    window.events = [];
+    const onEvent = (e) => window.events.push(e);
+    // A parent re-rendering builds new objects with the same contents each time.
+    window.rerender = (allow) =>
+      window.renderIdp({
+        baseUrl,
+        trustedAuthTokenParams: { trustedAuthToken: tat, tokenProfileId: 'default' },
+        strings: { 'consent.allow': allow },
+        theme: { colorScheme: 'light', dark: { colorPrimary: 'rgb(0, 0, 128)' } },
+        onEvent,
+        className: 'consent',
+      });
+    window.rerender('Allow');
+  }, { baseUrl: consentry.url, tat: consentry.mintTat({ sub: 'reactor' }) });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Demo agent wants to access your account');
+  const allow = page.locator('.cnsy-pri');
+  await allow.focus();
+  await page.evaluate(() => {
+    for (let i = 0; i < 5; i++) window.rerender('Allow');
+  });
+  expect(await page.evaluate(() => window.updates.length)).toBe(0);
+  await page.evaluate(() => window.rerender('Approve'));
+  await expect(allow).toHaveText('Approve');
+  expect(await page.evaluate(() => window.updates.length)).toBe(1);
+  await page.waitForTimeout(100);
+  await expect(allow).toBeFocused();
+  expect(await page.evaluate(() => window.events.map((e) => e.type))).toEqual(['consent_shown']);
+});
+
+test('consentry/react: a failed load reaches onError as a ConsentryError, even when onError throws', async ({ page }) => {
+  const uncaught = [];
+  page.on('pageerror', (e) => uncaught.push(String(e)));
+  await page.route((url) => url.pathname === '/tests/support/counting-index.js', (route) => route.abort());
+  await page.goto(`${app.origin}/tests/support/react.html?${query()}`);
+  await page.waitForFunction(() => window.loaded);
+  await page.evaluate((baseUrl) => {
+    window.errors = [];
+    window.renderIdp({
+      baseUrl,
+      onError: (e) => {
+        window.errors.push({ code: e.code, isConsentryError: e instanceof window.ConsentryError });
+        throw new Error('the page\'s onError throws');
+      },
+    });
+  }, consentry.url);
+  await page.waitForFunction(() => window.errors.length > 0);
+  expect(await page.evaluate(() => window.errors)).toEqual([{ code: 'network_error', isConsentryError: true }]);
+  await page.waitForTimeout(100);
+  expect(uncaught).toEqual([]);
+});
