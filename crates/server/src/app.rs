@@ -248,10 +248,11 @@ async fn jwks(State(s): State<Shared>) -> Response {
 }
 
 async fn healthz(State(s): State<Shared>) -> ApiResult<Json<Value>> {
-    s.store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("database unreachable: {e}")))?;
+    s.store.ping().await.map_err(|e| {
+        // The detail (paths, hosts) is for the operator's log, not for whoever asks.
+        tracing::warn!("healthz: database unreachable: {e}");
+        ApiError::unavailable("database unreachable (the server log has the cause)")
+    })?;
     Ok(Json(json!({"status": "ok"})))
 }
 

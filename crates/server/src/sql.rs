@@ -236,13 +236,23 @@ impl Tx for SqliteTx<'_> {
 /// commits that wrote. The writer then copies the few pages committed while that checkpoint ran
 /// (a PASSIVE checkpoint of its own between two batches): with the whole WAL copied back, its
 /// next write restarts the WAL from the beginning, so the file stays small under sustained load.
+/// Should the checkpoint thread fall behind anyway (starved of CPU), a WAL file past `wal_cap`
+/// gets a TRUNCATE checkpoint on the writer itself: a stall, but a hard bound on the file.
 struct Checkpoints {
     poke: std::sync::mpsc::SyncSender<()>,
     ran: Arc<AtomicBool>,
+    /// The `-wal` file (`None` for an in-memory database).
+    wal: Option<std::path::PathBuf>,
+    wal_cap: u64,
 }
 
+/// The largest WAL file the writer lets stand (see [`Checkpoints`]).
+const WAL_CAP_BYTES: u64 = 64 << 20;
+/// How long the writer retries a TRUNCATE checkpoint that finds another checkpoint running.
+const TRUNCATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Checkpoints {
-    fn start(path: &str) -> DbResult<Checkpoints> {
+    fn start(path: &str, wal_cap: u64) -> DbResult<Checkpoints> {
         let conn = rusqlite::Connection::open(path)?;
         conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
         let (poke, poked) = std::sync::mpsc::sync_channel::<()>(1);
@@ -263,7 +273,13 @@ impl Checkpoints {
             .map_err(|e| {
                 DbError::Other(format!("cannot start the SQLite checkpoint thread: {e}"))
             })?;
-        Ok(Checkpoints { poke, ran })
+        let in_memory = path.is_empty() || path == ":memory:" || path.contains("mode=memory");
+        Ok(Checkpoints {
+            poke,
+            ran,
+            wal: (!in_memory).then(|| std::path::PathBuf::from(format!("{path}-wal"))),
+            wal_cap,
+        })
     }
 
     /// On the writer thread, after a batch that wrote.
@@ -272,6 +288,40 @@ impl Checkpoints {
             && let Err(e) = checkpoint(conn)
         {
             tracing::warn!("SQLite WAL checkpoint: {e}");
+        }
+        let oversized = self
+            .wal
+            .as_ref()
+            .and_then(|w| std::fs::metadata(w).ok())
+            .is_some_and(|m| m.len() > self.wal_cap);
+        if oversized {
+            tracing::warn!(
+                "the SQLite WAL passed {} MiB: checkpointing on the writer (the checkpoint thread fell behind)",
+                self.wal_cap >> 20
+            );
+            // Busy while the checkpoint thread is mid-checkpoint: this thread adds no frames
+            // meanwhile, so it finishes and the next try truncates.
+            let started = std::time::Instant::now();
+            loop {
+                match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                }) {
+                    Ok(0) => break,
+                    Ok(_) if started.elapsed() < TRUNCATE_PATIENCE => {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            "SQLite WAL checkpoint: still busy after {TRUNCATE_PATIENCE:?}"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!("SQLite WAL checkpoint: {e}");
+                        break;
+                    }
+                }
+            }
         }
         // Full means a checkpoint is already due.
         let _ = self.poke.try_send(());
@@ -294,6 +344,10 @@ pub struct SqliteActor {
 impl SqliteActor {
     /// Open (creating) the file and start the thread.
     pub fn open(path: &str) -> DbResult<SqliteActor> {
+        SqliteActor::open_with_wal_cap(path, WAL_CAP_BYTES)
+    }
+
+    fn open_with_wal_cap(path: &str, wal_cap: u64) -> DbResult<SqliteActor> {
         let conn = rusqlite::Connection::open(path)?;
         // WAL + NORMAL survives a process crash (toolchain.md); busy_timeout makes a second
         // process on the same file wait for the write lock instead of failing.
@@ -307,7 +361,7 @@ impl SqliteActor {
              PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(128);
-        let checkpoints = Checkpoints::start(path)?;
+        let checkpoints = Checkpoints::start(path, wal_cap)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         std::thread::Builder::new()
             .name("consentry-sqlite".into())
@@ -356,12 +410,18 @@ impl SqliteActor {
         let run = Box::new(move |conn: &rusqlite::Connection| -> Finish {
             // Each writing closure in its own savepoint: a failing one leaves no trace in the
             // batch. A reader has nothing to undo.
+            // A panic inside one operation (none is known) fails that operation only: the
+            // thread every other operation waits for must outlive it.
+            let guarded = |f: F| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut SqliteTx { conn })))
+                    .unwrap_or_else(|_| Err(DbError::Other("a database operation panicked".into())))
+            };
             let res = if !writes {
-                f(&mut SqliteTx { conn })
+                guarded(f)
             } else {
                 match control(conn, "SAVEPOINT op") {
                     Ok(()) => {
-                        let r = f(&mut SqliteTx { conn });
+                        let r = guarded(f);
                         if r.is_err() {
                             let _ = control(conn, "ROLLBACK TO op");
                         }
@@ -501,8 +561,45 @@ impl Runner {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// A panicking operation fails alone: its writes are rolled back, the thread lives on.
+    #[tokio::test]
+    async fn a_panicking_operation_fails_alone_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("panic.db");
+        let actor = SqliteActor::open(db.to_str().unwrap()).unwrap();
+        actor
+            .run(true, |tx| tx.exec("CREATE TABLE t (v INTEGER)", &[]))
+            .await
+            .unwrap();
+        let r = actor
+            .run(true, |tx| -> DbResult<()> {
+                tx.exec("INSERT INTO t (v) VALUES (1)", &[])?;
+                panic!("bug in an operation");
+            })
+            .await;
+        assert!(
+            matches!(&r, Err(DbError::Other(m)) if m.contains("panicked")),
+            "{r:?}"
+        );
+        let r = actor
+            .run(false, |_| -> DbResult<()> { panic!("bug in a read") })
+            .await;
+        assert!(r.is_err());
+        actor
+            .run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (2)", &[]))
+            .await
+            .unwrap();
+        let rows = actor
+            .run(false, |tx| tx.query("SELECT v FROM t", &[]))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].int(0).unwrap(), 2);
+    }
 
     fn wal_len(db: &std::path::Path) -> u64 {
         let mut wal = db.as_os_str().to_owned();
@@ -510,14 +607,17 @@ mod tests {
         std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
     }
 
-    /// With SQLite's automatic checkpoints off, only the checkpoint thread and the writer's
-    /// catch-up keep the WAL from growing with every commit: 12,000 commits of a 2 KB row are
-    /// ≥ 48 MB of WAL frames if the log never restarts.
+    /// With SQLite's automatic checkpoints off, the checkpoint thread, the writer's catch-up and
+    /// (when those fall behind) the cap keep the WAL from growing with every commit: 12,000
+    /// commits of a 2 KB row are ≥ 48 MB of WAL frames if the log never restarts. The cap (4 MiB
+    /// here) is checked after every batch, so the bound holds however the threads are scheduled:
+    /// the cap plus one batch (≤ 256 commits of ≤ 3 pages).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_wal_restarts_under_sustained_writes_and_every_row_stays() {
+    async fn the_wal_stays_bounded_under_sustained_writes_and_every_row_stays() {
+        const CAP: u64 = 4 << 20;
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("wal.db");
-        let actor = SqliteActor::open(db.to_str().unwrap()).unwrap();
+        let actor = SqliteActor::open_with_wal_cap(db.to_str().unwrap(), CAP).unwrap();
         actor
             .run(true, |tx| {
                 tx.exec(
@@ -540,12 +640,15 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            if i % 500 == 0 {
+            if i % 100 == 0 {
                 largest = largest.max(wal_len(&db));
             }
         }
         largest = largest.max(wal_len(&db));
-        assert!(largest < 24 << 20, "the WAL grew to {largest} bytes");
+        assert!(
+            largest <= CAP + 256 * 3 * 4200,
+            "the WAL grew to {largest} bytes"
+        );
         let n = actor
             .run(false, |tx| tx.query("SELECT count(*) FROM t", &[]))
             .await
