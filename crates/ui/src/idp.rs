@@ -34,7 +34,8 @@ pub struct IdentityProviderOptions {
 enum State {
     Loading,
     Consent {
-        screen: Box<ConsentScreen>,
+        /// Shared: the manifest refresh holds it while the page's callback runs.
+        screen: Arc<ConsentScreen>,
         sections: Vec<ConsentSection>,
         submitting: bool,
     },
@@ -118,7 +119,7 @@ impl<P: Platform + 'static> IdentityProvider<P> {
             return;
         }
         let Some(screen) = ctl.state.with_untracked(|s| match s {
-            State::Consent { screen, .. } => Some(screen.clone()),
+            State::Consent { screen, .. } => Some(Arc::clone(screen)),
             _ => None,
         }) else {
             return;
@@ -133,7 +134,7 @@ impl<P: Platform + 'static> IdentityProvider<P> {
                 screen: shown,
                 sections,
                 ..
-            } if *shown == screen && *sections != fresh => {
+            } if Arc::ptr_eq(shown, &screen) && *sections != fresh => {
                 *sections = fresh;
                 true
             }
@@ -429,7 +430,7 @@ async fn run<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
     }
     ctl.state.set(State::Consent {
         sections,
-        screen: Box::new(screen),
+        screen: Arc::new(screen),
         submitting: false,
     });
     hooks.event(&UiEvent::ConsentShown { client_id });
