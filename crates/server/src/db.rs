@@ -910,6 +910,16 @@ fn rotate(
     if tx.exec(sql, &args![old_hash, now])? != 1 {
         return Err(DbError::RolledBack(LOST_RACE));
     }
+    if allow_rotated {
+        // A retry within the reuse grace window: the successor issued before is superseded, not
+        // left live beside the new one (two live chains would let a thief who used the token in
+        // the window go on undetected). rotated_at = 0 puts it outside any grace window: whoever
+        // presents it is reusing a rotated token, and the grant is revoked.
+        tx.exec(
+            "UPDATE refresh_tokens SET rotated_at = 0 WHERE family_id = $1 AND rotated_at IS NULL",
+            &args![family_id],
+        )?;
+    }
     let live = tx.exec(
         "UPDATE token_families SET last_used_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
         &args![family_id, now],
