@@ -69,13 +69,7 @@ async fn refresh_needs_the_refresh_token_grant(b: Backend) {
     // Put back: the token from before was not rotated or revoked by the refusal.
     std::fs::write(&s.config_path, config).unwrap();
     s.restart().await;
-    let (status, body) = s
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rt),
-            ("client_id", CLIENT),
-        ])
-        .await;
+    let (status, body) = s.refresh(&rt, CLIENT).await;
     assert_eq!(status, 200, "{body}");
 }
 
