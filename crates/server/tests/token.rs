@@ -48,13 +48,7 @@ async fn refresh_needs_the_refresh_token_grant(b: Backend) {
     );
     std::fs::write(&s.config_path, narrowed).unwrap();
     s.restart().await;
-    let (status, e) = s
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rt),
-            ("client_id", CLIENT),
-        ])
-        .await;
+    let (status, e) = s.refresh(&rt, CLIENT).await;
     assert_error(
         (status, &e),
         400,
