@@ -195,9 +195,18 @@ impl std::error::Error for Rejection {}
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
+        // Why the issuer could not be reached (its URLs, the HTTP client's error) is for the
+        // server's log, not for whoever sent the request.
+        let description = match &self.error {
+            AuthError::Unavailable(d) => {
+                tracing::warn!("token not verified: {d}");
+                "the token could not be verified: the authorization server is unreachable; try again shortly"
+            }
+            other => other.description(),
+        };
         let body = json!({
             "error": self.error.code(),
-            "error_description": self.error.description(),
+            "error_description": description,
         });
         let mut resp = (self.error.status(), axum::Json(body)).into_response();
         let headers = resp.headers_mut();

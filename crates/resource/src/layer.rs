@@ -72,13 +72,17 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let resource = self.resource.clone();
         Box::pin(async move {
-            // CORS preflights carry no credentials; let them through to the CORS layer.
+            // CORS preflights carry no credentials, so they cannot be checked; a CORS layer
+            // outside this one answers them before they get here. One that does get here is
+            // answered empty (no Access-Control-* headers: the browser sends nothing more) and
+            // never reaches the application, whose OPTIONS or fallback handler would otherwise
+            // run unauthenticated.
             if req.method() == http::Method::OPTIONS
                 && req
                     .headers()
                     .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
             {
-                return inner.call(req).await;
+                return Ok(http::StatusCode::NO_CONTENT.into_response());
             }
             match resource.authenticate(req.headers()).await {
                 Ok(caller) => {

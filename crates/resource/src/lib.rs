@@ -254,8 +254,8 @@ impl Builder {
         self
     }
 
-    /// How long an "active" answer is trusted (default 10 s; zero asks every time). A revoked
-    /// token is accepted for at most this long after revocation.
+    /// How long an "active" answer is trusted (default 10 s; zero asks every time; at most an
+    /// hour). A revoked token is accepted for at most this long after revocation.
     pub fn introspection_cache(mut self, ttl: Duration) -> Self {
         self.introspection_cache = ttl;
         self
@@ -273,13 +273,15 @@ impl Builder {
         self
     }
 
-    /// Least time between two JWKS fetches caused by an unknown `kid` (default 30 s).
+    /// Least time between two JWKS fetches caused by an unknown `kid` (default 30 s; at most a
+    /// day; zero lifts the limit, which lets forged `kid`s cause a fetch each: tests only).
     pub fn jwks_refetch_interval(mut self, interval: Duration) -> Self {
         self.refetch_interval = interval;
         self
     }
 
-    /// How long fetched keys are used before they are fetched again (default 5 minutes).
+    /// How long fetched keys are used before they are fetched again (default 5 minutes; at most
+    /// a day).
     pub fn jwks_max_age(mut self, age: Duration) -> Self {
         self.jwks_max_age = age;
         self
@@ -293,6 +295,8 @@ impl Builder {
     }
 
     pub fn build(self) -> Result<ProtectedResource, ConfigError> {
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(86_400);
         install_crypto_providers();
         let resource_url = absolute_http_url("resource", &self.resource)?;
         if resource_url.query().is_some() {
@@ -323,6 +327,20 @@ impl Builder {
                 return Err(ConfigError(format!(
                     "scope '{}' is not a valid scope token (RFC 6749 §3.3)",
                     shown(s)
+                )));
+            }
+        }
+        // Upper bounds keep every deadline computed from them (`Instant + d`) in range.
+        for (what, value, max) in [
+            ("jwks_refetch_interval", self.refetch_interval, DAY),
+            ("jwks_max_age", self.jwks_max_age, DAY),
+            ("introspection_cache", self.introspection_cache, HOUR),
+        ] {
+            if value > max {
+                return Err(ConfigError(format!(
+                    "{what}: {}s is too long; expected at most {}s",
+                    value.as_secs(),
+                    max.as_secs()
                 )));
             }
         }
@@ -719,6 +737,24 @@ mod tests {
             ProtectedResource::builder("https://mcp.example.com/mcp", "https://auth.example.com")
         };
         let e = |r: Result<ProtectedResource, ConfigError>| r.unwrap_err().0;
+        // Durations past their bounds (every deadline computed from them must stay in range).
+        assert!(
+            e(b().jwks_refetch_interval(Duration::MAX).build())
+                .starts_with("jwks_refetch_interval:")
+        );
+        assert!(
+            e(b().jwks_max_age(Duration::from_secs(86_401)).build()).starts_with("jwks_max_age:")
+        );
+        assert!(
+            e(b().introspection_cache(Duration::from_secs(3601)).build())
+                .starts_with("introspection_cache:")
+        );
+        assert!(
+            b().jwks_refetch_interval(Duration::from_secs(86_400))
+                .introspection_cache(Duration::from_secs(3600))
+                .build()
+                .is_ok()
+        );
         assert!(e(ProtectedResource::builder("mcp", "https://a").build()).starts_with("resource:"));
         assert!(
             e(ProtectedResource::builder("https://m/x?q=1", "https://a").build()).contains("query")
@@ -780,10 +816,31 @@ mod tests {
         let resp = bad.into_response();
         assert_eq!(resp.status(), 401);
         assert_eq!(resp.headers()["cache-control"], "no-store");
-        let down = r.reject(AuthError::Unavailable("x".into())).into_response();
+        let down = r
+            .reject(AuthError::Unavailable(
+                "cannot fetch http://10.0.0.7:8080/internal/jwks: connection refused".into(),
+            ))
+            .into_response();
         assert_eq!(down.status(), 503);
         assert!(down.headers().get("www-authenticate").is_none());
         assert_eq!(down.headers()["retry-after"], "5");
+        // The cause (internal URLs, client errors) goes to the log, not into the body.
+        let body = futures_body(down);
+        assert!(body.contains("temporarily_unavailable"), "{body}");
+        assert!(
+            !body.contains("10.0.0.7") && !body.contains("refused"),
+            "{body}"
+        );
+    }
+
+    /// The body of a response built in memory.
+    fn futures_body(resp: axum::response::Response) -> String {
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 16))
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[tokio::test]

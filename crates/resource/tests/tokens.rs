@@ -635,6 +635,51 @@ async fn a_revoked_grant_is_refused_when_introspection_is_on() {
     assert!(a.challenge.unwrap().contains("error=\"invalid_token\""));
 }
 
+/// A CORS preflight cannot carry a token. Without a CORS layer outside the bearer layer to
+/// answer it, it gets an empty 204 from the bearer layer: it never reaches an application whose
+/// handler takes any method (here `any`, and the fallback), which would run unauthenticated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_never_reaches_the_application_unauthenticated() {
+    let s = server().await;
+    let res = notes(&s).build().unwrap();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r1, r2) = (reached.clone(), reached.clone());
+    let app = Router::new()
+        .route(
+            "/mcp",
+            axum::routing::any(move || async move {
+                r1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "secret data"
+            }),
+        )
+        .fallback(move || async move {
+            r2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "secret data"
+        })
+        .layer(res.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    for path in ["/mcp", "/anything"] {
+        let r = reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("http://{addr}{path}"))
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        assert_eq!(r.text().await.unwrap(), "");
+    }
+    // A plain OPTIONS (no preflight header) is a request like any other: it needs a token.
+    let a = call(reqwest::Method::OPTIONS, &format!("http://{addr}/mcp"), &[]).await;
+    assert_eq!(a.status, 401);
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_introspection_secret_fails_closed() {
     let s = server().await;
