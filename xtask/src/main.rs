@@ -361,21 +361,27 @@ fn wait_http_ok(port: u16, path: &str, supervisor: &mut std::process::Child) -> 
 
 /// Debug builds: the same binaries `cargo test --workspace` and the browser tests use.
 fn build_demo_binaries() -> Result<(PathBuf, PathBuf)> {
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "consentry-server",
-        "--bin",
-        "consentry",
-        "-p",
-        "consentry-example-mcp-server",
-    ]))?;
-    let debug = debug_dir();
+    let debug = build_debug(&["-p", "consentry-example-mcp-server"])?;
     Ok((
         debug.join("consentry"),
         debug.join("consentry-example-mcp-server"),
     ))
+}
+
+/// `cargo build` (debug) of the `consentry` binary and whatever `more` names; the debug output
+/// directory.
+fn build_debug(more: &[&str]) -> Result<PathBuf> {
+    run(cargo()
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "consentry-server",
+            "--bin",
+            "consentry",
+        ])
+        .args(more))?;
+    Ok(debug_dir())
 }
 
 /// The debug profile's output directory, absolute (tests run from other directories).
@@ -390,15 +396,7 @@ fn debug_dir() -> PathBuf {
 
 /// Build the debug `consentry` binary (the one `cargo test --workspace` uses); its absolute path.
 fn debug_server_binary() -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "consentry-server",
-        "--bin",
-        "consentry",
-    ]))?;
-    Ok(debug_dir().join("consentry"))
+    Ok(build_debug(&[])?.join("consentry"))
 }
 
 /// `next build` unless the build is newer than its sources (tests/global-setup.mjs decides, so

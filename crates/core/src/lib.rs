@@ -35,4 +35,6 @@ pub use view::{
     ScopeLine, UserView, safe_image_url,
 };
 
-pub use consentry_protocol::{AuthorizeParams, ErrorCode, redirect_host};
+pub use consentry_protocol::{
+    AuthorizeParams, ErrorCode, is_forbidden_redirect_scheme, redirect_host,
+};

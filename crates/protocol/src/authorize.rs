@@ -702,6 +702,18 @@ pub fn split_uri(uri: &str) -> Option<UriParts<'_>> {
     })
 }
 
+/// Schemes that are never a redirect target, whatever the client: they run script in the page
+/// or show something other than the client's redirect URI.
+pub const FORBIDDEN_REDIRECT_SCHEMES: [&str; 6] =
+    ["javascript", "data", "vbscript", "file", "about", "blob"];
+
+/// Whether `scheme` (any case) is one of [`FORBIDDEN_REDIRECT_SCHEMES`].
+pub fn is_forbidden_redirect_scheme(scheme: &str) -> bool {
+    FORBIDDEN_REDIRECT_SCHEMES
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(scheme))
+}
+
 /// The loopback hosts of RFC 8252 §7.3 (plus `localhost`, which MCP clients use).
 pub fn is_loopback_host(host: &str) -> bool {
     host == "127.0.0.1" || host == "[::1]" || host.eq_ignore_ascii_case("localhost")

@@ -13,8 +13,9 @@ pub mod error;
 pub mod wire;
 
 pub use authorize::{
-    AuthorizeParams, AuthorizeRequest, CodeChallenge, ParamError, ParamProblem, Prompt, UriParts,
-    append_query, is_loopback_host, is_valid_code_verifier, parse_query, parse_scope,
-    percent_decode, percent_encode, redirect_host, redirect_uri_matches, split_uri,
+    AuthorizeParams, AuthorizeRequest, CodeChallenge, FORBIDDEN_REDIRECT_SCHEMES, ParamError,
+    ParamProblem, Prompt, UriParts, append_query, is_forbidden_redirect_scheme, is_loopback_host,
+    is_valid_code_verifier, parse_query, parse_scope, percent_decode, percent_encode,
+    redirect_host, redirect_uri_matches, split_uri,
 };
 pub use error::{ErrorBody, ErrorCode};

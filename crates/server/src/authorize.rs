@@ -225,12 +225,13 @@ fn echo_state(raw: &AuthorizeParams) -> Option<&str> {
         .filter(|st| !st.is_empty() && st.len() <= 2048 && !st.chars().any(char::is_control))
 }
 
+/// `attested_at`: when the session's Trusted Auth Token was attested (for `prompt=login`).
 async fn evaluate(
     s: &Shared,
     raw: &AuthorizeParams,
-    session: &SessionClaims,
+    user: &UserRow,
+    attested_at: i64,
 ) -> ApiResult<Evaluated> {
-    let user = &session_user(session);
     // 1. The client and its redirect URI: failures are shown, never redirected.
     let client_id = validate_client_id(raw.client_id.as_deref())?;
     let client = s.client(&client_id).await?.ok_or_else(|| {
@@ -266,7 +267,7 @@ async fn evaluate(
     // Trusted Auth Token: the session must have been attested recently, or the client gets
     // `login_required` (the prebuilt consent screen attests and starts in one request).
     let max_age = s.cfg.prompt_login_max_age_seconds;
-    if req.prompt.login && now() - session.i > max_age {
+    if req.prompt.login && now() - attested_at > max_age {
         let e = ApiError::bad_request(
             ErrorCode::LoginRequired,
             format!(
@@ -448,7 +449,7 @@ pub async fn start(
         }
     };
     let user = session_user(&session);
-    let ev = evaluate(&s, &body.params, &session).await?;
+    let ev = evaluate(&s, &body.params, &user, session.i).await?;
     let (session_token, session_expires_at) = match new_session {
         Some((t, e)) => (Some(t), Some(e)),
         None => (None, None),
@@ -495,7 +496,7 @@ pub async fn submit(
     AuthorizeBody(body): AuthorizeBody<AuthorizeSubmitRequest>,
 ) -> ApiResult<Json<AuthorizeSubmitResponse>> {
     let user = session_user(&session);
-    let ev = evaluate(&s, &body.params, &session).await?;
+    let ev = evaluate(&s, &body.params, &user, session.i).await?;
     let state = ev.req.state.as_deref();
     if !body.consent_granted {
         let loc = error_location(

@@ -68,8 +68,7 @@ impl Client {
         let uri = self.matching_redirect_uri(requested)?;
         // Registration refuses these schemes; checked again here, where a code or an error is
         // about to be sent, whatever registered the client and whenever.
-        let scheme = uri.split_once(':').map_or("", |(scheme, _)| scheme);
-        if crate::register::is_forbidden_scheme(scheme) {
+        if let Some(scheme) = crate::register::forbidden_scheme(&uri) {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidRedirectUri,
                 format!(

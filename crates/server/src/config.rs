@@ -397,7 +397,15 @@ fn apply_env(
     Ok(())
 }
 
-fn check_http_url(key: &str, value: &str) -> anyhow::Result<()> {
+/// What plain `http` on a host other than this machine gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PlainHttp {
+    Warn,
+    /// Refused: a key set over plain http lets whoever rewrites it sign any user in.
+    Refuse,
+}
+
+fn check_http_url(key: &str, value: &str, plain_http: PlainHttp) -> anyhow::Result<()> {
     let parts = split_uri(value)
         .filter(|p| (p.scheme == "https" || p.scheme == "http") && p.host.is_some())
         .with_context(|| format!("{key}: '{value}' must be an absolute http(s) URL"))?;
@@ -405,18 +413,23 @@ fn check_http_url(key: &str, value: &str) -> anyhow::Result<()> {
         bail!("{key}: '{value}' must not contain a fragment");
     }
     if parts.scheme == "http" && !parts.host.is_some_and(consentry_protocol::is_loopback_host) {
+        if plain_http == PlainHttp::Refuse {
+            bail!(
+                "{key}: '{value}' uses plain http on a non-loopback host; expected https (http only on 127.0.0.1, [::1] or localhost)"
+            );
+        }
         tracing::warn!("{key}: '{value}' uses plain http on a non-loopback host");
     }
     Ok(())
 }
 
 fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
-    check_http_url("issuer", &raw.issuer)?;
+    check_http_url("issuer", &raw.issuer, PlainHttp::Warn)?;
     if raw.issuer.contains('?') {
         bail!("issuer: '{}' must not contain a query", raw.issuer);
     }
     let issuer = raw.issuer.trim_end_matches('/').to_owned();
-    check_http_url("authorization_url", &raw.authorization_url)?;
+    check_http_url("authorization_url", &raw.authorization_url, PlainHttp::Warn)?;
     if raw.listen.parse::<std::net::SocketAddr>().is_err() {
         bail!(
             "listen: '{}' must be an address and port such as 127.0.0.1:8787",
@@ -535,16 +548,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             bail!("{k}: set exactly one of public_key_pem_file, public_key_pem, jwks_url");
         }
         let keys = if let Some(url) = p.jwks_url {
-            check_http_url(&format!("{k}.jwks_url"), &url)?;
-            // Whoever can rewrite the key set can sign any user in: never over plain http,
-            // except on this machine.
-            if split_uri(&url).is_some_and(|p| {
-                p.scheme == "http" && !p.host.is_some_and(consentry_protocol::is_loopback_host)
-            }) {
-                bail!(
-                    "{k}.jwks_url: '{url}' uses plain http on a non-loopback host; expected https (http only on 127.0.0.1, [::1] or localhost)"
-                );
-            }
+            check_http_url(&format!("{k}.jwks_url"), &url, PlainHttp::Refuse)?;
             KeySource::Jwks(url)
         } else {
             let pem = match (p.public_key_pem_file, p.public_key_pem) {
@@ -626,7 +630,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
     let mut uris = HashSet::new();
     for (i, r) in raw.resources.iter().enumerate() {
         let k = format!("resources[{i}]");
-        check_http_url(&format!("{k}.uri"), &r.uri)?;
+        check_http_url(&format!("{k}.uri"), &r.uri, PlainHttp::Warn)?;
         if !uris.insert(r.uri.clone()) {
             bail!("{k}.uri: '{}' is listed twice", r.uri);
         }
@@ -694,8 +698,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         }
         for u in &c.redirect_uris {
             validate_redirect_uri(u).map_err(|e| anyhow::anyhow!("{k}.redirect_uris: {e}"))?;
-            let scheme = u.split_once(':').map_or("", |(scheme, _)| scheme);
-            if crate::register::is_forbidden_scheme(scheme) {
+            if let Some(scheme) = crate::register::forbidden_scheme(u) {
                 bail!(
                     "{k}.redirect_uris: '{u}' uses the scheme '{scheme}', which is never a redirect target; expected https, loopback http or a private-use scheme"
                 );

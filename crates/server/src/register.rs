@@ -14,7 +14,7 @@ use crate::app::PathParams;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
-use consentry_protocol::{ErrorCode, is_loopback_host, parse_scope};
+use consentry_protocol::{ErrorCode, is_forbidden_redirect_scheme, is_loopback_host, parse_scope};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -95,9 +95,6 @@ fn bad_redirect(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(ErrorCode::InvalidRedirectUri, msg)
 }
 
-/// Schemes that must never be a redirect target, whatever the application type.
-const FORBIDDEN_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob"];
-
 fn check_redirect_uri(uri: &str, application_type: &str) -> ApiResult<()> {
     redirect_uri_problem(uri, application_type)
         .map_or(Ok(()), |p| Err(bad_redirect(format!("redirect_uris: {p}"))))
@@ -114,7 +111,7 @@ pub(crate) fn redirect_uri_problem(uri: &str, application_type: &str) -> Option<
         return Some(format!("'{}' is not an absolute URI", truncate(uri)));
     };
     let scheme = parts.scheme.to_ascii_lowercase();
-    if FORBIDDEN_SCHEMES.contains(&scheme.as_str()) {
+    if is_forbidden_redirect_scheme(&scheme) {
         return Some(format!(
             "scheme '{scheme}' of '{}' is never allowed",
             truncate(uri)
@@ -156,12 +153,11 @@ pub(crate) fn default_application_type(redirect_uris: &[String]) -> &'static str
     if private_use { "native" } else { "web" }
 }
 
-/// Whether `scheme` may never be a redirect target (checked again when a code or an error is
-/// sent, whatever registered the client).
-pub(crate) fn is_forbidden_scheme(scheme: &str) -> bool {
-    FORBIDDEN_SCHEMES
-        .iter()
-        .any(|f| f.eq_ignore_ascii_case(scheme))
+/// The scheme of `uri` when it is one that is never a redirect target (checked again when a
+/// code or an error is sent, and for `[[clients]]` at load, whatever registered the client).
+pub(crate) fn forbidden_scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    is_forbidden_redirect_scheme(scheme).then_some(scheme)
 }
 
 fn check_url_field(field: &str, value: &Option<String>) -> ApiResult<()> {

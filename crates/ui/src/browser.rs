@@ -46,12 +46,7 @@ pub fn navigable(location: &str) -> bool {
     let mut scheme = String::new();
     for c in location.trim_start_matches(|c: char| c <= ' ').chars() {
         match c {
-            ':' => {
-                return !matches!(
-                    scheme.as_str(),
-                    "javascript" | "data" | "vbscript" | "blob" | "file" | "about"
-                );
-            }
+            ':' => return !consentry_core::is_forbidden_redirect_scheme(&scheme),
             '\t' | '\n' | '\r' => {}
             c => scheme.push(c.to_ascii_lowercase()),
         }
