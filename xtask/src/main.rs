@@ -668,7 +668,7 @@ fn no_args(cmd: &str, args: &[String]) -> Result<()> {
 const SDK_BUILDS: [(&str, &str); 2] = [("headless", SDK_WASM), ("ui", SDK_FULL_WASM)];
 const SDK_FULL_WASM: &str = "consentry_full";
 /// What `dist/` ships besides the wasm-bindgen output (copied from src/).
-const SDK_SOURCES: [&str; 7] = [
+const SDK_SOURCES: [&str; 9] = [
     "sdk.js",
     "headless.js",
     "headless.d.ts",
@@ -676,6 +676,8 @@ const SDK_SOURCES: [&str; 7] = [
     "index.d.ts",
     "react.js",
     "react.d.ts",
+    "server.js",
+    "server.d.ts",
 ];
 
 /// Set to build the SDK's wasm against the prebuilt std (no rust-src, no unstable flags): for a
@@ -959,6 +961,11 @@ fn test_sdk() -> Result<()> {
     run(Command::new(package.join("node_modules/.bin/tsc"))
         .args(["-p", "tests/tsconfig.json"])
         .current_dir(&package))?;
+    // consentry/server (plain JS over jose, no browser) against the real server, in Node.
+    run(Command::new("node")
+        .args(["--test", "tests/server/"])
+        .current_dir(&package)
+        .env("CONSENTRY_BIN", &server))?;
     run(Command::new(package.join("node_modules/.bin/playwright"))
         .args(["test", "-c", "tests/playwright.config.mjs"])
         .current_dir(&package)
