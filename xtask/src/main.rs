@@ -173,6 +173,7 @@ const DEMO_MCP_PORT: u16 = 8788;
 const DEMO_APP_PORT: u16 = 3000;
 const NEXT_APP: &str = "examples/nextjs-app";
 const AGENT: &str = "examples/agent";
+const MCP_SERVER_TS: &str = "examples/mcp-server-ts";
 const E2E_DIR: &str = "tests";
 
 /// Runs the demo's three processes, each in a process group of its own (`set -m`), and ends every
@@ -1027,7 +1028,8 @@ fn test_sdk_packaging() -> Result<()> {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
-const EXAMPLES_TEST_STEP: &str = "examples: nextjs-app and vite-headless, built, in Chromium";
+const EXAMPLES_TEST_STEP: &str =
+    "examples: nextjs-app and vite-headless (built, in Chromium), mcp-server-ts (node:test)";
 const EXAMPLES: [&str; 2] = ["examples/nextjs-app", "examples/vite-headless"];
 
 /// The example apps (standalone npm projects, each with its lockfile and its own Playwright spec):
@@ -1050,7 +1052,13 @@ fn test_examples() -> Result<()> {
             .env("CHROMIUM_PATH", &chromium)
             .env("NEXT_TELEMETRY_DISABLED", "1"))?;
     }
-    Ok(())
+    // The JavaScript MCP server (consentry/server + the official MCP SDK): node:test, no browser.
+    let dir = repo_root().join(MCP_SERVER_TS);
+    ensure_example_packages(&dir)?;
+    run(Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(&dir)
+        .env("CONSENTRY_BIN", &server))
 }
 
 /// `npm ci` when node_modules is missing or older than package-lock.json; otherwise only the SDK
