@@ -65,9 +65,29 @@ export interface AuthorizeParams {
   nonce?: string;
 }
 
+/**
+ * The hosted product's shape of the same parameters (snake_case, `scopes` as an array), accepted by
+ * `authorizeStart`/`authorizeSubmit` and their aliases for teams moving over.
+ */
+export interface HostedAuthorizeParams {
+  client_id?: string;
+  redirect_uri?: string;
+  response_type?: string;
+  scopes?: string[];
+  state?: string;
+  code_challenge?: string;
+  code_challenge_method?: string;
+  resource?: string[];
+  prompt?: string;
+  nonce?: string;
+  consent_granted?: boolean;
+}
+
 export interface ParsedAuthorizeParams {
   /** Null only when the query itself is malformed (bad encoding, a repeated parameter). */
   params: AuthorizeParams | null;
+  /** `params`, under the hosted product's name. */
+  result: AuthorizeParams | null;
   /** The first error the server would report, or null. */
   error: ConsentryError | null;
   /** False when the client or its redirect URI is at fault: show the error, never redirect. */
@@ -127,11 +147,10 @@ export interface ConnectedApp {
   lastUsedAt: number | null;
 }
 
-export interface TrustedAuthTokenLogin {
-  trustedAuthToken: string;
-  profileId: string;
-  sessionDurationMinutes?: number;
-}
+export type TrustedAuthTokenLogin =
+  | { trustedAuthToken: string; profileId: string; sessionDurationMinutes?: number }
+  /** The hosted product's `session.attest` shape. */
+  | { token: string; profile_id: string; session_duration_minutes?: number };
 
 export interface SessionInfo {
   token: string;
@@ -155,9 +174,13 @@ export interface ConsentryClient {
     clear(): Promise<void>;
   };
   idp: {
-    authorizeStart(params: AuthorizeParams, login?: TrustedAuthTokenLogin): Promise<ConsentDetails>;
-    /** Returns where to send the browser; does not navigate. */
-    authorizeSubmit(request: AuthorizeParams & { consentGranted: boolean }): Promise<{ redirectUri: string }>;
+    authorizeStart(params: AuthorizeParams | HostedAuthorizeParams, login?: TrustedAuthTokenLogin): Promise<ConsentDetails>;
+    /** Returns where to send the browser (`location` is the same URL); does not navigate. */
+    authorizeSubmit(request: (AuthorizeParams & { consentGranted: boolean }) | HostedAuthorizeParams): Promise<AuthorizeSubmitResult>;
+    /** `authorizeStart`, under the hosted product's name. */
+    oauthAuthorizeStart(params: AuthorizeParams | HostedAuthorizeParams, login?: TrustedAuthTokenLogin): Promise<ConsentDetails>;
+    /** `authorizeSubmit`, under the hosted product's name. */
+    oauthAuthorizeSubmit(request: (AuthorizeParams & { consentGranted: boolean }) | HostedAuthorizeParams): Promise<AuthorizeSubmitResult>;
   };
   connectedApps: {
     list(): Promise<ConnectedApp[]>;
@@ -177,7 +200,15 @@ export interface DecodedTrustedAuthToken {
 /** Load the wasm once (idempotent). Needed before the synchronous functions. */
 export declare function init(moduleOrPath?: string | URL | Request | Response | BufferSource | WebAssembly.Module): Promise<void>;
 export declare function createConsentryClient(options: ConsentryClientOptions): ConsentryClient;
-/** Requires `await init()`. */
-export declare function parseOAuthAuthorizeParams(url: string | URL): ParsedAuthorizeParams;
+export interface AuthorizeSubmitResult {
+  redirectUri: string;
+  /** The same URL, under the hosted product's name. */
+  location: string;
+}
+
+/** Requires `await init()`. The authorization URL, or its query as URLSearchParams. */
+export declare function parseOAuthAuthorizeParams(url: string | URL | URLSearchParams): ParsedAuthorizeParams;
+/** `parseOAuthAuthorizeParams`, under the hosted product's name. Requires `await init()`. */
+export declare function parseOAuthParams(url: string | URL | URLSearchParams): ParsedAuthorizeParams;
 /** Requires `await init()`. Throws ConsentryError `invalid_trusted_auth_token` when not a JWT. */
 export declare function decodeTrustedAuthToken(token: string): DecodedTrustedAuthToken;

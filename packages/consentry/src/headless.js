@@ -6,4 +6,4 @@ import { createSdk } from './sdk.js';
 export { ConsentryError } from './sdk.js';
 
 const sdk = createSdk(initWasm, { Consentry, parseAuthorizeParams, decodeTrustedAuthToken: decodeTat }, 'consentry/headless');
-export const { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient } = sdk;
+export const { init, parseOAuthAuthorizeParams, parseOAuthParams, decodeTrustedAuthToken, createConsentryClient } = sdk;

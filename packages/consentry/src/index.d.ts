@@ -87,25 +87,43 @@ export interface ConsentManifestSection {
 /** Items (one list), or sections; `undefined` keeps the default wording. */
 export type ConsentManifest = ConsentManifestItem[] | ConsentManifestSection[] | undefined;
 
-export interface TrustedAuthTokenParams {
+export type TrustedAuthTokenParams = {
   trustedAuthToken: string;
-  /** The token profile (`[[token_profiles]] id`) that verifies it. */
-  tokenProfileId: string;
   sessionDurationMinutes?: number;
-}
+} & (
+  | {
+      /** The token profile (`[[token_profiles]] id`) that verifies it. */
+      tokenProfileId: string;
+    }
+  | {
+      /** `tokenProfileId`, under the hosted product's name. */
+      tokenProfileID: string;
+    }
+);
+
+/** What the hosted product's manifest callback is given: ours plus `clientName`. */
+export type IdpConsentManifestInput = ConsentManifestInput & { clientName: string };
 
 export interface ConsentryUiOptions {
   /** The Consentry server, e.g. `https://auth.example.com`. */
   baseUrl: string;
   trustedAuthTokenParams?: TrustedAuthTokenParams;
+  /** `trustedAuthTokenParams`, under the hosted product's name. */
+  authTokenParams?: TrustedAuthTokenParams;
   strings?: ConsentryStrings;
   theme?: ConsentryTheme;
+  /** `{ theme }`, the hosted product's wrapper (`theme` wins when both are given). */
+  presentation?: { theme?: ConsentryTheme };
   onEvent?: (event: ConsentryEvent) => void;
   onError?: (error: ConsentryError) => void;
+  /** `{ onEvent, onError }`, the hosted product's wrapper (the top-level ones win). */
+  callbacks?: { onEvent?: (event: ConsentryEvent) => void; onError?: (error: ConsentryError) => void };
 }
 
 export interface IdentityProviderOptions extends ConsentryUiOptions {
   getConsentManifest?: (input: ConsentManifestInput) => ConsentManifest;
+  /** `getConsentManifest`, under the hosted product's name (its input also has `clientName`). */
+  getIDPConsentManifest?: (input: IdpConsentManifestInput) => ConsentManifest;
   /** Called with the location before the browser leaves; return `false` to navigate yourself. */
   onBeforeRedirect?: (location: string) => boolean | void;
   /** Render inside a frame. Default false: a framed consent screen can be clickjacked. */

@@ -13,7 +13,7 @@ import { createSdk, toError } from './sdk.js';
 export { ConsentryError } from './sdk.js';
 
 const sdk = createSdk(initWasm, { Consentry, parseAuthorizeParams, decodeTrustedAuthToken: decodeTat }, 'consentry');
-export const { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient } = sdk;
+export const { init, parseOAuthAuthorizeParams, parseOAuthParams, decodeTrustedAuthToken, createConsentryClient } = sdk;
 
 /**
  * Mount the consent screen into `element` (the page at your authorization_url). Returns at once;
@@ -73,7 +73,7 @@ function mount(fn, mountWasm, element, options) {
 }
 
 // What starts the flow: fixed at mount, whatever `update()` is given.
-const FLOW = ['baseUrl', 'trustedAuthTokenParams', 'trustedAuthToken', 'tokenProfileId', 'sessionDurationMinutes', 'url', 'allowFraming'];
+const FLOW = ['baseUrl', 'trustedAuthTokenParams', 'authTokenParams', 'trustedAuthToken', 'tokenProfileId', 'sessionDurationMinutes', 'url', 'allowFraming'];
 
 // A ConsentryError without importing the class twice (sdk.js owns it).
 function ConsentryErrorLike(code, description) {
@@ -95,35 +95,42 @@ function guard(f) {
 
 // The options as the wasm reads them: flat, callbacks guarded, errors as ConsentryError, the
 // consent manifest's shorthand (items, or sections of items) expanded to sections.
+// The hosted product's option names are read too (README: Coming from the hosted product):
+// `authTokenParams`, `tokenProfileID`, `callbacks.{onEvent,onError}`, `presentation.theme`,
+// `getIDPConsentManifest`. Ours win when both are given.
 function normalize(o) {
-  const login = o.trustedAuthTokenParams || {};
-  const onError = guard(o.onError);
+  const login = o.trustedAuthTokenParams || o.authTokenParams || {};
+  const callbacks = o.callbacks || {};
+  const onError = guard(o.onError ?? callbacks.onError);
   const onBeforeRedirect = guard(o.onBeforeRedirect);
   return {
     baseUrl: o.baseUrl,
     trustedAuthToken: login.trustedAuthToken ?? o.trustedAuthToken,
-    tokenProfileId: login.tokenProfileId ?? o.tokenProfileId,
+    tokenProfileId: login.tokenProfileId ?? login.tokenProfileID ?? o.tokenProfileId,
     sessionDurationMinutes: login.sessionDurationMinutes ?? o.sessionDurationMinutes,
     allowFraming: o.allowFraming === true,
     url: typeof o.url === 'string' ? o.url : undefined,
     strings: o.strings,
-    theme: o.theme,
-    onEvent: guard(o.onEvent),
+    theme: o.theme ?? o.presentation?.theme,
+    onEvent: guard(o.onEvent ?? callbacks.onEvent),
     onError: onError && ((e) => onError(toError(e))),
     onBeforeRedirect: onBeforeRedirect && ((location) => onBeforeRedirect(location)),
-    getConsentManifest: wrapManifest(o.getConsentManifest),
+    getConsentManifest: o.getConsentManifest ? wrapManifest(o.getConsentManifest) : wrapManifest(o.getIDPConsentManifest, hostedInput),
   };
 }
+
+// The hosted product's manifest callback reads `clientName` beside `scopes`.
+const hostedInput = (screen) => ({ ...screen, clientName: screen?.client?.name });
 
 // One wrapper per page function: the wasm asks the manifest again only when it is another
 // function, so an `update()` with the same callback (a React re-render) does not re-render.
 const manifests = new WeakMap();
-function wrapManifest(f) {
+function wrapManifest(f, input = (screen) => screen) {
   if (typeof f !== 'function') return undefined;
   let wrapped = manifests.get(f);
   if (!wrapped) {
     const manifest = guard(f);
-    wrapped = (screen) => toSections(manifest(screen));
+    wrapped = (screen) => toSections(manifest(input(screen)));
     manifests.set(f, wrapped);
   }
   return wrapped;

@@ -90,8 +90,8 @@ function useConsentryMount(fn, props, restartKey) {
 
 // What restarts the flow: another server or another signed-in user.
 function restartKey(p) {
-  const t = p.trustedAuthTokenParams;
-  return [p.baseUrl, t?.trustedAuthToken, t?.tokenProfileId, p.url, p.allowFraming === true].join('\n');
+  const t = p.trustedAuthTokenParams ?? p.authTokenParams;
+  return [p.baseUrl, t?.trustedAuthToken, t?.tokenProfileId ?? t?.tokenProfileID, p.url, p.allowFraming === true].join('\n');
 }
 
 export function IdentityProvider(props) {

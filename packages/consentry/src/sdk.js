@@ -36,13 +36,29 @@ function renameKeys(value, rename) {
 
 export const camel = (v) => renameKeys(v, toCamel);
 
-// Authorization parameters: only the known ones go to the core, renamed one level deep.
+// Authorization parameters: only the known ones go to the core, renamed one level deep. The
+// hosted product's shape is read too (snake_case keys, `scopes` as an array), for teams moving
+// over (README: Coming from the hosted product).
 const PARAMS = ['clientId', 'redirectUri', 'responseType', 'scope', 'state', 'codeChallenge',
   'codeChallengeMethod', 'resource', 'prompt', 'nonce'];
 function wireParams(params) {
   const out = {};
-  for (const k of PARAMS) if (params && params[k] != null) out[toSnake(k)] = params[k];
+  if (!params) return out;
+  for (const k of PARAMS) {
+    const v = params[k] ?? params[toSnake(k)];
+    if (v != null) out[toSnake(k)] = v;
+  }
+  if (out.scope == null && Array.isArray(params.scopes)) out.scope = params.scopes.join(' ');
   return out;
+}
+
+/** The user's decision: `consentGranted`, or the hosted product's `consent_granted`. */
+const granted = (request) => (request?.consentGranted ?? request?.consent_granted) === true;
+
+/** The value to parse: a URL (string or URL), or the hosted product's URLSearchParams. */
+function authorizeUrlOf(input) {
+  if (typeof URLSearchParams !== 'undefined' && input instanceof URLSearchParams) return `https://consentry.invalid/?${input}`;
+  return String(input);
 }
 
 /**
@@ -81,12 +97,17 @@ export function createSdk(initWasm, wasm, entry) {
     }
   }
 
-  /** Parse the authorization URL the agent opened, with the server's own grammar. */
+  /**
+   * Parse the authorization URL the agent opened (or its URLSearchParams), with the server's own
+   * grammar. `result` is `params` under the hosted product's name.
+   */
   function parseOAuthAuthorizeParams(url) {
     assertInitialized('parseOAuthAuthorizeParams');
-    const r = parseAuthorizeParams(String(url));
+    const r = parseAuthorizeParams(authorizeUrlOf(url));
+    const params = r.params ? camel(r.params) : null;
     return {
-      params: r.params ? camel(r.params) : null,
+      params,
+      result: params,
       error: r.error ? toError(r.error) : null,
       redirectable: r.redirectable,
     };
@@ -145,22 +166,38 @@ export function createSdk(initWasm, wasm, entry) {
       }
     }
 
+    function authorizeStart(params, login) {
+      return call((c) =>
+        login
+          ? c.authorizeStart(wireParams(params), String(login.trustedAuthToken ?? ''), String(login.profileId ?? login.tokenProfileId ?? login.tokenProfileID ?? ''), login.sessionDurationMinutes ?? undefined)
+          : c.authorizeStart(wireParams(params), undefined, undefined, undefined),
+      ).then(camel);
+    }
+
+    /** `{ redirectUri, location }`: where to navigate (`location` is the hosted product's name). */
+    function authorizeSubmit(request) {
+      return call((c) => c.authorizeSubmit(wireParams(request), granted(request))).then((redirectUri) => ({ redirectUri, location: redirectUri }));
+    }
+
     return {
       session: {
-        attest: ({ trustedAuthToken, profileId, sessionDurationMinutes } = {}) =>
-          call((c) => c.attest(String(trustedAuthToken ?? ''), String(profileId ?? ''), sessionDurationMinutes ?? undefined)).then(camel),
+        attest: (o = {}) =>
+          call((c) =>
+            c.attest(
+              String(o.trustedAuthToken ?? o.token ?? ''),
+              String(o.profileId ?? o.profile_id ?? ''),
+              o.sessionDurationMinutes ?? o.session_duration_minutes ?? undefined,
+            ),
+          ).then(camel),
         get: () => (inner && inner.sessionToken ? { token: inner.sessionToken, expiresAt: inner.sessionExpiresAt ?? null } : null),
         clear: () => call((c) => c.setSession(undefined, undefined)),
       },
       idp: {
-        authorizeStart: (params, login) =>
-          call((c) =>
-            login
-              ? c.authorizeStart(wireParams(params), String(login.trustedAuthToken ?? ''), String(login.profileId ?? ''), login.sessionDurationMinutes ?? undefined)
-              : c.authorizeStart(wireParams(params), undefined, undefined, undefined),
-          ).then(camel),
-        authorizeSubmit: (request) =>
-          call((c) => c.authorizeSubmit(wireParams(request), request?.consentGranted === true)).then((redirectUri) => ({ redirectUri })),
+        authorizeStart,
+        authorizeSubmit,
+        // The hosted product's names for the same two calls.
+        oauthAuthorizeStart: authorizeStart,
+        oauthAuthorizeSubmit: authorizeSubmit,
       },
       connectedApps: {
         list: () => call((c) => c.connectedApps()).then(camel),
@@ -169,5 +206,12 @@ export function createSdk(initWasm, wasm, entry) {
     };
   }
 
-  return { init, parseOAuthAuthorizeParams, decodeTrustedAuthToken, createConsentryClient };
+  return {
+    init,
+    parseOAuthAuthorizeParams,
+    // The hosted product's name.
+    parseOAuthParams: parseOAuthAuthorizeParams,
+    decodeTrustedAuthToken,
+    createConsentryClient,
+  };
 }

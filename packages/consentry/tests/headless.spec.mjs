@@ -125,6 +125,31 @@ test('attest → authorize start → submit, then one-round-trip start, then con
   ]);
 });
 
+test('the hosted product\'s names: parseOAuthParams(URLSearchParams).result, attest({ token, profile_id }), idp.oauthAuthorizeStart/Submit with snake_case and scopes[], location', async ({ page }) => {
+  await open(page);
+  const result = await page.evaluate(async ({ baseUrl, url, tat }) => {
+    const { createConsentryClient, parseOAuthParams, init } = window.sdk;
+    await init();
+    const { result: params, error } = parseOAuthParams(new URL(url).searchParams);
+    if (error) throw error;
+    const consentry = createConsentryClient({ baseUrl });
+    const attested = await consentry.session.attest({ token: tat, profile_id: 'default', session_duration_minutes: 5 });
+    const hosted = {
+      client_id: params.clientId, redirect_uri: params.redirectUri, response_type: 'code', scopes: params.scope.split(' '),
+      state: params.state, code_challenge: params.codeChallenge, code_challenge_method: 'S256', resource: params.resource,
+    };
+    const consent = await consentry.idp.oauthAuthorizeStart(hosted);
+    const submitted = await consentry.idp.oauthAuthorizeSubmit({ ...hosted, consent_granted: true });
+    return { user: attested.user.userId, scopes: consent.scopeResults.map((s) => s.scope), submitted, state: params.state };
+  }, { baseUrl: serverUrl, url: authorizeUrl(), tat: mintTat({ sub: 'migrant' }) });
+  expect(result.user).toBe('migrant');
+  expect(result.scopes).toEqual(['notes:read', 'notes:write']);
+  expect(result.submitted.location).toBe(result.submitted.redirectUri);
+  const landed = new URL(result.submitted.location);
+  expect(landed.searchParams.get('code')).toBeTruthy();
+  expect(landed.searchParams.get('state')).toBe(result.state);
+});
+
 test('errors are ConsentryError with the server code: unknown client → invalid_client', async ({ page }) => {
   await open(page);
   const e = await page.evaluate(async ({ baseUrl, url, tat, describe }) => {

@@ -207,6 +207,19 @@ test('strings, theme and consent manifest are the page\'s own; update() changes 
   expect(await page.evaluate(() => window.events.filter((e) => e.type === 'consent_shown').length)).toBe(1);
 });
 
+test('the hosted product\'s option names work: authTokenParams.tokenProfileID, presentation.theme, callbacks, getIDPConsentManifest', async ({ page }) => {
+  await open(page, { sub: 'migrant', options: { hosted: true, theme: { colorPrimary: 'rgb(0, 0, 139)' } } });
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Demo agent wants to access your account');
+  const root = page.locator('.cnsy-root');
+  await expect(root.locator('li').first()).toContainText('Demo agent may notes:read');
+  const allow = page.getByRole('button', { name: 'Allow' });
+  await expect(allow).toHaveCSS('background-color', 'rgb(0, 0, 139)');
+  await Promise.all([page.waitForURL(`${redirectUri()}?**`), allow.click()]);
+  const landed = new URL(page.url());
+  expect((await exchange(landed.searchParams.get('code'))).status).toBe(200);
+  expect(await page.evaluate(() => window.events.map((e) => e.type))).toEqual(['consent_shown', 'consent_granted', 'redirecting']);
+});
+
 test('already granted: no consent needed, it goes straight back to the client', async ({ page }) => {
   await open(page, { sub: 'returning' });
   await Promise.all([page.waitForURL(`${redirectUri()}?**`), page.getByRole('button', { name: 'Allow' }).click()]);

@@ -34,3 +34,14 @@ export function mount(el: HTMLElement, trustedAuthToken: string): () => void {
     apps.unmount();
   };
 }
+
+// The hosted product's names, for a team moving over (README: Coming from the hosted product).
+export function mountHosted(el: HTMLElement, trustedAuthToken: string): void {
+  mountIdentityProvider(el, {
+    baseUrl: 'https://auth.example.com',
+    authTokenParams: { trustedAuthToken, tokenProfileID: 'default' },
+    presentation: { theme: { colorPrimary: '#4f46e5' } },
+    callbacks: { onEvent: (e: ConsentryEvent) => console.log(e.type), onError: (e: ConsentryError) => console.log(e.code) },
+    getIDPConsentManifest: ({ scopes, clientName }) => scopes.map((s) => `${clientName}: ${s.description}`),
+  });
+}

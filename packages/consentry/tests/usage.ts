@@ -3,6 +3,7 @@
 import {
   createConsentryClient,
   parseOAuthAuthorizeParams,
+  parseOAuthParams,
   decodeTrustedAuthToken,
   init,
   ConsentryError,
@@ -51,4 +52,17 @@ export async function apps(): Promise<ConnectedApp[]> {
   // @ts-expect-error: not an error code
   const bad: ConsentryErrorCode = 'no_such_code';
   return bad ? list : [];
+}
+
+// The hosted product's names, for a team moving over (README: Coming from the hosted product).
+export async function hostedNames(query: URLSearchParams, token: string): Promise<string> {
+  await init();
+  const { result, error } = parseOAuthParams(query);
+  if (error || !result) throw error ?? new Error('unreachable');
+  const consentry = createConsentryClient({ baseUrl: 'https://auth.example.com' });
+  await consentry.session.attest({ token, profile_id: 'default' });
+  const start = { client_id: result.clientId, redirect_uri: result.redirectUri, scopes: ['notes:read'], state: result.state };
+  await consentry.idp.oauthAuthorizeStart(start);
+  const { location } = await consentry.idp.oauthAuthorizeSubmit({ ...start, consent_granted: true });
+  return location;
 }
