@@ -147,8 +147,9 @@ pub struct TokenProfileConfig {
     pub max_lifetime_seconds: i64,
     #[serde(default = "default_true")]
     pub jit_provisioning: bool,
-    /// A `jti` is accepted once until the token expires. Turn off only for identity providers
-    /// whose tokens carry no `jti` semantics of single use (Consentry still bounds lifetime).
+    /// A `jti` is required and accepted once until the token expires. Turn off only for an
+    /// identity provider whose tokens carry no `jti`: such a token then attests again and again
+    /// until it expires (Consentry still bounds its lifetime, `max_lifetime_seconds`).
     #[serde(default = "default_true")]
     pub single_use_jti: bool,
     #[serde(default)]
@@ -849,8 +850,8 @@ fn extra_ca_file(
 
 /// The certificates of a PEM CA file (at least one), for outbound HTTPS clients.
 pub fn read_ca_certificates(key: &str, path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(path)
-        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let pem =
+        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .with_context(|| format!("{key}: {} is not PEM certificates", path.display()))?;
     if certs.is_empty() {

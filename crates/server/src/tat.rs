@@ -371,7 +371,11 @@ impl TatVerifier {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
-        let too_large = || unavailable(format!("the response is larger than {JWKS_MAX_BYTES} bytes"));
+        let too_large = || {
+            unavailable(format!(
+                "the response is larger than {JWKS_MAX_BYTES} bytes"
+            ))
+        };
         if resp
             .content_length()
             .is_some_and(|n| n > JWKS_MAX_BYTES as u64)

@@ -628,12 +628,11 @@ fn judge_refresh(
     };
     // Roles are read again at every refresh (the user's row holds those of their last
     // attestation): a scope whose required_roles the user no longer holds is left out.
-    let (scopes, dropped): (Vec<String>, Vec<String>) =
-        scopes.into_iter().partition(|sc| {
-            cfg.scopes.get(sc).is_none_or(|d| {
-                d.required_roles.is_empty() || d.required_roles.iter().any(|r| roles.contains(r))
-            })
-        });
+    let (scopes, dropped): (Vec<String>, Vec<String>) = scopes.into_iter().partition(|sc| {
+        cfg.scopes.get(sc).is_none_or(|d| {
+            d.required_roles.is_empty() || d.required_roles.iter().any(|r| roles.contains(r))
+        })
+    });
     if scopes.is_empty() {
         return Refuse(ApiError::invalid_grant(format!(
             "refresh_token grants nothing the user may still have: scope {} requires a role the user no longer holds ({}); authorize again",

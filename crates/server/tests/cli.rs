@@ -229,7 +229,10 @@ fn grant_lifetime_allowed_types_and_extra_ca_file_are_validated_at_start() {
             &["extra_ca_file", "no certificate"],
         ),
         (
-            format!("{GOOD}\n[cimd]\nextra_ca_file = \"{}\"\n", not_pem.display()),
+            format!(
+                "{GOOD}\n[cimd]\nextra_ca_file = \"{}\"\n",
+                not_pem.display()
+            ),
             &["cimd.extra_ca_file", "no certificate"],
         ),
         (

@@ -1726,7 +1726,12 @@ async fn admin_user_endpoints_require_the_admin_key(b: Backend) {
     let s = setup(b.clone()).top("admin_key", &key).start().await;
     let t = public_tokens(&s, "ak1", "notes:read").await;
     let session = s.session("ak1").await;
-    for bearer in [None, Some("wrong"), Some(session.as_str()), Some(t.access.as_str())] {
+    for bearer in [
+        None,
+        Some("wrong"),
+        Some(session.as_str()),
+        Some(t.access.as_str()),
+    ] {
         let r = post_bearer(&s, "/admin/v1/users/ak1/revoke", bearer).await;
         assert_error(err(&r), 401, "invalid_token", &["admin_key"]);
         let r = delete_bearer(&s, "/admin/v1/users/ak1", bearer).await;

@@ -1387,7 +1387,8 @@ async fn single_use_jti_refuses_a_tat_without_jti(b: Backend) {
 /// Sign `claims` under a header given as JSON (for headers `jsonwebtoken::Header` cannot hold).
 fn sign_raw_header(keys: &TatKeys, header: &Value, claims: &Value) -> String {
     let message = format!("{}.{}", b64_json(header), b64_json(claims));
-    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding_key(), keys.alg).unwrap();
+    let sig =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding_key(), keys.alg).unwrap();
     format!("{message}.{sig}")
 }
 
@@ -1616,8 +1617,12 @@ async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
     let ca_path = ca_dir.path().join("internal-ca.pem");
     std::fs::write(&ca_path, &pki.ca_pem).unwrap();
     let ca = format!("\"{}\"", ca_path.display());
-    let tat =
-        || keys.sign_with_header(header_with_kid(Algorithm::ES256, &kid), &idp_claims("ca-user"));
+    let tat = || {
+        keys.sign_with_header(
+            header_with_kid(Algorithm::ES256, &kid),
+            &idp_claims("ca-user"),
+        )
+    };
     let setup = || {
         Setup::new(Backend::Sqlite)
             .top("token_profiles_share_users", "true")
@@ -1642,7 +1647,11 @@ async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
     let s = setup().extra(&alias).start().await;
     accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
     drop(s);
-    let s = setup().top("extra_ca_file", &ca).extra(&alias).start().await;
+    let s = setup()
+        .top("extra_ca_file", &ca)
+        .extra(&alias)
+        .start()
+        .await;
     accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
     assert_eq!(served.load(Ordering::SeqCst), 3);
 }

@@ -1275,7 +1275,8 @@ async fn refresh_rereads_the_users_roles_and_drops_scopes_they_no_longer_allow(b
 async fn delete_user_row(s: &TestServer, user: &str) {
     if s.database_url.starts_with("sqlite:") {
         let conn = rusqlite::Connection::open(s.dir().join("consentry.db")).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
         let n = conn
             .execute("DELETE FROM users WHERE user_id = ?1", [user])
             .unwrap();
