@@ -527,7 +527,6 @@ impl Store {
     /// judge it, then rotate it to `new_hash` (or revoke its grant) as decided.
     /// The successor never outlives the grant: its expiry is at most the family's creation plus
     /// `max_family_age`.
-    #[allow(clippy::too_many_arguments)]
     pub async fn refresh_grant<T, E, D>(
         &self,
         hash: &str,

@@ -1556,9 +1556,10 @@ fn pki() -> Pki {
     }
 }
 
-/// An identity provider on HTTPS (loopback) whose certificate the test CA signed, serving
-/// `jwks` at `/jwks.json`; counts the requests that got through the TLS handshake.
-async fn tls_jwks_host(pki: &Pki, jwks: Value) -> (String, Arc<AtomicUsize>) {
+/// A host on HTTPS (loopback) whose certificate the test CA signed, answering every request
+/// with the JSON in `body`; its port, and a count of the requests that got through the TLS
+/// handshake.
+async fn tls_host(pki: &Pki, body: Arc<Mutex<Value>>) -> (u16, Arc<AtomicUsize>) {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     consentry_server::install_crypto_providers();
@@ -1574,7 +1575,6 @@ async fn tls_jwks_host(pki: &Pki, jwks: Value) -> (String, Arc<AtomicUsize>) {
     let port = listener.local_addr().unwrap().port();
     let served = Arc::new(AtomicUsize::new(0));
     let counter = served.clone();
-    let body = jwks.to_string();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -1594,6 +1594,7 @@ async fn tls_jwks_host(pki: &Pki, jwks: Value) -> (String, Arc<AtomicUsize>) {
                     }
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
+                let body = body.lock().unwrap().to_string();
                 let response = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -1603,7 +1604,7 @@ async fn tls_jwks_host(pki: &Pki, jwks: Value) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (format!("https://127.0.0.1:{port}/jwks.json"), served)
+    (port, served)
 }
 
 /// An identity provider on an internal CA: trusted through the top-level `extra_ca_file` (or
@@ -1612,7 +1613,8 @@ async fn tls_jwks_host(pki: &Pki, jwks: Value) -> (String, Arc<AtomicUsize>) {
 async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
     let pki = pki();
     let (keys, jwk, kid) = jwk_key(SigningAlg::ES256);
-    let (url, served) = tls_jwks_host(&pki, json!({"keys": [jwk]})).await;
+    let (port, served) = tls_host(&pki, Arc::new(Mutex::new(json!({"keys": [jwk]})))).await;
+    let url = format!("https://127.0.0.1:{port}/jwks.json");
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("internal-ca.pem");
     std::fs::write(&ca_path, &pki.ca_pem).unwrap();
@@ -1654,4 +1656,46 @@ async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
         .await;
     accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
     assert_eq!(served.load(Ordering::SeqCst), 3);
+}
+
+/// The top-level `extra_ca_file` is the CA of client metadata document fetches too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cimd_host_on_a_private_ca_is_trusted_with_the_top_level_extra_ca_file() {
+    let pki = pki();
+    let doc = Arc::new(Mutex::new(Value::Null));
+    let (port, served) = tls_host(&pki, doc.clone()).await;
+    let client_id = format!("https://127.0.0.1:{port}/agent.json");
+    *doc.lock().unwrap() = json!({
+        "client_id": client_id,
+        "client_name": "Internal Agent",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+    });
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_path, &pki.ca_pem).unwrap();
+    let allow = format!("\n[cimd]\nallow_hosts = [\"127.0.0.1:{port}\"]\n");
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(client_id);
+    p["redirect_uri"] = json!("http://127.0.0.1:61234/callback");
+
+    let s = Setup::new(Backend::Sqlite).extra(&allow).start().await;
+    let session = s.session("cimd-ca").await;
+    let (status, e) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 400, "untrusted certificate: {e}");
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    drop(s);
+
+    let s = Setup::new(Backend::Sqlite)
+        .top("extra_ca_file", &format!("\"{}\"", ca_path.display()))
+        .extra(&allow)
+        .start()
+        .await;
+    let session = s.session("cimd-ca").await;
+    let (status, st) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["client"]["client_name"], "Internal Agent", "{st}");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
 }
