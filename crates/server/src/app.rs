@@ -58,10 +58,15 @@ impl AppState {
             .secret("code_aead", &crate::crypto::random_token(32), now)
             .await?;
         let sealer = Sealer::new(&session_secret, &code_secret)?;
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(3))
-            .build()?;
+            .connect_timeout(Duration::from_secs(3));
+        if let Some(ca) = &cfg.extra_ca_file {
+            for c in crate::config::read_ca_certificates("extra_ca_file", ca)? {
+                http = http.add_root_certificate(c);
+            }
+        }
+        let http = http.build()?;
         let tat = TatVerifier::new(&cfg.token_profiles, http)?;
         let metadata = metadata(&cfg);
         let cimd = if cfg.cimd.enabled {
@@ -210,6 +215,14 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/admin/v1/users/{user_id}/connected_apps/{client_id}/revoke",
             post(crate::apps::admin_revoke_user_app),
+        )
+        .route(
+            "/admin/v1/users/{user_id}",
+            axum::routing::delete(crate::apps::admin_delete_user),
+        )
+        .route(
+            "/admin/v1/users/{user_id}/revoke",
+            post(crate::apps::admin_revoke_user),
         )
         .route("/admin/v1/clients", get(crate::apps::admin_clients))
         .route(

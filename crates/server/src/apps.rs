@@ -142,6 +142,45 @@ pub async fn admin_revoke_user_app(
     ))
 }
 
+/// `POST /admin/v1/users/{user_id}/revoke`: revokes every grant of the user, with every client
+/// (their refresh tokens stop working, their access tokens introspect inactive). The user and
+/// their consents stay.
+pub async fn admin_revoke_user(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    PathParams(user_id): PathParams<String>,
+) -> ApiResult<Json<Value>> {
+    admin(&s, &headers)?;
+    let Some(revoked) = s.store.revoke_user_grants(&user_id, now()).await? else {
+        return Err(no_user(&user_id));
+    };
+    Ok(Json(
+        json!({"user_id": user_id, "revoked": true, "revoked_grants": revoked}),
+    ))
+}
+
+/// `DELETE /admin/v1/users/{user_id}`: deletes the user and their consents and revokes every
+/// grant they hold. A later attestation (with jit_provisioning) starts them afresh.
+pub async fn admin_delete_user(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    PathParams(user_id): PathParams<String>,
+) -> ApiResult<StatusCode> {
+    admin(&s, &headers)?;
+    if !s.store.delete_user(&user_id, now()).await? {
+        return Err(no_user(&user_id));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn no_user(user_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        format!("no user '{}'", truncate(user_id)),
+    )
+}
+
 #[derive(Deserialize)]
 pub struct Page {
     #[serde(default)]

@@ -59,6 +59,14 @@ pub struct RawConfig {
     /// Bearer key for the admin API (`/admin/v1`); the admin API is off when unset.
     #[serde(default)]
     pub admin_key: Option<String>,
+    /// How long a grant (the token family of one consent) may be refreshed, from its creation,
+    /// however often it rotates.
+    #[serde(default = "default_grant_max_lifetime")]
+    pub grant_max_lifetime_seconds: i64,
+    /// Extra CA certificates (PEM) trusted by every outbound fetch (TAT JWKS, client metadata
+    /// documents), e.g. an identity provider on an internal CA. `[cimd] extra_ca_file` is an alias.
+    #[serde(default)]
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +114,9 @@ fn default_access_ttl() -> i64 {
 fn default_refresh_ttl() -> i64 {
     7_776_000
 }
+fn default_grant_max_lifetime() -> i64 {
+    7_776_000
+}
 fn default_code_ttl() -> i64 {
     60
 }
@@ -136,12 +147,18 @@ pub struct TokenProfileConfig {
     pub max_lifetime_seconds: i64,
     #[serde(default = "default_true")]
     pub jit_provisioning: bool,
-    /// A `jti` is accepted once until the token expires. Turn off only for identity providers
-    /// whose tokens carry no `jti` semantics of single use (Consentry still bounds lifetime).
+    /// A `jti` is required and accepted once until the token expires. Turn off only for an
+    /// identity provider whose tokens carry no `jti`: such a token then attests again and again
+    /// until it expires (Consentry still bounds its lifetime, `max_lifetime_seconds`).
     #[serde(default = "default_true")]
     pub single_use_jti: bool,
     #[serde(default)]
     pub claims: ClaimsConfig,
+    /// JWS `typ` header values accepted (RFC 7515 §4.1.9: compared case-insensitively, with or
+    /// without the `application/` prefix). Unset: no `typ`, or `JWT`. Set: `typ` is required and
+    /// must be one of these.
+    #[serde(default)]
+    pub allowed_types: Option<Vec<String>>,
 }
 
 fn default_max_lifetime() -> i64 {
@@ -259,6 +276,10 @@ pub struct Config {
     pub cimd: crate::cimd::CimdConfig,
     pub registration: RegistrationConfig,
     pub admin_key: Option<String>,
+    pub grant_max_lifetime_seconds: i64,
+    /// The CA file every outbound fetch trusts besides the public roots (resolved path; also in
+    /// `cimd.extra_ca_file`).
+    pub extra_ca_file: Option<PathBuf>,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -281,6 +302,8 @@ pub struct TokenProfile {
     pub jit_provisioning: bool,
     pub single_use_jti: bool,
     pub claims: ClaimsConfig,
+    /// Normalized (`application/` prefix removed, lowercase); `None`: absent or `jwt`.
+    pub allowed_types: Option<Vec<String>>,
 }
 
 /// Scalar top-level keys that `CONSENTRY_<KEY>` may override, with their kind.
@@ -299,6 +322,8 @@ const ENV_KEYS: &[(&str, EnvKind)] = &[
     ("max_session_duration_minutes", EnvKind::Int),
     ("database_max_connections", EnvKind::Int),
     ("admin_key", EnvKind::Str),
+    ("grant_max_lifetime_seconds", EnvKind::Int),
+    ("extra_ca_file", EnvKind::Str),
 ];
 
 #[derive(Clone, Copy)]
@@ -481,6 +506,12 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             5,
             60,
         ),
+        (
+            "grant_max_lifetime_seconds",
+            raw.grant_max_lifetime_seconds,
+            10,
+            31_536_000 * 2,
+        ),
     ] {
         if !(min..=max).contains(&v) {
             bail!("{key}: {v} is out of range; expected {min}..={max}");
@@ -585,6 +616,27 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 bail!("{k}.claims.{ck} must name a claim");
             }
         }
+        let allowed_types = match p.allowed_types {
+            None => None,
+            Some(list) => {
+                if list.is_empty() {
+                    bail!(
+                        "{k}.allowed_types must list at least one JWS typ value (or be left out: no typ, or \"JWT\")"
+                    );
+                }
+                let mut out = Vec::new();
+                for t in &list {
+                    let n = crate::tat::normalize_typ(t);
+                    if n.is_empty() || n.contains('/') || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                        bail!(
+                            "{k}.allowed_types: '{t}' is not a media type such as \"JWT\" or \"application/id+jwt\""
+                        );
+                    }
+                    out.push(n);
+                }
+                Some(out)
+            }
+        };
         token_profiles.push(TokenProfile {
             id: p.id,
             issuer: p.issuer,
@@ -595,6 +647,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             jit_provisioning: p.jit_provisioning,
             single_use_jti: p.single_use_jti,
             claims: p.claims,
+            allowed_types,
         });
     }
 
@@ -731,6 +784,11 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
     if let Some(ca) = cimd.extra_ca_file.take() {
         cimd.extra_ca_file = Some(if ca.is_absolute() { ca } else { base.join(ca) });
     }
+    let extra_ca_file = extra_ca_file(raw.extra_ca_file, &mut cimd, base)?;
+    // A refresh token never outlives its grant.
+    let refresh_token_ttl_seconds = raw
+        .refresh_token_ttl_seconds
+        .min(raw.grant_max_lifetime_seconds);
     if cimd.min_cache_seconds > cimd.max_cache_seconds {
         bail!(
             "cimd.min_cache_seconds ({}) must not exceed cimd.max_cache_seconds ({})",
@@ -747,7 +805,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         allowed_origins: raw.allowed_origins,
         signing_alg,
         access_token_ttl_seconds: raw.access_token_ttl_seconds,
-        refresh_token_ttl_seconds: raw.refresh_token_ttl_seconds,
+        refresh_token_ttl_seconds,
         refresh_reuse_grace_seconds: raw.refresh_reuse_grace_seconds,
         authorization_code_ttl_seconds: raw.authorization_code_ttl_seconds,
         prompt_login_max_age_seconds: raw.prompt_login_max_age_seconds,
@@ -760,8 +818,46 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         cimd,
         registration: raw.registration,
         admin_key: raw.admin_key,
+        grant_max_lifetime_seconds: raw.grant_max_lifetime_seconds,
+        extra_ca_file,
         base_dir: base.to_path_buf(),
     })
+}
+
+/// The one extra CA file of every outbound fetch: top-level `extra_ca_file`, or its alias
+/// `[cimd] extra_ca_file` (both set: they must name the same file). Checked here, so a bad file
+/// fails the start naming the key that set it; `cimd` gets the same file.
+fn extra_ca_file(
+    top: Option<PathBuf>,
+    cimd: &mut crate::cimd::CimdConfig,
+    base: &Path,
+) -> anyhow::Result<Option<PathBuf>> {
+    let top = top.map(|ca| if ca.is_absolute() { ca } else { base.join(ca) });
+    let (key, path) = match (top, cimd.extra_ca_file.clone()) {
+        (None, None) => return Ok(None),
+        (Some(t), Some(c)) if t != c => bail!(
+            "extra_ca_file ({}) and its alias cimd.extra_ca_file ({}) name different files; every outbound fetch uses one CA file: set extra_ca_file only",
+            t.display(),
+            c.display()
+        ),
+        (Some(t), _) => ("extra_ca_file", t),
+        (None, Some(c)) => ("cimd.extra_ca_file", c),
+    };
+    read_ca_certificates(key, &path)?;
+    cimd.extra_ca_file = Some(path.clone());
+    Ok(Some(path))
+}
+
+/// The certificates of a PEM CA file (at least one), for outbound HTTPS clients.
+pub fn read_ca_certificates(key: &str, path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem =
+        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{key}: {} is not PEM certificates", path.display()))?;
+    if certs.is_empty() {
+        bail!("{key}: {} contains no certificate", path.display());
+    }
+    Ok(certs)
 }
 
 /// `sqlite://relative.db` resolves against the config file's directory; `sqlite::memory:` and

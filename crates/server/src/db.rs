@@ -120,6 +120,10 @@ pub struct RefreshRow {
     pub family: FamilyRow,
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
+    /// When the grant (the family) was created: its absolute lifetime counts from here.
+    pub family_created_at: i64,
+    /// The grant's user's roles as last attested; `None` when the user no longer exists.
+    pub user_roles: Option<Vec<String>>,
 }
 
 /// A dynamically registered client.
@@ -521,11 +525,14 @@ impl Store {
 
     /// The refresh grant in one transaction: read the presented token (by hash), let `decide`
     /// judge it, then rotate it to `new_hash` (or revoke its grant) as decided.
+    /// The successor never outlives the grant: its expiry is at most the family's creation plus
+    /// `max_family_age`.
     pub async fn refresh_grant<T, E, D>(
         &self,
         hash: &str,
         new_hash: &str,
         new_expires_at: i64,
+        max_family_age: i64,
         now: i64,
         decide: D,
     ) -> DbResult<RefreshGrant<T, E>>
@@ -560,13 +567,14 @@ impl Store {
                     } => (plan, allow_rotated),
                 };
                 let family_id = &row.family.family_id;
+                let family_end = row.family_created_at.saturating_add(max_family_age);
                 rotate(
                     tx,
                     &hash,
                     allow_rotated,
                     family_id,
                     &new_hash,
-                    new_expires_at,
+                    new_expires_at.min(family_end),
                     now,
                 )?;
                 Ok(RefreshGrant::Rotated { row, plan })
@@ -822,6 +830,36 @@ impl Store {
         .await
     }
 
+    /// Revoke every grant of a user (every client), keeping the user and their consents.
+    /// `None` when there is no such user and nothing to revoke; else how many grants were live.
+    pub async fn revoke_user_grants(&self, user_id: &str, now: i64) -> DbResult<Option<u64>> {
+        let user_id = user_id.to_owned();
+        self.run(move |tx| {
+            let revoked = revoke_user_families(tx, &user_id, "admin_revoked", now)?;
+            let known = tx
+                .query_opt("SELECT 1 FROM users WHERE user_id = $1", &args![&user_id])?
+                .is_some();
+            Ok((known || revoked > 0).then_some(revoked))
+        })
+        .await
+    }
+
+    /// Delete a user and their consents and revoke every grant they hold, in one transaction.
+    /// False when there was no such user and nothing of theirs.
+    pub async fn delete_user(&self, user_id: &str, now: i64) -> DbResult<bool> {
+        let user_id = user_id.to_owned();
+        self.run(move |tx| {
+            let users = tx.exec("DELETE FROM users WHERE user_id = $1", &args![&user_id])?;
+            let consents = tx.exec(
+                "DELETE FROM consent_grants WHERE user_id = $1",
+                &args![&user_id],
+            )?;
+            let families = revoke_user_families(tx, &user_id, "user_deleted", now)?;
+            Ok(users + consents + families > 0)
+        })
+        .await
+    }
+
     /// Remove rows that can no longer matter: expired jtis, codes, refresh tokens, deny-list.
     pub async fn purge_expired(&self, now: i64) -> DbResult<()> {
         self.run(move |tx| {
@@ -868,8 +906,9 @@ pub enum RefreshGrant<T, E> {
 fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
     let Some(r) = tx.query_opt(
         "SELECT f.family_id, f.user_id, f.client_id, f.scope, f.resources, f.revoked_at, \
-         r.expires_at, r.rotated_at \
+         r.expires_at, r.rotated_at, f.created_at, u.roles \
          FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
+         LEFT JOIN users u ON u.user_id = f.user_id \
          WHERE r.token_hash = $1",
         &args![hash],
     )?
@@ -887,6 +926,10 @@ fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
         },
         expires_at: r.int(6)?,
         rotated_at: r.opt_int(7)?,
+        family_created_at: r.int(8)?,
+        user_roles: r
+            .opt_text(9)?
+            .map(|roles| serde_json::from_str(&roles).unwrap_or_default()),
     }))
 }
 
@@ -937,6 +980,13 @@ fn revoke_family(tx: &mut dyn Tx, family_id: &str, reason: &str, now: i64) -> Db
         &args![family_id, now, reason],
     )?;
     Ok(())
+}
+fn revoke_user_families(tx: &mut dyn Tx, user_id: &str, reason: &str, now: i64) -> DbResult<u64> {
+    tx.exec(
+        "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+         WHERE user_id = $1 AND revoked_at IS NULL",
+        &args![user_id, now, reason],
+    )
 }
 const UNKNOWN_USER: &str = "unknown user";
 

@@ -118,6 +118,8 @@ pub async fn introspect(
             || row
                 .rotated_at
                 .is_some_and(|t| grace <= 0 || now - t > grace)
+            || now.saturating_sub(row.family_created_at) >= s.cfg.grant_max_lifetime_seconds
+            || row.user_roles.is_none()
         {
             return Ok(inactive());
         }

@@ -59,6 +59,62 @@ struct RawHeader {
     kid: Option<String>,
     /// RFC 7515 §4.1.11: extensions the verifier must understand. Consentry understands none.
     crit: Option<Value>,
+    /// RFC 7515 §4.1.9: what kind of JWT this is (an access token, a logout token…).
+    typ: Option<Value>,
+}
+
+/// A JWS `typ` in the form it is compared in: lowercase (media types are case-insensitive)
+/// and without the `application/` prefix (RFC 7515 §4.1.9: `JWT` means `application/jwt`).
+pub fn normalize_typ(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+/// The token's `typ` must be one the profile accepts: by default none or `JWT` (an ID token, a
+/// product's own token), so that an access token (`at+jwt`), a logout token (`logout+jwt`) or
+/// any other JWT the identity provider signs for the same audience does not log a user in.
+fn check_typ(profile: &TokenProfile, typ: Option<&Value>) -> Result<(), TatError> {
+    let expected = || match &profile.allowed_types {
+        None => "no typ, or 'JWT'".to_owned(),
+        Some(list) => format!(
+            "one of {}",
+            list.iter()
+                .map(|t| format!("'{t}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let typ = match typ {
+        None | Some(Value::Null) => {
+            if profile.allowed_types.is_none() {
+                return Ok(());
+            }
+            return Err(invalid(format!(
+                "trusted auth token header has no typ; token profile '{}' requires {} (allowed_types)",
+                profile.id,
+                expected()
+            )));
+        }
+        Some(Value::String(t)) => t,
+        Some(_) => return Err(invalid("trusted auth token header typ must be a string")),
+    };
+    let n = normalize_typ(typ);
+    let ok = match &profile.allowed_types {
+        None => n == "jwt",
+        Some(list) => list.contains(&n),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "trusted auth token typ {} is not accepted by token profile '{}'; expected {} (allowed_types)",
+        shown(Some(typ)),
+        profile.id,
+        expected()
+    )))
 }
 
 struct CachedJwks {
@@ -168,6 +224,7 @@ impl TatVerifier {
                 "trusted auth token header has a crit parameter; no JWS extensions (RFC 7515 §4.1.11) are supported",
             ));
         }
+        check_typ(profile, header.typ.as_ref())?;
         let alg_name = header.alg.unwrap_or_default();
         let allowed: Vec<&str> = profile.algorithms.iter().map(alg_str).collect();
         let Some(alg) = profile
@@ -304,7 +361,7 @@ impl TatVerifier {
         let shown = crate::db::redact(url.split(['?', '#']).next().unwrap_or(url));
         let unavailable =
             |why: String| TatError::Unavailable(format!("cannot fetch the JWKS at {shown}: {why}"));
-        let resp = self
+        let mut resp = self
             .http
             .get(url)
             .timeout(Duration::from_secs(5))
@@ -314,15 +371,25 @@ impl TatVerifier {
         if !resp.status().is_success() {
             return Err(unavailable(format!("HTTP {}", resp.status())));
         }
+        let too_large = || {
+            unavailable(format!(
+                "the response is larger than {JWKS_MAX_BYTES} bytes"
+            ))
+        };
         if resp
             .content_length()
             .is_some_and(|n| n > JWKS_MAX_BYTES as u64)
         {
-            return Err(unavailable("response too large".into()));
+            return Err(too_large());
         }
-        let body = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
-        if body.len() > JWKS_MAX_BYTES {
-            return Err(unavailable("response too large".into()));
+        // Read chunk by chunk and stop at the cap: a body without Content-Length (chunked) must
+        // not be read on until the timeout.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unavailable(e.to_string()))? {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|e| unavailable(format!("not a JWK Set: {e}")))
     }
@@ -519,6 +586,13 @@ fn check_claims(
             ));
         }
     };
+    if jti.is_none() && profile.single_use_jti {
+        // Without a jti a token cannot be used once only: a leaked one would attest again and
+        // again until it expires.
+        return Err(invalid(format!(
+            "trusted auth token has no jti claim; a jti is required because token profile '{pid}' has single_use_jti = true (set single_use_jti = false for an identity provider whose tokens carry none)"
+        )));
+    }
     Ok(VerifiedTat {
         user_id,
         email: text(&claims.email),

@@ -488,6 +488,7 @@ async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenRes
         let grace = s.cfg.refresh_reuse_grace_seconds;
         let requested_scope = form.get("scope").map(str::to_owned);
         let requested_resources = form.resources.clone();
+        let cfg = s.cfg.clone();
         move |row: &RefreshRow| {
             judge_refresh(
                 row,
@@ -496,6 +497,7 @@ async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenRes
                 requested_scope.as_deref(),
                 &requested_resources,
                 now,
+                &cfg,
             )
         }
     };
@@ -505,6 +507,7 @@ async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenRes
             &sha256_hex(presented),
             &sha256_hex(&next),
             now + s.cfg.refresh_token_ttl_seconds,
+            s.cfg.grant_max_lifetime_seconds,
             now,
             decide,
         )
@@ -553,8 +556,10 @@ fn reused() -> ApiError {
 }
 
 /// The refresh grant's rules for the token presented (`row`): issued to this client, not
-/// revoked or expired, not rotated already (beyond the reuse grace window, which revokes the
-/// grant), scope and resources only narrowed. Rotating yields the new token's (scopes, audience).
+/// revoked or expired, its grant younger than `grant_max_lifetime_seconds` and its user still
+/// there, not rotated already (beyond the reuse grace window, which revokes the grant), scope
+/// and resources only narrowed, and only the scopes the user's current roles allow. Rotating
+/// yields the new token's (scopes, audience).
 fn judge_refresh(
     row: &RefreshRow,
     client_id: &str,
@@ -562,6 +567,7 @@ fn judge_refresh(
     requested_scope: Option<&str>,
     requested_resources: &[String],
     now: i64,
+    cfg: &crate::config::Config,
 ) -> RefreshDecision<(Vec<String>, Vec<String>), ApiError> {
     use RefreshDecision::{Refuse, RevokeAndRefuse, Rotate};
     if row.family.client_id != client_id {
@@ -574,6 +580,17 @@ fn judge_refresh(
             "refresh_token was revoked; authorize again",
         ));
     }
+    let max_age = cfg.grant_max_lifetime_seconds;
+    if now.saturating_sub(row.family_created_at) >= max_age {
+        return Refuse(ApiError::invalid_grant(format!(
+            "refresh_token belongs to a grant older than grant_max_lifetime_seconds ({max_age}s); authorize again"
+        )));
+    }
+    let Some(roles) = &row.user_roles else {
+        return Refuse(ApiError::invalid_grant(
+            "refresh_token belongs to a user who no longer exists; authorize again",
+        ));
+    };
     if row.expires_at <= now {
         return Refuse(ApiError::invalid_grant(
             "refresh_token expired; authorize again",
@@ -609,6 +626,26 @@ fn judge_refresh(
             }
         }
     };
+    // Roles are read again at every refresh (the user's row holds those of their last
+    // attestation): a scope whose required_roles the user no longer holds is left out.
+    let (scopes, dropped): (Vec<String>, Vec<String>) = scopes.into_iter().partition(|sc| {
+        cfg.scopes.get(sc).is_none_or(|d| {
+            d.required_roles.is_empty() || d.required_roles.iter().any(|r| roles.contains(r))
+        })
+    });
+    if scopes.is_empty() {
+        return Refuse(ApiError::invalid_grant(format!(
+            "refresh_token grants nothing the user may still have: scope {} requires a role the user no longer holds ({}); authorize again",
+            quoted_list(&dropped),
+            quoted_list(
+                &dropped
+                    .iter()
+                    .filter_map(|sc| cfg.scopes.get(sc))
+                    .flat_map(|d| d.required_roles.clone())
+                    .collect::<Vec<_>>()
+            )
+        )));
+    }
     match narrow_resources(requested_resources, &row.family.resources) {
         Ok(audience) => Rotate {
             plan: (scopes, audience),

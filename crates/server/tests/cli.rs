@@ -176,6 +176,83 @@ fn bad_config_fails_at_start_naming_the_key() {
     }
 }
 
+/// The keys of issue 11's items 4, 6 and 7: each bad value fails the start naming the key.
+#[test]
+fn grant_lifetime_allowed_types_and_extra_ca_file_are_validated_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let ca_a = dir.path().join("a.pem");
+    let ca_b = dir.path().join("b.pem");
+    let ca = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem();
+    std::fs::write(&ca_a, &ca).unwrap();
+    std::fs::write(&ca_b, &ca).unwrap();
+    let top = |line: &str| format!("{line}\n{GOOD}");
+    let in_profile = |line: &str| {
+        GOOD.replacen(
+            "algorithms = [\"ES256\"]\n",
+            &format!("algorithms = [\"ES256\"]\n{line}\n"),
+            1,
+        )
+    };
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            top("grant_max_lifetime_seconds = 9"),
+            &["grant_max_lifetime_seconds", "10..="],
+        ),
+        (
+            top("grant_max_lifetime_seconds = 63072001"),
+            &["grant_max_lifetime_seconds"],
+        ),
+        (
+            in_profile("allowed_types = []"),
+            &["token_profiles[0].allowed_types", "at least one"],
+        ),
+        (
+            in_profile("allowed_types = [\"\"]"),
+            &["token_profiles[0].allowed_types", "''"],
+        ),
+        (
+            in_profile("allowed_types = [\"text/jwt\"]"),
+            &["token_profiles[0].allowed_types", "'text/jwt'"],
+        ),
+        (
+            top("extra_ca_file = \"missing.pem\""),
+            &["extra_ca_file", "cannot read", "missing.pem"],
+        ),
+        (
+            top(&format!("extra_ca_file = \"{}\"", not_pem.display())),
+            &["extra_ca_file", "no certificate"],
+        ),
+        (
+            format!(
+                "{GOOD}\n[cimd]\nextra_ca_file = \"{}\"\n",
+                not_pem.display()
+            ),
+            &["cimd.extra_ca_file", "no certificate"],
+        ),
+        (
+            format!(
+                "extra_ca_file = \"{}\"\n{GOOD}\n[cimd]\nextra_ca_file = \"{}\"\n",
+                ca_a.display(),
+                ca_b.display()
+            ),
+            &["extra_ca_file", "cimd.extra_ca_file", "different files"],
+        ),
+    ];
+    for (config, want) in cases {
+        let (ok, stderr) = serve_with(&config);
+        assert!(!ok, "server started on:\n{config}");
+        for w in want {
+            assert!(stderr.contains(w), "stderr does not name '{w}': {stderr}");
+        }
+    }
+}
+
 #[test]
 fn env_overrides_a_scalar_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,7 +306,7 @@ async fn env_override_takes_effect() {
     assert!(up, "server did not start");
     let pkce = Pkce::new();
     let tat = keys.sign(
-        &json!({"iss": "urn:i", "aud": "urn:a", "sub": "u", "iat": now(), "exp": now() + 60}),
+        &json!({"iss": "urn:i", "aud": "urn:a", "sub": "u", "iat": now(), "exp": now() + 60, "jti": random_id()}),
     );
     let p = json!({"client_id": "c", "redirect_uri": "http://127.0.0.1:9/cb", "scope": "notes:read", "code_challenge": pkce.challenge,
         "code_challenge_method": "S256", "trusted_auth_token": tat, "profile_id": "default"});
@@ -306,6 +383,15 @@ async fn mint_tat_output_is_accepted_by_attest() {
     );
     let tat = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let claims = jwt_claims(&tat);
+    // a jti (profiles have single_use_jti on by default, which needs one) and typ JWT
+    assert!(
+        claims["jti"].as_str().is_some_and(|j| j.len() >= 16),
+        "{claims}"
+    );
+    assert_eq!(
+        jsonwebtoken::decode_header(&tat).unwrap().typ.as_deref(),
+        Some("JWT")
+    );
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         300
@@ -314,6 +400,8 @@ async fn mint_tat_output_is_accepted_by_attest() {
     assert_eq!(status, 200, "{att}");
     assert_eq!(att["user"]["user_id"], "zoe");
     assert_eq!(att["user"]["roles"], json!(["admin", "user"]));
+    let (status, e) = s.attest(&tat).await;
+    assert_eq!(status, 401, "a minted token is single use: {e}");
     // --ttl longer than the profile allows is refused at attest
     let out = Command::new(binary())
         .args(["mint-tat", "--key"])

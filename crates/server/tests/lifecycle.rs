@@ -43,6 +43,9 @@ on_both_backends!(
     admin_api_is_off_without_admin_key,
     admin_lists_and_revokes_a_users_connected_apps,
     admin_lists_pages_gets_and_deletes_clients,
+    admin_revokes_every_grant_of_a_user_and_keeps_the_user,
+    admin_deletes_a_user_with_their_consents_and_grants,
+    admin_user_endpoints_require_the_admin_key,
     discovery_advertises_the_lifecycle_endpoints,
     revoke_and_introspect_allow_cors_from_any_origin,
     connected_apps_allow_cors_only_from_allowed_origins,
@@ -1625,4 +1628,120 @@ async fn connected_apps_allow_cors_only_from_allowed_origins(b: Backend) {
         "{:?}",
         r.headers
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Admin API: a user's grants
+
+/// `POST /admin/v1/users/{user_id}/revoke`: every grant of the user, with every client, stops
+/// (refresh refused, access tokens inactive); the user, their consents and other users stay.
+async fn admin_revokes_every_grant_of_a_user_and_keeps_the_user(b: Backend) {
+    let key = format!("\"{ADMIN_KEY}\"");
+    let s = setup(b).top("admin_key", &key).start().await;
+    let t1 = public_tokens(&s, "ru1", "notes:read").await;
+    let t2 = public_tokens(&s, "ru1", "notes:read notes:write").await;
+    let c = conf_tokens(&s, "ru1", "notes:read", RESOURCE).await;
+    let other = public_tokens(&s, "ru1-other", "notes:read").await;
+
+    let r = post_bearer(&s, "/admin/v1/users/ru1/revoke", Some(ADMIN_KEY)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!({"user_id": "ru1", "revoked": true, "revoked_grants": 3})
+    );
+    for t in [&t1, &t2] {
+        let (status, body) = s.refresh(&t.refresh, CLIENT).await;
+        assert_refresh_refused((status, &body));
+        assert_inactive(&introspect(&s, Auth::Bearer(NOTES_SECRET), &t.access).await);
+    }
+    assert_error(
+        err(&conf_refresh(&s, &c.refresh).await),
+        400,
+        "invalid_grant",
+        &["refresh_token"],
+    );
+    assert_inactive(&introspect(&s, Auth::Basic(CONF, CONF_SECRET), &c.access).await);
+    // another user is untouched
+    assert!(active(
+        &introspect(&s, Auth::Bearer(NOTES_SECRET), &other.access).await
+    ));
+    refreshed(&s, &other.refresh).await;
+    // the user and their consents stay: connected apps still listed, a new flow works
+    let session = s.session("ru1").await;
+    assert!(app(&connected_apps(&s, &session).await, CLIENT).is_some());
+    let t3 = public_tokens(&s, "ru1", "notes:read").await;
+    refreshed(&s, &t3.refresh).await;
+    // again: nothing live but the new grant; a user never seen: 404
+    let r = post_bearer(&s, "/admin/v1/users/ru1/revoke", Some(ADMIN_KEY)).await;
+    assert_eq!(r.json["revoked_grants"], 1, "{}", r.text);
+    let r = post_bearer(&s, "/admin/v1/users/ru1/revoke", Some(ADMIN_KEY)).await;
+    assert_eq!(r.json["revoked_grants"], 0, "{}", r.text);
+    let r = post_bearer(&s, "/admin/v1/users/nobody/revoke", Some(ADMIN_KEY)).await;
+    assert_error(err(&r), 404, "not_found", &["'nobody'"]);
+}
+
+/// `DELETE /admin/v1/users/{user_id}`: the user, their consents and every grant go; a later
+/// attestation starts them afresh, with no consent remembered.
+async fn admin_deletes_a_user_with_their_consents_and_grants(b: Backend) {
+    let key = format!("\"{ADMIN_KEY}\"");
+    let s = setup(b).top("admin_key", &key).start().await;
+    let t = public_tokens(&s, "du1", "notes:read").await;
+    let c = conf_tokens(&s, "du1", "notes:read", RESOURCE).await;
+    let other = public_tokens(&s, "du1-other", "notes:read").await;
+
+    let r = delete_bearer(&s, "/admin/v1/users/du1", Some(ADMIN_KEY)).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    let (status, body) = s.refresh(&t.refresh, CLIENT).await;
+    assert_refresh_refused((status, &body));
+    assert_inactive(&introspect(&s, Auth::Bearer(NOTES_SECRET), &t.access).await);
+    assert_error(
+        err(&conf_refresh(&s, &c.refresh).await),
+        400,
+        "invalid_grant",
+        &["refresh_token"],
+    );
+    let r = get_bearer(&s, "/admin/v1/users/du1/connected_apps", Some(ADMIN_KEY)).await;
+    assert_eq!(r.json, json!([]), "{}", r.text);
+    // gone: deleting again is 404
+    let r = delete_bearer(&s, "/admin/v1/users/du1", Some(ADMIN_KEY)).await;
+    assert_error(err(&r), 404, "not_found", &["'du1'"]);
+    let r = post_bearer(&s, "/admin/v1/users/du1/revoke", Some(ADMIN_KEY)).await;
+    assert_error(err(&r), 404, "not_found", &["'du1'"]);
+    // another user is untouched
+    refreshed(&s, &other.refresh).await;
+    // the product still knows them: attesting again recreates the user, who must consent again
+    let session = s.session("du1").await;
+    assert!(connected_apps(&s, &session).await.is_empty());
+    let pkce = Pkce::new();
+    let (status, body) = s.start_flow(&session, &params(&pkce, "notes:read")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["consent_required"], true, "{body}");
+    // and the old refresh token stays dead
+    let (status, body) = s.refresh(&t.refresh, CLIENT).await;
+    assert_refresh_refused((status, &body));
+}
+
+async fn admin_user_endpoints_require_the_admin_key(b: Backend) {
+    let key = format!("\"{ADMIN_KEY}\"");
+    let s = setup(b.clone()).top("admin_key", &key).start().await;
+    let t = public_tokens(&s, "ak1", "notes:read").await;
+    let session = s.session("ak1").await;
+    for bearer in [
+        None,
+        Some("wrong"),
+        Some(session.as_str()),
+        Some(t.access.as_str()),
+    ] {
+        let r = post_bearer(&s, "/admin/v1/users/ak1/revoke", bearer).await;
+        assert_error(err(&r), 401, "invalid_token", &["admin_key"]);
+        let r = delete_bearer(&s, "/admin/v1/users/ak1", bearer).await;
+        assert_error(err(&r), 401, "invalid_token", &["admin_key"]);
+    }
+    refreshed(&s, &t.refresh).await;
+    // off without admin_key
+    let off = setup(b).start().await;
+    let r = post_bearer(&off, "/admin/v1/users/ak1/revoke", Some(ADMIN_KEY)).await;
+    assert_error(err(&r), 404, "not_found", &["admin_key"]);
+    let r = delete_bearer(&off, "/admin/v1/users/ak1", Some(ADMIN_KEY)).await;
+    assert_error(err(&r), 404, "not_found", &["admin_key"]);
 }

@@ -71,6 +71,8 @@ on_both_backends!(
     jwks_profile_verifies_by_kid_and_ignores_header_keys,
     jwks_rotation_refetches_on_unknown_kid_at_most_once_per_10s,
     jwks_unreachable_is_503_temporarily_unavailable,
+    single_use_jti_refuses_a_tat_without_jti,
+    typ_must_be_absent_or_jwt_unless_allowed_types_says_otherwise,
 );
 
 // ------------------------------------------------------------------------------------------
@@ -1348,4 +1350,352 @@ async fn jwks_unreachable_is_503_temporarily_unavailable(b: Backend) {
     // other profiles are unaffected
     accepted(&s.attest(&s.keys.tat("ann")).await, "ann");
     assert_healthy(&s).await;
+}
+
+// ------------------------------------------------------------------------------------------
+// jti required, typ
+
+/// Without a jti a token cannot be single use: a leaked ID token would attest again and again.
+async fn single_use_jti_refuses_a_tat_without_jti(b: Backend) {
+    let s = Setup::new(b)
+        .extra(&profile_toml("no-jti", "single_use_jti = false"))
+        .start()
+        .await;
+    let no_jti = s.keys.sign(&claims_with("nj", &[("jti", Value::Null)]));
+    // the default profile has single_use_jti on (the default): refused, saying why, every time
+    for _ in 0..2 {
+        bad_tat(
+            &s.attest(&no_jti).await,
+            &["no jti", "single_use_jti", "'default'"],
+        );
+    }
+    // the one-round-trip start form applies the same rule
+    let pkce = Pkce::new();
+    let mut body = params(&pkce, "notes:read");
+    body["trusted_auth_token"] = json!(no_jti);
+    body["profile_id"] = json!("default");
+    let r = s.post_json("/v1/oauth/authorize/start", None, &body).await;
+    bad_tat(&r, &["jti", "single_use_jti"]);
+    // a profile that says single_use_jti = false accepts it, again and again: what that costs
+    for _ in 0..2 {
+        accepted(&attest_as(&s, "no-jti", &no_jti, None).await, "nj");
+    }
+    // and a token with a jti is accepted by the default profile
+    accepted(&s.attest(&s.keys.tat("nj")).await, "nj");
+}
+
+/// Sign `claims` under a header given as JSON (for headers `jsonwebtoken::Header` cannot hold).
+fn sign_raw_header(keys: &TatKeys, header: &Value, claims: &Value) -> String {
+    let message = format!("{}.{}", b64_json(header), b64_json(claims));
+    let sig =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &keys.encoding_key(), keys.alg).unwrap();
+    format!("{message}.{sig}")
+}
+
+/// An access token (`at+jwt`) or a logout token (`logout+jwt`) from the same identity provider,
+/// for the same audience, must not log anyone in.
+async fn typ_must_be_absent_or_jwt_unless_allowed_types_says_otherwise(b: Backend) {
+    let s = Setup::new(b)
+        .extra(&profile_toml(
+            "typed",
+            r#"allowed_types = ["tat+jwt", "application/JWT"]"#,
+        ))
+        .start()
+        .await;
+    let with_typ = |user: &str, typ: Option<&str>| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.typ = typ.map(str::to_owned);
+        s.keys.sign_with_header(h, &tat_claims(user))
+    };
+    // default: no typ, or JWT in any case, with or without the application/ prefix
+    let fine = [
+        None,
+        Some("JWT"),
+        Some("jwt"),
+        Some("application/jwt"),
+        Some("Application/JWT"),
+    ];
+    for (i, typ) in fine.iter().enumerate() {
+        let user = format!("ty{i}");
+        accepted(&s.attest(&with_typ(&user, *typ)).await, &user);
+    }
+    // any other type is refused, naming it
+    for typ in [
+        "at+jwt",
+        "application/at+jwt",
+        "logout+jwt",
+        "secevent+jwt",
+        "JWS",
+        "text/jwt",
+        "",
+    ] {
+        bad_tat(
+            &s.attest(&with_typ("ty-bad", Some(typ))).await,
+            &["typ", &format!("'{typ}'"), "'default'", "'JWT'"],
+        );
+    }
+    let five = sign_raw_header(
+        &s.keys,
+        &json!({"alg": "ES256", "typ": 5}),
+        &tat_claims("ty-bad"),
+    );
+    bad_tat(&s.attest(&five).await, &["typ", "string"]);
+    // allowed_types replaces the default: these types only, and a typ is required
+    for (user, typ) in [
+        ("ty5", "tat+jwt"),
+        ("ty6", "application/TAT+JWT"),
+        ("ty7", "JWT"),
+    ] {
+        accepted(
+            &attest_as(&s, "typed", &with_typ(user, Some(typ)), None).await,
+            user,
+        );
+    }
+    bad_tat(
+        &attest_as(&s, "typed", &with_typ("ty8", None), None).await,
+        &["no typ", "'typed'", "allowed_types"],
+    );
+    bad_tat(
+        &attest_as(&s, "typed", &with_typ("ty8", Some("at+jwt")), None).await,
+        &["typ", "'at+jwt'", "'tat+jwt'", "'typed'"],
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// JWKS fetch: size cap on a streamed body, extra CA
+
+/// An identity provider whose `/jwks.json` answers 200 with a chunked body that never ends.
+async fn endless_jwks_host() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if tcp.write_all(head).await.is_err() {
+                    return;
+                }
+                let mut chunk = format!("{:x}\r\n", 16 * 1024).into_bytes();
+                chunk.extend(std::iter::repeat_n(b' ', 16 * 1024));
+                chunk.extend_from_slice(b"\r\n");
+                while tcp.write_all(&chunk).await.is_ok() {
+                    counter.fetch_add(16 * 1024, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (format!("http://127.0.0.1:{port}/jwks.json"), sent)
+}
+
+/// A chunked JWKS response without Content-Length is read only up to the cap (512 KiB), not
+/// until the fetch times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_endless_chunked_body_fails_fast_with_the_size_error() {
+    let (url, sent) = endless_jwks_host().await;
+    let s = Setup::new(Backend::Sqlite)
+        .top("token_profiles_share_users", "true")
+        .extra(&jwks_profile_toml("endless", &url))
+        .start()
+        .await;
+    let (keys, _, kid) = jwk_key(SigningAlg::ES256);
+    let tat = keys.sign_with_header(header_with_kid(Algorithm::ES256, &kid), &idp_claims("u"));
+    let started = Instant::now();
+    let r = attest_as(&s, "endless", &tat, None).await;
+    let took = started.elapsed();
+    refused(
+        &r,
+        503,
+        "temporarily_unavailable",
+        &["JWKS", &url, "larger than 524288 bytes"],
+    );
+    // The cap ended the fetch, not the 5 s request timeout (which the size error also proves).
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(sent.load(Ordering::SeqCst) > 0, "the host sent its body");
+    assert_healthy(&s).await;
+}
+
+/// A test CA (its PEM) and a certificate it signed for 127.0.0.1.
+struct Pki {
+    ca_pem: String,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key_der: Vec<u8>,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "consentry internal IdP test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert: cert.der().clone(),
+        key_der: key.serialize_der(),
+    }
+}
+
+/// A host on HTTPS (loopback) whose certificate the test CA signed, answering every request
+/// with the JSON in `body`; its port, and a count of the requests that got through the TLS
+/// handshake.
+async fn tls_host(pki: &Pki, body: Arc<Mutex<Value>>) -> (u16, Arc<AtomicUsize>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    consentry_server::install_crypto_providers();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![pki.cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der.clone())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, counter, body) = (acceptor.clone(), counter.clone(), body.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = body.lock().unwrap().to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (port, served)
+}
+
+/// An identity provider on an internal CA: trusted through the top-level `extra_ca_file` (or
+/// its alias `[cimd] extra_ca_file`), refused without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
+    let pki = pki();
+    let (keys, jwk, kid) = jwk_key(SigningAlg::ES256);
+    let (port, served) = tls_host(&pki, Arc::new(Mutex::new(json!({"keys": [jwk]})))).await;
+    let url = format!("https://127.0.0.1:{port}/jwks.json");
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_path, &pki.ca_pem).unwrap();
+    let ca = format!("\"{}\"", ca_path.display());
+    let tat = || {
+        keys.sign_with_header(
+            header_with_kid(Algorithm::ES256, &kid),
+            &idp_claims("ca-user"),
+        )
+    };
+    let setup = || {
+        Setup::new(Backend::Sqlite)
+            .top("token_profiles_share_users", "true")
+            .extra(&jwks_profile_toml("internal", &url))
+    };
+
+    // without: the certificate is not trusted, nothing is served
+    let s = setup().start().await;
+    let r = attest_as(&s, "internal", &tat(), None).await;
+    refused(&r, 503, "temporarily_unavailable", &["JWKS", &url]);
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    drop(s);
+
+    // with the top-level extra_ca_file
+    let s = setup().top("extra_ca_file", &ca).start().await;
+    accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    drop(s);
+
+    // with the alias alone, and with both naming the same file
+    let alias = format!("\n[cimd]\nextra_ca_file = {ca}\n");
+    let s = setup().extra(&alias).start().await;
+    accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
+    drop(s);
+    let s = setup()
+        .top("extra_ca_file", &ca)
+        .extra(&alias)
+        .start()
+        .await;
+    accepted(&attest_as(&s, "internal", &tat(), None).await, "ca-user");
+    assert_eq!(served.load(Ordering::SeqCst), 3);
+}
+
+/// The top-level `extra_ca_file` is the CA of client metadata document fetches too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cimd_host_on_a_private_ca_is_trusted_with_the_top_level_extra_ca_file() {
+    let pki = pki();
+    let doc = Arc::new(Mutex::new(Value::Null));
+    let (port, served) = tls_host(&pki, doc.clone()).await;
+    let client_id = format!("https://127.0.0.1:{port}/agent.json");
+    *doc.lock().unwrap() = json!({
+        "client_id": client_id,
+        "client_name": "Internal Agent",
+        "redirect_uris": ["http://127.0.0.1/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+    });
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_path = ca_dir.path().join("internal-ca.pem");
+    std::fs::write(&ca_path, &pki.ca_pem).unwrap();
+    let allow = format!("\n[cimd]\nallow_hosts = [\"127.0.0.1:{port}\"]\n");
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(client_id);
+    p["redirect_uri"] = json!("http://127.0.0.1:61234/callback");
+
+    let s = Setup::new(Backend::Sqlite).extra(&allow).start().await;
+    let session = s.session("cimd-ca").await;
+    let (status, e) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 400, "untrusted certificate: {e}");
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    drop(s);
+
+    let s = Setup::new(Backend::Sqlite)
+        .top("extra_ca_file", &format!("\"{}\"", ca_path.display()))
+        .extra(&allow)
+        .start()
+        .await;
+    let session = s.session("cimd-ca").await;
+    let (status, st) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["client"]["client_name"], "Internal Agent", "{st}");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
 }

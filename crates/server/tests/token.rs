@@ -31,6 +31,9 @@ on_both_backends!(
     token_endpoint_hygiene,
     token_endpoint_public_client_must_not_send_credentials,
     token_endpoint_cors_preflight_from_any_origin,
+    refresh_rereads_the_users_roles_and_drops_scopes_they_no_longer_allow,
+    refresh_of_a_user_who_no_longer_exists_is_invalid_grant,
+    grant_has_an_absolute_lifetime_however_often_it_rotates,
 );
 
 /// A client whose grant_types leave out refresh_token gets no refresh token from a code, and
@@ -1173,4 +1176,256 @@ async fn token_endpoint_cors_preflight_from_any_origin(b: Backend) {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}
+
+// ------------------------------------------------------------------------------------------
+// roles, users and the grant's lifetime are checked again at every refresh
+
+/// A session for `user` attested with `roles` (the users table keeps the roles of the last
+/// attestation).
+async fn session_with_roles(s: &TestServer, user: &str, roles: &[&str]) -> String {
+    let mut claims = tat_claims(user);
+    claims["roles"] = json!(roles);
+    let (status, body) = s.attest(&s.keys.sign(&claims)).await;
+    assert_eq!(status, 200, "attest: {body}");
+    body["session_token"].as_str().unwrap().to_owned()
+}
+
+/// attest with `roles` → start → allow → redeem, for `CLIENT`: the token response.
+async fn tokens_with_roles(s: &TestServer, user: &str, roles: &[&str], scope: &str) -> Value {
+    let pkce = Pkce::new();
+    let p = params(&pkce, scope);
+    let session = session_with_roles(s, user, roles).await;
+    let (status, body) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "start: {body}");
+    let (status, body) = s.submit(&session, &p, true).await;
+    assert_eq!(status, 200, "submit: {body}");
+    let code = query(body["redirect_uri"].as_str().unwrap())["code"].clone();
+    let (status, tok) = s.redeem(&code, CLIENT, REDIRECT, &pkce.verifier).await;
+    assert_eq!(status, 200, "token: {tok}");
+    tok
+}
+
+#[track_caller]
+fn scope_of(tok: &Value) -> String {
+    let scope = tok["scope"].as_str().unwrap().to_owned();
+    assert_eq!(
+        jwt_claims(tok["access_token"].as_str().unwrap())["scope"],
+        scope.as_str(),
+        "the access token carries the scope the response names: {tok}"
+    );
+    scope
+}
+
+/// A demoted admin stops getting `notes:admin` (required_roles = ["admin"]) at the next refresh;
+/// a grant left with nothing the user may have is refused, and the refusal changes nothing.
+async fn refresh_rereads_the_users_roles_and_drops_scopes_they_no_longer_allow(b: Backend) {
+    let s = Setup::new(b).start().await;
+    let both = tokens_with_roles(&s, "boss", &["admin"], "notes:read notes:admin").await;
+    assert_eq!(scope_of(&both), "notes:read notes:admin");
+    let admin_only = tokens_with_roles(&s, "boss", &["admin"], "notes:admin").await;
+    let (status, tok) = s.refresh(&refresh_token_of(&both), CLIENT).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:read notes:admin");
+
+    // the product demotes the user; their next attestation records it
+    session_with_roles(&s, "boss", &["user"]).await;
+    let (status, tok) = s.refresh(&refresh_token_of(&tok), CLIENT).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:read", "notes:admin dropped");
+    let (status, tok) = s.refresh(&refresh_token_of(&tok), CLIENT).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:read");
+    let kept = refresh_token_of(&tok);
+    // asking for the admin scope by name does not bring it back
+    let (status, e) = s
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &kept),
+            ("client_id", CLIENT),
+            ("scope", "notes:admin"),
+        ])
+        .await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_grant",
+        &["'notes:admin'", "'admin'", "role"],
+    );
+    // a grant of the admin scope alone has nothing left
+    let admin_rt = refresh_token_of(&admin_only);
+    let (status, e) = s.refresh(&admin_rt, CLIENT).await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_grant",
+        &["'notes:admin'", "'admin'", "role"],
+    );
+    // the refusals rotated and revoked nothing: promoted again, both grants work as consented
+    session_with_roles(&s, "boss", &["admin"]).await;
+    let (status, tok) = s.refresh(&admin_rt, CLIENT).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:admin");
+    let (status, tok) = s.refresh(&kept, CLIENT).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:read notes:admin");
+}
+
+/// Delete a user row behind the server's back (what an operator's cleanup might do).
+async fn delete_user_row(s: &TestServer, user: &str) {
+    if s.database_url.starts_with("sqlite:") {
+        let conn = rusqlite::Connection::open(s.dir().join("consentry.db")).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let n = conn
+            .execute("DELETE FROM users WHERE user_id = ?1", [user])
+            .unwrap();
+        assert_eq!(n, 1);
+    } else {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&s.database_url).await.unwrap();
+        let r = sqlx::query("DELETE FROM users WHERE user_id = $1")
+            .bind(user)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(r.rows_affected(), 1);
+    }
+}
+
+async fn refresh_of_a_user_who_no_longer_exists_is_invalid_grant(b: Backend) {
+    let s = Setup::new(b).start().await;
+    let (_, rt) = tokens(&s, "ghost", "notes:read").await;
+    let (_, other) = tokens(&s, "not-a-ghost", "notes:read").await;
+    delete_user_row(&s, "ghost").await;
+    for _ in 0..2 {
+        let (status, e) = s.refresh(&rt, CLIENT).await;
+        assert_error(
+            (status, &e),
+            400,
+            "invalid_grant",
+            &["refresh_token", "no longer exists"],
+        );
+    }
+    let (status, body) = s.refresh(&other, CLIENT).await;
+    assert_eq!(status, 200, "{body}");
+    // back (attested again): the grant was refused, not revoked
+    s.session("ghost").await;
+    let (status, body) = s.refresh(&rt, CLIENT).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+const AGED: &str = "aged-app";
+const AGED_SECRET: &str = "aged-app-secret-0123456789abcdefghijklmn";
+const AGED_REDIRECT: &str = "http://127.0.0.1:9999/aged";
+
+/// A grant of the confidential `AGED` for `user`: its refresh token.
+async fn aged_grant(s: &TestServer, user: &str) -> String {
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(AGED);
+    p["redirect_uri"] = json!(AGED_REDIRECT);
+    let code = s.code_for(user, &p).await;
+    let (status, tok) = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", AGED),
+            ("client_secret", AGED_SECRET),
+            ("redirect_uri", AGED_REDIRECT),
+            ("code_verifier", &pkce.verifier),
+        ])
+        .await;
+    assert_eq!(status, 200, "{tok}");
+    refresh_token_of(&tok)
+}
+
+async fn aged_refresh(s: &TestServer, rt: &str) -> (u16, Value) {
+    s.token(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt),
+        ("client_id", AGED),
+        ("client_secret", AGED_SECRET),
+    ])
+    .await
+}
+
+/// The refresh token's introspection by its own client.
+async fn aged_introspect(s: &TestServer, rt: &str) -> Value {
+    let r = s
+        .raw(
+            reqwest::Method::POST,
+            "/oauth2/introspect",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form_body(&[
+                ("token", rt),
+                ("client_id", AGED),
+                ("client_secret", AGED_SECRET),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.json
+}
+
+/// `grant_max_lifetime_seconds` counts from the grant's creation: no rotation extends it, no
+/// refresh token outlives it, and lowering it reaches grants issued before.
+async fn grant_has_an_absolute_lifetime_however_often_it_rotates(b: Backend) {
+    let mut s = Setup::new(b)
+        .extra(&format!(
+            "[[clients]]\nclient_id = \"{AGED}\"\nclient_name = \"Aged\"\nredirect_uris = [\"{AGED_REDIRECT}\"]\ntoken_endpoint_auth_method = \"client_secret_post\"\nclient_secret = \"{AGED_SECRET}\"\n"
+        ))
+        .start()
+        .await;
+    // a grant issued under the default (90 days)
+    let before = aged_grant(&s, "aged-1").await;
+    let exp = aged_introspect(&s, &before).await["exp"].as_i64().unwrap();
+    assert!(exp > now() + 7_000_000, "90 days: {exp}");
+
+    // the operator lowers the lifetime to 10 s
+    let config = std::fs::read_to_string(&s.config_path).unwrap();
+    std::fs::write(
+        &s.config_path,
+        format!("grant_max_lifetime_seconds = 10\n{config}"),
+    )
+    .unwrap();
+    s.restart().await;
+    let created = now();
+    let rt = aged_grant(&s, "aged-2").await;
+    let end = aged_introspect(&s, &rt).await["exp"].as_i64().unwrap();
+    assert!(
+        (created + 9..=now() + 10).contains(&end),
+        "the first refresh token ends with the grant: {end}, created {created}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (status, tok) = aged_refresh(&s, &rt).await;
+    assert_eq!(status, 200, "{tok}");
+    let rt = refresh_token_of(&tok);
+    let i = aged_introspect(&s, &rt).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(
+        i["exp"].as_i64(),
+        Some(end),
+        "a rotation does not extend the grant: {i}"
+    );
+
+    // once the grant is older than 10 s: refused, also the one issued before the change (whose
+    // refresh token itself runs 90 days)
+    while now() <= end {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for old in [&before, &rt] {
+        let (status, e) = aged_refresh(&s, old).await;
+        assert_error(
+            (status, &e),
+            400,
+            "invalid_grant",
+            &["refresh_token", "grant_max_lifetime_seconds"],
+        );
+        assert_eq!(aged_introspect(&s, old).await, json!({"active": false}));
+    }
+    // a new consent starts a new grant
+    let fresh = aged_grant(&s, "aged-1").await;
+    let (status, tok) = aged_refresh(&s, &fresh).await;
+    assert_eq!(status, 200, "{tok}");
 }
