@@ -152,7 +152,8 @@ pub struct TokenProfileConfig {
     /// until it expires (Consentry still bounds its lifetime, `max_lifetime_seconds`).
     #[serde(default = "default_true")]
     pub single_use_jti: bool,
-    #[serde(default)]
+    /// Where the user's attributes are. `attribute_mapping` is the hosted product's name for it.
+    #[serde(default, alias = "attribute_mapping")]
     pub claims: ClaimsConfig,
     /// JWS `typ` header values accepted (RFC 7515 §4.1.9: compared case-insensitively, with or
     /// without the `application/` prefix). Unset: no `typ`, or `JWT`. Set: `typ` is required and
@@ -165,17 +166,24 @@ fn default_max_lifetime() -> i64 {
     900
 }
 
+/// Claim names of the user's attributes in a Trusted Auth Token. A name starting with `/` is an
+/// RFC 6901 JSON Pointer into the claims (`/realm_access/roles`); any other name is a top-level
+/// claim, taken as is (Auth0's namespaced `https://example.com/roles` included). The aliases are
+/// the hosted product's attribute-mapping names.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimsConfig {
-    #[serde(default = "claim_sub")]
+    #[serde(default = "claim_sub", alias = "external_user_id")]
     pub user_id: String,
     #[serde(default = "claim_email")]
     pub email: String,
     #[serde(default = "claim_name")]
     pub name: String,
-    #[serde(default = "claim_roles")]
+    #[serde(default = "claim_roles", alias = "role_ids")]
     pub roles: String,
+    /// The token's unique id, used once when `single_use_jti` (Entra ID calls it `uti`).
+    #[serde(default = "claim_jti", alias = "token_id")]
+    pub jti: String,
 }
 
 impl Default for ClaimsConfig {
@@ -185,8 +193,13 @@ impl Default for ClaimsConfig {
             email: claim_email(),
             name: claim_name(),
             roles: claim_roles(),
+            jti: claim_jti(),
         }
     }
+}
+
+fn claim_jti() -> String {
+    "jti".into()
 }
 
 fn claim_sub() -> String {
@@ -611,9 +624,12 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             ("email", &p.claims.email),
             ("name", &p.claims.name),
             ("roles", &p.claims.roles),
+            ("jti", &p.claims.jti),
         ] {
-            if cv.is_empty() {
-                bail!("{k}.claims.{ck} must name a claim");
+            if cv.is_empty() || cv == "/" {
+                bail!(
+                    "{k}.claims.{ck} must name a claim (a top-level name, or a JSON Pointer such as \"/realm_access/roles\")"
+                );
             }
         }
         let allowed_types = match p.allowed_types {

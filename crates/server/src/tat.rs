@@ -551,7 +551,7 @@ fn check_claims(
         )));
     }
     let claims = &profile.claims;
-    let user_id = match c.get(&claims.user_id) {
+    let user_id = match claim(c, &claims.user_id) {
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => {
@@ -561,11 +561,11 @@ fn check_claims(
             )));
         }
     };
-    let text = |name: &str| match c.get(name) {
+    let text = |name: &str| match claim(c, name) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.chars().take(320).collect::<String>()),
         _ => None,
     };
-    let roles = match c.get(&claims.roles) {
+    let roles = match claim(c, &claims.roles) {
         Some(Value::Array(list)) => list
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
@@ -577,20 +577,22 @@ fn check_claims(
             .collect(),
         _ => Vec::new(),
     };
-    let jti = match c.get("jti") {
+    let jti = match claim(c, &claims.jti) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
         Some(_) => {
-            return Err(invalid(
-                "trusted auth token jti must be a string of at most 255 bytes",
-            ));
+            return Err(invalid(format!(
+                "trusted auth token {} must be a string of at most 255 bytes",
+                claims.jti
+            )));
         }
     };
     if jti.is_none() && profile.single_use_jti {
         // Without a jti a token cannot be used once only: a leaked one would attest again and
         // again until it expires.
         return Err(invalid(format!(
-            "trusted auth token has no jti claim; a jti is required because token profile '{pid}' has single_use_jti = true (set single_use_jti = false for an identity provider whose tokens carry none)"
+            "trusted auth token has no {} claim; a jti is required because token profile '{pid}' has single_use_jti = true (set single_use_jti = false for an identity provider whose tokens carry none, or map claims.jti to its unique token id)",
+            claims.jti
         )));
     }
     Ok(VerifiedTat {
@@ -603,9 +605,74 @@ fn check_claims(
     })
 }
 
+/// A claim by name, or by RFC 6901 JSON Pointer when the name starts with `/`
+/// (`/realm_access/roles`: `~1` is `/`, `~0` is `~`). Hand-written: `serde_json`'s pointer needs
+/// a `Value` around the claims map, which would be a copy of the whole token per attest.
+fn claim<'a>(c: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let Some(pointer) = name.strip_prefix('/') else {
+        return c.get(name);
+    };
+    let mut tokens = pointer
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"));
+    let first = tokens.next()?;
+    let mut at = c.get(&first)?;
+    for t in tokens {
+        at = match at {
+            Value::Object(m) => m.get(&t)?,
+            Value::Array(list) => list.get(t.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(at)
+}
+
 fn shown(v: Option<&str>) -> String {
     match v {
         Some(s) => format!("'{}'", s.chars().take(120).collect::<String>()),
         None => "(missing)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim;
+    use serde_json::{Map, Value, json};
+
+    fn claims(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn claims_by_name_and_by_json_pointer() {
+        let c = claims(json!({
+            "sub": "u1",
+            "https://example.com/roles": ["admin"],
+            "realm_access": {"roles": ["r1", "r2"]},
+            "a/b": {"~x": 7},
+            "list": [{"id": "first"}],
+        }));
+        assert_eq!(claim(&c, "sub"), Some(&json!("u1")));
+        // A namespaced claim is a plain name: dots and slashes after the scheme are not paths.
+        assert_eq!(
+            claim(&c, "https://example.com/roles"),
+            Some(&json!(["admin"]))
+        );
+        assert_eq!(claim(&c, "/realm_access/roles"), Some(&json!(["r1", "r2"])));
+        assert_eq!(claim(&c, "/a~1b/~0x"), Some(&json!(7)));
+        assert_eq!(claim(&c, "/list/0/id"), Some(&json!("first")));
+        for missing in [
+            "/realm_access/nope",
+            "/sub/x",
+            "/list/9/id",
+            "/list/x",
+            "/nope",
+            "nope",
+        ] {
+            assert_eq!(claim(&c, missing), None, "{missing}");
+        }
     }
 }
