@@ -59,6 +59,10 @@ pub struct RawConfig {
     /// Bearer key for the admin API (`/admin/v1`); the admin API is off when unset.
     #[serde(default)]
     pub admin_key: Option<String>,
+    /// Reverse proxies (CIDR blocks or addresses) whose `Forwarded` / `X-Forwarded-For` name
+    /// the client; empty: the client is the TCP peer (see `client_ip`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,9 +73,20 @@ pub struct RegistrationConfig {
     pub mode: String,
     #[serde(default)]
     pub initial_access_tokens: Vec<String>,
-    /// Registrations per client IP per minute.
+    /// Registrations per client IP (IPv6: per /64) per minute; also the budget of wrong
+    /// initial access tokens per client IP per minute.
     #[serde(default = "default_registration_rate")]
     pub rate_limit_per_minute: u32,
+    /// Registrations per minute from everyone together (this instance).
+    #[serde(default = "default_registration_global_rate")]
+    pub global_rate_limit_per_minute: u32,
+    /// A registered client that never redeemed a code nor got a token is deleted this long after
+    /// it registered.
+    #[serde(default = "default_unused_client_ttl")]
+    pub unused_client_ttl_seconds: i64,
+    /// A registered client is deleted this long after its last use (code, refresh or token).
+    #[serde(default = "default_idle_client_ttl")]
+    pub idle_client_ttl_seconds: i64,
 }
 
 impl Default for RegistrationConfig {
@@ -80,6 +95,9 @@ impl Default for RegistrationConfig {
             mode: default_registration_mode(),
             initial_access_tokens: Vec::new(),
             rate_limit_per_minute: default_registration_rate(),
+            global_rate_limit_per_minute: default_registration_global_rate(),
+            unused_client_ttl_seconds: default_unused_client_ttl(),
+            idle_client_ttl_seconds: default_idle_client_ttl(),
         }
     }
 }
@@ -89,6 +107,15 @@ fn default_registration_mode() -> String {
 }
 fn default_registration_rate() -> u32 {
     60
+}
+fn default_registration_global_rate() -> u32 {
+    120
+}
+fn default_unused_client_ttl() -> i64 {
+    86_400
+}
+fn default_idle_client_ttl() -> i64 {
+    7_776_000
 }
 
 fn default_listen() -> String {
@@ -259,6 +286,8 @@ pub struct Config {
     pub cimd: crate::cimd::CimdConfig,
     pub registration: RegistrationConfig,
     pub admin_key: Option<String>,
+    /// See `RawConfig::trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -727,6 +756,15 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
     {
         bail!("admin_key: must be at least 32 characters");
     }
+    validate_registration(&raw.registration)?;
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            crate::client_ip::parse_proxy(e).map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cimd = raw.cimd;
     if let Some(ca) = cimd.extra_ca_file.take() {
         cimd.extra_ca_file = Some(if ca.is_absolute() { ca } else { base.join(ca) });
@@ -760,8 +798,39 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         cimd,
         registration: raw.registration,
         admin_key: raw.admin_key,
+        trusted_proxies,
         base_dir: base.to_path_buf(),
     })
+}
+
+/// `[registration]` beyond its mode: initial access tokens as long as `admin_key`, limits and
+/// lifetimes in range.
+fn validate_registration(r: &RegistrationConfig) -> anyhow::Result<()> {
+    for (i, t) in r.initial_access_tokens.iter().enumerate() {
+        // Measured like admin_key; the token itself never goes into the message.
+        if t.len() < 32 {
+            bail!(
+                "registration.initial_access_tokens[{i}]: must be at least 32 characters (it has {})",
+                t.len()
+            );
+        }
+    }
+    if r.rate_limit_per_minute == 0 {
+        bail!("registration.rate_limit_per_minute: must be at least 1");
+    }
+    if r.global_rate_limit_per_minute == 0 {
+        bail!("registration.global_rate_limit_per_minute: must be at least 1");
+    }
+    const TEN_YEARS: i64 = 10 * 366 * 86_400;
+    for (key, v) in [
+        ("unused_client_ttl_seconds", r.unused_client_ttl_seconds),
+        ("idle_client_ttl_seconds", r.idle_client_ttl_seconds),
+    ] {
+        if !(1..=TEN_YEARS).contains(&v) {
+            bail!("registration.{key}: {v} is out of range; expected 1 to {TEN_YEARS} seconds");
+        }
+    }
+    Ok(())
 }
 
 /// `sqlite://relative.db` resolves against the config file's directory; `sqlite::memory:` and
