@@ -1209,6 +1209,7 @@ async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Back
             .await;
         assert_error((status, &e), 400, "invalid_grant", &["code is invalid"]);
     }
+    assert_eq!(docs.total_hits(), 0, "a forged code fetched the document");
     // A real code and refresh token of another client (demo-agent).
     let pkce = Pkce::new();
     let code = s.code_for("u1", &params(&pkce, "notes:read")).await;
