@@ -1314,6 +1314,8 @@ impl CimdResolver {
         let (client, ttl) = match self.fetch(client_id, url).await {
             Ok(fetched) => fetched,
             Err(e) => {
+                // The only place the cause is told: callers get one text for every fetch failure.
+                tracing::info!(client_id = %truncate(client_id), "client metadata document refused: {e}");
                 let now = Instant::now();
                 if e.is_host_failure() {
                     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
@@ -1400,11 +1402,7 @@ impl CimdResolver {
                 })?;
             Ok((client, ttl))
         };
-        let out = with_timeout(id, exchange).await;
-        if let Err(e) = &out {
-            tracing::info!(client_id = %truncate(id), "client metadata document refused: {e}");
-        }
-        out
+        with_timeout(id, exchange).await
     }
 }
 
