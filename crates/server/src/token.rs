@@ -120,8 +120,16 @@ async fn handle(s: &Shared, headers: &HeaderMap, body: &[u8]) -> ApiResult<Token
     let grant_type = form.require("grant_type")?;
     match grant_type {
         "authorization_code" => {
-            let payload = open_code(s, headers, &form)?;
-            let client = authenticate_client(s, headers, &form).await?;
+            let (client_id, ..) = presented_client(headers, &form)?;
+            let (client, payload) = if is_metadata_document_id(&client_id) {
+                // The code first: resolving this client fetches its document.
+                let payload = open_code(s, &client_id, &form)?;
+                (authenticate_client(s, headers, &form).await?, payload)
+            } else {
+                let client = authenticate_client(s, headers, &form).await?;
+                let payload = open_code(s, &client.client_id, &form)?;
+                (client, payload)
+            };
             authorization_code(s, &client, &form, payload).await
         }
         "refresh_token" => {
@@ -417,11 +425,10 @@ fn narrow_resources(requested: &[String], authorized: &[String]) -> ApiResult<Ve
     Ok(out)
 }
 
-/// The authorization code, opened before the client is looked up: a code that does not open
-/// (forged, altered) or was issued to another client than the one presenting it is refused
-/// here, so it never makes the server resolve (fetch) a metadata-document client_id.
-fn open_code(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<CodePayload> {
-    let (client_id, ..) = presented_client(headers, form)?;
+/// The authorization code, if it opens (issued by this server, unaltered) and was issued to
+/// `client_id`. For a metadata-document client this runs before the client is resolved, so a
+/// forged code, or another client's, never makes the server fetch the document.
+fn open_code(s: &Shared, client_id: &str, form: &Form) -> ApiResult<CodePayload> {
     let code = form.require("code")?;
     let payload: CodePayload = s.sealer.open(code).ok_or_else(|| {
         ApiError::invalid_grant("code is invalid: it was not issued by this server or was altered")
@@ -429,7 +436,7 @@ fn open_code(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<CodePayl
     if payload.client_id != client_id {
         return Err(ApiError::invalid_grant(format!(
             "code was issued to another client, not to '{}'",
-            truncate(&client_id)
+            truncate(client_id)
         )));
     }
     Ok(payload)
