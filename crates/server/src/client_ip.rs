@@ -107,9 +107,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
 /// walk around any limit).
 pub fn rate_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1)))
-        }
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
         v4 => v4,
     }
 }
@@ -184,8 +182,14 @@ mod tests {
             rate_key(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
             ip("2001:db8:1:2::")
         );
-        assert_eq!(rate_key(ip("2001:db8:1:2::1")), rate_key(ip("2001:db8:1:2:ffff::9")));
-        assert_ne!(rate_key(ip("2001:db8:1:2::1")), rate_key(ip("2001:db8:1:3::1")));
+        assert_eq!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            rate_key(ip("2001:db8:1:2::1")),
+            rate_key(ip("2001:db8:1:3::1"))
+        );
         assert_eq!(rate_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
         assert_eq!(rate_key(ip("192.0.2.7")), ip("192.0.2.7"));
     }
@@ -261,7 +265,11 @@ mod tests {
             parse_proxy("::1").unwrap(),
             "::1/128".parse::<IpNet>().unwrap()
         );
-        assert!(parse_proxy("10.0.0.0/33").unwrap_err().contains("'10.0.0.0/33'"));
+        assert!(
+            parse_proxy("10.0.0.0/33")
+                .unwrap_err()
+                .contains("'10.0.0.0/33'")
+        );
         assert!(parse_proxy("proxy.internal").is_err());
     }
 }

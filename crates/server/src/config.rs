@@ -328,6 +328,7 @@ const ENV_KEYS: &[(&str, EnvKind)] = &[
     ("max_session_duration_minutes", EnvKind::Int),
     ("database_max_connections", EnvKind::Int),
     ("admin_key", EnvKind::Str),
+    ("trusted_proxies", EnvKind::List),
 ];
 
 #[derive(Clone, Copy)]
@@ -762,7 +763,8 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            crate::client_ip::parse_proxy(e).map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
+            crate::client_ip::parse_proxy(e)
+                .map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cimd = raw.cimd;

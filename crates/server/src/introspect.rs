@@ -101,9 +101,11 @@ async fn token_client(s: &Shared, token: &str) -> ApiResult<Option<String>> {
             .await?
             .map(|row| row.family.client_id));
     }
-    Ok(active_access_token(s, token)
-        .await?
-        .and_then(|c| c.get("client_id").and_then(Value::as_str).map(str::to_owned)))
+    Ok(active_access_token(s, token).await?.and_then(|c| {
+        c.get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }))
 }
 
 fn inactive() -> Response {
@@ -194,7 +196,10 @@ pub async fn revoke(
             Some(owner) if owner != client_id => {
                 return Err(ApiError::bad_request(
                     ErrorCode::UnauthorizedClient,
-                    format!("the token was not issued to client '{}'", truncate(&client_id)),
+                    format!(
+                        "the token was not issued to client '{}'",
+                        truncate(&client_id)
+                    ),
                 ));
             }
             Some(_) => {}

@@ -120,7 +120,10 @@ pub async fn purge_clients(state: &AppState, now: i64) {
         .await
     {
         Ok(ids) if !ids.is_empty() => {
-            tracing::info!(count = ids.len(), "deleted unused or idle registered clients");
+            tracing::info!(
+                count = ids.len(),
+                "deleted unused or idle registered clients"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!("purging unused registered clients: {e}"),

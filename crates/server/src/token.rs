@@ -459,12 +459,10 @@ async fn refresh_token_is_of_presented_client(
         None => Err(ApiError::invalid_grant(
             "refresh_token is invalid, expired or revoked; authorize again",
         )),
-        Some(row) if row.family.client_id != client_id => {
-            Err(ApiError::invalid_grant(format!(
-                "refresh_token was issued to another client, not to '{}'",
-                truncate(&client_id)
-            )))
-        }
+        Some(row) if row.family.client_id != client_id => Err(ApiError::invalid_grant(format!(
+            "refresh_token was issued to another client, not to '{}'",
+            truncate(&client_id)
+        ))),
         Some(_) => Ok(()),
     }
 }

@@ -895,7 +895,11 @@ async fn concurrent_resolutions_share_one_fetch() {
         .resolve(&server.url("/slow-bad"))
         .await
         .unwrap_err();
-    assert_eq!(server.hits("/slow-bad"), 1, "the shared error is remembered");
+    assert_eq!(
+        server.hits("/slow-bad"),
+        1,
+        "the shared error is remembered"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -947,7 +951,10 @@ async fn each_client_address_has_a_fetch_budget() {
     let url = |t: usize| server.url(&format!("/nope?t={t}"));
     for t in 0..3 {
         let err = resolver.resolve_for(&url(t), Some(a)).await.unwrap_err();
-        assert!(matches!(err, CimdError::Status { status: 404, .. }), "{err:?}");
+        assert!(
+            matches!(err, CimdError::Status { status: 404, .. }),
+            "{err:?}"
+        );
     }
     let err = resolver
         .resolve_for(&url(3), Some(a_same_64))
@@ -957,7 +964,11 @@ async fn each_client_address_has_a_fetch_budget() {
     let api = ApiError::from(err);
     assert_eq!(api.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(api.code, ErrorCode::RateLimited);
-    assert!(matches!(api.retry_after, Some(1..=60)), "{:?}", api.retry_after);
+    assert!(
+        matches!(api.retry_after, Some(1..=60)),
+        "{:?}",
+        api.retry_after
+    );
     assert_eq!(server.total_hits(), 3);
     // Remembered: answered, not counted, not fetched.
     let err = resolver.resolve_for(&url(0), Some(a)).await.unwrap_err();
@@ -1184,7 +1195,12 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
 
 /// A server whose `[cimd]` may fetch from `docs` (and trusts the test CA), plus `extra` lines
 /// in `[cimd]`.
-async fn server_for(b: common::Backend, pki: &Pki, docs: &Server, extra: &str) -> common::TestServer {
+async fn server_for(
+    b: common::Backend,
+    pki: &Pki,
+    docs: &Server,
+    extra: &str,
+) -> common::TestServer {
     common::Setup::new(b)
         .extra(&format!(
             "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\n{extra}\n",
@@ -1225,13 +1241,20 @@ async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Back
     let (status, e) = s.redeem(&code, &cimd(0), cb, &pkce.verifier).await;
     assert_error((status, &e), 400, "invalid_grant", &["another client"]);
     let pkce = Pkce::new();
-    let theirs = s.tokens_for("u2", &pkce, &params(&pkce, "notes:read")).await;
+    let theirs = s
+        .tokens_for("u2", &pkce, &params(&pkce, "notes:read"))
+        .await;
     let their_refresh = theirs["refresh_token"].as_str().unwrap();
     let their_access = theirs["access_token"].as_str().unwrap();
     let (status, e) = s.refresh(their_refresh, &cimd(1)).await;
     assert_error((status, &e), 400, "invalid_grant", &["another client"]);
     let (status, e) = s.refresh("cyr_not-a-token-of-this-server", &cimd(2)).await;
-    assert_error((status, &e), 400, "invalid_grant", &["refresh_token is invalid"]);
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_grant",
+        &["refresh_token is invalid"],
+    );
     // Revocation: unknown tokens answer 200, other clients' tokens are refused.
     let revoke = |token: &str, client: &str| {
         let body = form_body(&[("token", token), ("client_id", client)]);
@@ -1277,9 +1300,17 @@ async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Back
             &[("grant_type", "client_credentials")],
         )
         .await;
-    assert_error((r.status, &r.json), 400, "unauthorized_client", &["public client"]);
+    assert_error(
+        (r.status, &r.json),
+        400,
+        "unauthorized_client",
+        &["public client"],
+    );
     let (status, e) = s
-        .token(&[("grant_type", "client_credentials"), ("client_id", &cimd(9))])
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &cimd(9)),
+        ])
         .await;
     assert_error((status, &e), 400, "unauthorized_client", &["public client"]);
     assert_eq!(docs.total_hits(), 0, "no document was fetched");
@@ -1321,7 +1352,11 @@ async fn every_fetch_failure_reads_the_same_to_the_caller() {
             closed,
             "connection refused",
         ),
-        (stranger.url("/valid"), stranger.port, "TLS handshake failed"),
+        (
+            stranger.url("/valid"),
+            stranger.port,
+            "TLS handshake failed",
+        ),
         (docs.url("/nope"), docs.port, "returned HTTP 404"),
         (docs.url("/slow"), docs.port, "timed out after 3 s"),
     ];
@@ -1342,7 +1377,11 @@ async fn every_fetch_failure_reads_the_same_to_the_caller() {
         assert_eq!(status, 400, "{e}");
         assert_eq!(e["error"], "invalid_client");
         assert_eq!(e["error_description"], generic_failure(url), "{url}");
-        assert!(s.log().contains(cause), "log should say '{cause}': {}", s.log());
+        assert!(
+            s.log().contains(cause),
+            "log should say '{cause}': {}",
+            s.log()
+        );
     }
 }
 

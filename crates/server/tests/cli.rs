@@ -190,7 +190,10 @@ fn registration_settings_are_checked_at_start() {
     assert_eq!(short.len(), 31);
     let long = "a-long-enough-initial-access-token-0123";
     let cases = [
-        (iat(r#"[""]"#), "registration.initial_access_tokens[0]: must be at least 32 characters"),
+        (
+            iat(r#"[""]"#),
+            "registration.initial_access_tokens[0]: must be at least 32 characters",
+        ),
         (
             iat(&format!(r#"["{long}", "{short}"]"#)),
             "registration.initial_access_tokens[1]: must be at least 32 characters",
@@ -200,11 +203,19 @@ fn registration_settings_are_checked_at_start() {
             "registration.initial_access_tokens[0]",
         ),
         (
-            GOOD.replacen("database_url", "trusted_proxies = [\"proxy.internal\"]\ndatabase_url", 1),
+            GOOD.replacen(
+                "database_url",
+                "trusted_proxies = [\"proxy.internal\"]\ndatabase_url",
+                1,
+            ),
             "trusted_proxies[0]: 'proxy.internal' is not a CIDR block",
         ),
         (
-            GOOD.replacen("database_url", "trusted_proxies = [\"10.0.0.0/33\"]\ndatabase_url", 1),
+            GOOD.replacen(
+                "database_url",
+                "trusted_proxies = [\"10.0.0.0/33\"]\ndatabase_url",
+                1,
+            ),
             "trusted_proxies[0]",
         ),
         (
@@ -223,7 +234,10 @@ fn registration_settings_are_checked_at_start() {
     for (config, want) in &cases {
         let (ok, stderr) = serve_with(config);
         assert!(!ok, "{want}: server started");
-        assert!(stderr.contains(want), "stderr does not say '{want}': {stderr}");
+        assert!(
+            stderr.contains(want),
+            "stderr does not say '{want}': {stderr}"
+        );
         assert!(!stderr.contains(short), "the token leaked: {stderr}");
     }
 }

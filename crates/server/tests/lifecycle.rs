@@ -1653,8 +1653,10 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
             reg
         }
     };
-    let unused = register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
-    let used = register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
+    let unused =
+        register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
+    let used =
+        register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
     let machine = register(json!({"grant_types": ["client_credentials"]})).await;
     let id = |r: &Value| r["client_id"].as_str().unwrap().to_owned();
     let pkce = Pkce::new();
@@ -1690,11 +1692,17 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
     };
     let t = now();
     consentry_server::purge_clients(&state, t + 50).await;
-    assert!(exists(id(&unused)).await, "younger than unused_client_ttl_seconds");
+    assert!(
+        exists(id(&unused)).await,
+        "younger than unused_client_ttl_seconds"
+    );
     consentry_server::purge_clients(&state, t + 101).await;
     assert!(!exists(id(&unused)).await, "never used: deleted");
     assert!(exists(id(&used)).await, "used: kept until idle");
-    assert!(exists(id(&machine)).await, "client_credentials counts as use");
+    assert!(
+        exists(id(&machine)).await,
+        "client_credentials counts as use"
+    );
     consentry_server::purge_clients(&state, t + 1002).await;
     assert!(!exists(id(&used)).await, "idle: deleted");
     assert!(!exists(id(&machine)).await, "idle: deleted");
@@ -1704,7 +1712,10 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert!(grant.family.revoked_at.is_some(), "the deleted client's grant is revoked");
+    assert!(
+        grant.family.revoked_at.is_some(),
+        "the deleted client's grant is revoked"
+    );
     drop(state);
 
     s.restart().await;
@@ -1716,7 +1727,10 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
             &format!("/oauth2/register/{}", id(&unused)),
             &[(
                 "authorization",
-                &format!("Bearer {}", unused["registration_access_token"].as_str().unwrap()),
+                &format!(
+                    "Bearer {}",
+                    unused["registration_access_token"].as_str().unwrap()
+                ),
             )],
             Vec::new(),
         )
@@ -1724,5 +1738,6 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
     assert_eq!(r.status, 401, "{}", r.text);
     // Configured clients are not registered clients: untouched.
     let pkce = Pkce::new();
-    s.tokens_for("u1", &pkce, &params(&pkce, "notes:read")).await;
+    s.tokens_for("u1", &pkce, &params(&pkce, "notes:read"))
+        .await;
 }

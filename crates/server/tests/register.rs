@@ -1132,7 +1132,11 @@ async fn registration_has_a_global_cap_per_minute(b: Backend) {
     }
     let r = register_from(&srv, None, Some("203.0.113.200"), &body).await;
     assert_429_with_retry_after(&r);
-    assert!(desc(&r.json).contains("3 registrations per minute"), "{}", r.text);
+    assert!(
+        desc(&r.json).contains("3 registrations per minute"),
+        "{}",
+        r.text
+    );
     assert_eq!(registered_ids(&srv).await.len(), 3);
 }
 
@@ -1158,7 +1162,10 @@ async fn registration_body_over_16_kb_is_refused(b: Backend) {
             &["16384 bytes"],
         );
     }
-    assert_eq!(registered_ids(&srv).await, vec![s(&reg["client_id"]).to_owned()]);
+    assert_eq!(
+        registered_ids(&srv).await,
+        vec![s(&reg["client_id"]).to_owned()]
+    );
     let mut update = padded(20 * 1024);
     update["client_id"] = reg["client_id"].clone();
     let r = manage(
