@@ -395,8 +395,11 @@ async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResu
     };
     let response = issue(s, &grant, &scopes, &audience, None, None, now()).await?;
     if self_registered {
-        // Used: not deleted as unused or idle (registration.*_client_ttl_seconds).
-        s.store.touch_client(&client.client_id, now()).await?;
+        // Used: not deleted as unused or idle (registration.*_client_ttl_seconds). The token is
+        // issued already; a failed write only risks an earlier deletion, so it is logged.
+        if let Err(e) = s.store.touch_client(&client.client_id, now()).await {
+            tracing::warn!(client_id = %client.client_id, "recording the client's use: {e}");
+        }
     }
     Ok(response)
 }
