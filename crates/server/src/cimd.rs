@@ -68,8 +68,11 @@ const MAX_CACHE_ENTRIES: usize = 10_000;
 /// How long a failed fetch is remembered, for its URL and (for DNS, connection, TLS and timeout
 /// failures) for its host: neither is fetched again before then.
 pub const FAILURE_TTL: Duration = Duration::from_secs(60);
-/// How many failed URLs, hosts and client addresses are remembered at most (oldest forgotten).
-const MAX_FAILURE_ENTRIES: usize = 100_000;
+/// How many failed URLs and hosts are remembered at most (oldest forgotten first): an entry
+/// holds a URL and an error naming it, a few KB at worst, like a cached document.
+const MAX_FAILURE_ENTRIES: usize = 10_000;
+/// How many client addresses the per-client fetch budget tracks at most.
+const MAX_BUDGET_ENTRIES: usize = 100_000;
 /// Longest client_id URL considered (the protocol crate's bound for URIs).
 const MAX_URL_BYTES: usize = 2048;
 /// Longest `client_name` shown on a consent screen.
@@ -1226,7 +1229,7 @@ impl CimdResolver {
             failed_urls: Mutex::new(ExpiringMap::new(FAILURE_TTL, MAX_FAILURE_ENTRIES)),
             failed_hosts: Mutex::new(ExpiringMap::new(FAILURE_TTL, MAX_FAILURE_ENTRIES)),
             fetch_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_fetches.max(1) as usize),
-            per_client: RateLimiter::new(Duration::from_secs(60), MAX_FAILURE_ENTRIES),
+            per_client: RateLimiter::new(Duration::from_secs(60), MAX_BUDGET_ENTRIES),
             fetches_per_client: cfg.fetches_per_client_per_minute,
         })
     }
