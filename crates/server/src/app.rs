@@ -31,7 +31,12 @@ pub struct AppState {
     pub keys: KeyRing,
     pub sealer: Sealer,
     pub tat: TatVerifier,
-    pub registration_limiter: crate::register::RateLimiter,
+    /// Registrations per client IP (IPv6 /64) per minute.
+    pub registration_limiter: crate::limits::RateLimiter<std::net::IpAddr>,
+    /// Registrations per minute from everyone (`registration.global_rate_limit_per_minute`).
+    pub registration_global: crate::limits::RateLimiter<()>,
+    /// Wrong initial access tokens per client IP per minute.
+    pub iat_failures: crate::limits::RateLimiter<std::net::IpAddr>,
     /// Resolves https client_ids (Client ID Metadata Documents); `None` when `[cimd]` is off.
     pub cimd: Option<crate::cimd::CimdResolver>,
     metadata: Value,
@@ -80,7 +85,9 @@ impl AppState {
             keys,
             sealer,
             tat,
-            registration_limiter: crate::register::RateLimiter::default(),
+            registration_limiter: crate::register::per_ip_limiter(),
+            registration_global: crate::limits::RateLimiter::new(Duration::from_secs(60), 1),
+            iat_failures: crate::register::per_ip_limiter(),
             cimd,
             metadata,
         })
@@ -94,7 +101,10 @@ impl AppState {
         // https client_ids are Client ID Metadata Document URLs (self-issued ids never are).
         if client_id.starts_with("https://") {
             return match &self.cimd {
-                Some(r) => Ok(Some(r.resolve(client_id).await?)),
+                Some(r) => Ok(Some(
+                    r.resolve_for(client_id, crate::client_ip::current())
+                        .await?,
+                )),
                 None => Ok(None),
             };
         }
@@ -236,6 +246,10 @@ pub fn router(state: Shared) -> Router {
         .merge(public)
         .merge(admin)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::client_ip::middleware,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()

@@ -24,8 +24,16 @@
 //! Valid documents are cached per URL for `Cache-Control: max-age` clamped to
 //! `[min_cache_seconds, max_cache_seconds]` (absent or unparseable: `min_cache_seconds`;
 //! `no-store` or `no-cache`: not cached at all, since both forbid reuse without asking the origin
-//! and this cache does not revalidate). Errors are never cached. Concurrent resolutions of one
-//! URL share a single fetch (and its outcome, success or error) instead of stampeding the host.
+//! and this cache does not revalidate). Concurrent resolutions of one URL share a single fetch
+//! (and its outcome, success or error) instead of stampeding the host.
+//!
+//! Anyone can send a client_id, so fetching is bounded too: a failed fetch is remembered for
+//! [`FAILURE_TTL`] per URL, and per host when the host itself failed (DNS, connection, TLS,
+//! timeout, special-use address), and answered from memory meanwhile; at most
+//! `max_concurrent_fetches` fetches run at once; each client address (IPv6: its /64) may cause
+//! `fetches_per_client_per_minute`. The caller learns only that a document could not be
+//! retrieved, never why (refused, TLS, status, timeout): that would be a port-scan oracle. The
+//! reason goes to the log.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -49,6 +57,7 @@ use tokio::sync::OnceCell;
 
 use crate::clients::{Client, ClientSource, truncate};
 use crate::error::ApiError;
+use crate::limits::{ExpiringMap, RateLimiter};
 
 /// The document size cap (the draft suggests 5 KB).
 pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
@@ -56,6 +65,14 @@ pub const MAX_DOCUMENT_BYTES: usize = 5 * 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many documents the cache holds at most; past that the oldest entry is evicted.
 const MAX_CACHE_ENTRIES: usize = 10_000;
+/// How long a failed fetch is remembered, for its URL and (for DNS, connection, TLS and timeout
+/// failures) for its host: neither is fetched again before then.
+pub const FAILURE_TTL: Duration = Duration::from_secs(60);
+/// How many failed URLs and hosts are remembered at most (oldest forgotten first): an entry
+/// holds a URL and an error naming it, a few KB at worst, like a cached document.
+const MAX_FAILURE_ENTRIES: usize = 10_000;
+/// How many client addresses the per-client fetch budget tracks at most.
+const MAX_BUDGET_ENTRIES: usize = 100_000;
 /// Longest client_id URL considered (the protocol crate's bound for URIs).
 const MAX_URL_BYTES: usize = 2048;
 /// Longest `client_name` shown on a consent screen.
@@ -83,6 +100,13 @@ pub struct CimdConfig {
     pub min_cache_seconds: u64,
     #[serde(default = "default_max_cache")]
     pub max_cache_seconds: u64,
+    /// Document fetches in flight at once, for everyone together; more wait up to the fetch
+    /// timeout for a slot, then fail.
+    #[serde(default = "default_max_concurrent_fetches")]
+    pub max_concurrent_fetches: u32,
+    /// Document fetches (cache misses) a client address (IPv6: its /64) may cause per minute.
+    #[serde(default = "default_fetches_per_client")]
+    pub fetches_per_client_per_minute: u32,
 }
 
 fn yes() -> bool {
@@ -94,6 +118,12 @@ fn default_min_cache() -> u64 {
 fn default_max_cache() -> u64 {
     86_400
 }
+fn default_max_concurrent_fetches() -> u32 {
+    16
+}
+fn default_fetches_per_client() -> u32 {
+    30
+}
 
 impl Default for CimdConfig {
     fn default() -> Self {
@@ -104,6 +134,8 @@ impl Default for CimdConfig {
             extra_ca_file: None,
             min_cache_seconds: default_min_cache(),
             max_cache_seconds: default_max_cache(),
+            max_concurrent_fetches: default_max_concurrent_fetches(),
+            fetches_per_client_per_minute: default_fetches_per_client(),
         }
     }
 }
@@ -138,6 +170,13 @@ pub enum CimdError {
     TooLarge { url: String, limit: usize },
     /// The document breaks a rule; `problem` completes "client metadata document at URL …".
     Invalid { url: String, problem: String },
+    /// The document's host failed (DNS, connection, TLS, timeout, special-use address) less than
+    /// [`FAILURE_TTL`] ago: not tried again yet.
+    HostFailing { url: String, host: String },
+    /// The calling address used up its budget of document fetches for the minute.
+    Throttled { url: String, retry_after: Duration },
+    /// Every fetch slot stayed busy for [`FETCH_TIMEOUT`].
+    Busy { url: String },
 }
 
 impl fmt::Display for CimdError {
@@ -203,15 +242,98 @@ impl fmt::Display for CimdError {
             CimdError::Invalid { url, problem } => {
                 write!(f, "client metadata document at {} {problem}", truncate(url))
             }
+            CimdError::HostFailing { url, host } => write!(
+                f,
+                "client metadata document at {} was not fetched: host {host} failed less than {} s ago",
+                truncate(url),
+                FAILURE_TTL.as_secs()
+            ),
+            CimdError::Throttled { url, retry_after } => write!(
+                f,
+                "client metadata document at {} was not fetched: this client address has used up \
+                 its document fetches for the minute; try again in {} s",
+                truncate(url),
+                retry_after.as_secs().max(1)
+            ),
+            CimdError::Busy { url } => write!(
+                f,
+                "client metadata document at {} was not fetched: every fetch slot stayed busy for \
+                 {} s",
+                truncate(url),
+                FETCH_TIMEOUT.as_secs()
+            ),
         }
     }
 }
 
 impl std::error::Error for CimdError {}
 
+impl CimdError {
+    /// A failure of the fetch itself (DNS, address rules, connection, TLS, timeout, status, size):
+    /// the caller is told only that the document could not be retrieved. Distinct answers would
+    /// make the server a port and host scanner for anyone who can send a client_id.
+    fn is_fetch_failure(&self) -> bool {
+        matches!(
+            self,
+            CimdError::SpecialUseAddress { .. }
+                | CimdError::Fetch { .. }
+                | CimdError::Timeout { .. }
+                | CimdError::Status { .. }
+                | CimdError::TooLarge { .. }
+                | CimdError::HostFailing { .. }
+        )
+    }
+
+    /// A failure that says something about the whole host, not just this URL: the host is not
+    /// tried again for [`FAILURE_TTL`].
+    fn is_host_failure(&self) -> bool {
+        matches!(
+            self,
+            CimdError::SpecialUseAddress { .. }
+                | CimdError::Fetch { .. }
+                | CimdError::Timeout { .. }
+        )
+    }
+}
+
+/// The caller's view: fetch failures all read alike (the detail is in the server log, written
+/// when the fetch failed); a document that breaks a rule names the rule.
 impl From<CimdError> for ApiError {
     fn from(e: CimdError) -> Self {
-        ApiError::bad_request(ErrorCode::InvalidClient, e.to_string())
+        match e {
+            CimdError::Throttled { retry_after, .. } => ApiError::rate_limited(
+                "too many client metadata documents fetched for this client address; try again later",
+                retry_after,
+            ),
+            CimdError::Busy { .. } => {
+                let mut e = ApiError::unavailable(
+                    "too many client metadata documents are being fetched; try again shortly",
+                );
+                e.retry_after = Some(1);
+                e
+            }
+            e if e.is_fetch_failure() => {
+                let url = match &e {
+                    CimdError::SpecialUseAddress { url, .. }
+                    | CimdError::Fetch { url, .. }
+                    | CimdError::Timeout { url, .. }
+                    | CimdError::Status { url, .. }
+                    | CimdError::TooLarge { url, .. }
+                    | CimdError::HostFailing { url, .. } => url.as_str(),
+                    _ => "",
+                };
+                ApiError::bad_request(
+                    ErrorCode::InvalidClient,
+                    format!(
+                        "client metadata document at {} could not be retrieved (the server log has \
+                         the cause); it is not fetched again for {} s",
+                        truncate(url),
+                        FAILURE_TTL.as_secs()
+                    ),
+                )
+            }
+            e => ApiError::bad_request(ErrorCode::InvalidClient, e.to_string()),
+        }
     }
 }
 
@@ -983,6 +1105,15 @@ pub struct CimdResolver {
     max_cache: u64,
     cache: Mutex<Cache>,
     in_flight: Mutex<HashMap<String, Shared>>,
+    /// Failed fetches by URL (the error, answered again until it expires).
+    failed_urls: Mutex<ExpiringMap<String, CimdError>>,
+    /// Hosts whose last fetch failed at the DNS, connection, TLS or timeout level.
+    failed_hosts: Mutex<ExpiringMap<String, ()>>,
+    /// Fetches in flight, for everyone.
+    fetch_slots: tokio::sync::Semaphore,
+    /// Fetches per client address (`client_ip::rate_key`) per minute.
+    per_client: RateLimiter<IpAddr>,
+    fetches_per_client: u32,
 }
 
 impl fmt::Debug for CimdResolver {
@@ -1095,6 +1226,11 @@ impl CimdResolver {
             max_cache: cfg.max_cache_seconds,
             cache: Mutex::new(Cache::new(MAX_CACHE_ENTRIES)),
             in_flight: Mutex::new(HashMap::new()),
+            failed_urls: Mutex::new(ExpiringMap::new(FAILURE_TTL, MAX_FAILURE_ENTRIES)),
+            failed_hosts: Mutex::new(ExpiringMap::new(FAILURE_TTL, MAX_FAILURE_ENTRIES)),
+            fetch_slots: tokio::sync::Semaphore::new(cfg.max_concurrent_fetches.max(1) as usize),
+            per_client: RateLimiter::new(Duration::from_secs(60), MAX_BUDGET_ENTRIES),
+            fetches_per_client: cfg.fetches_per_client_per_minute,
         })
     }
 
@@ -1102,6 +1238,18 @@ impl CimdResolver {
     /// validated (see the module documentation for every rule). Concurrent calls for one URL
     /// share one fetch.
     pub async fn resolve(&self, client_id: &str) -> Result<Client, CimdError> {
+        self.resolve_for(client_id, None).await
+    }
+
+    /// [`CimdResolver::resolve`] on behalf of the client at `caller` (`None`: no per-client
+    /// budget, e.g. outside a request). Served from the cache, or from the memory of a recent
+    /// failure of the URL or its host, without fetching; a fetch counts against the caller's
+    /// budget (`fetches_per_client_per_minute`) and waits for one of `max_concurrent_fetches`.
+    pub async fn resolve_for(
+        &self,
+        client_id: &str,
+        caller: Option<IpAddr>,
+    ) -> Result<Client, CimdError> {
         if !self.enabled {
             return Err(CimdError::Disabled {
                 client_id: client_id.to_owned(),
@@ -1111,8 +1259,29 @@ impl CimdResolver {
             client_id: client_id.to_owned(),
             reason,
         })?;
-        if let Some(c) = lock(&self.cache).get(client_id, Instant::now()) {
+        let now = Instant::now();
+        if let Some(c) = lock(&self.cache).get(client_id, now) {
             return Ok(c);
+        }
+        if let Some((_, e)) = lock(&self.failed_urls).get_mut(&client_id.to_owned(), now) {
+            return Err(e.clone());
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if lock(&self.failed_hosts).get_mut(&host, now).is_some() {
+            return Err(CimdError::HostFailing {
+                url: client_id.to_owned(),
+                host,
+            });
+        }
+        if let Some(ip) = caller
+            && let Err(retry_after) = self
+                .per_client
+                .hit(&crate::client_ip::rate_key(ip), self.fetches_per_client)
+        {
+            return Err(CimdError::Throttled {
+                url: client_id.to_owned(),
+                retry_after,
+            });
         }
         let cell: Shared = lock(&self.in_flight)
             .entry(client_id.to_owned())
@@ -1135,7 +1304,30 @@ impl CimdResolver {
         if let Some(c) = lock(&self.cache).get(client_id, Instant::now()) {
             return Ok(c);
         }
-        let (client, ttl) = self.fetch(client_id, url).await?;
+        let slot = tokio::time::timeout(FETCH_TIMEOUT, self.fetch_slots.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            tracing::warn!(
+                client_id = %truncate(client_id),
+                "client metadata document not fetched: every fetch slot busy"
+            );
+            return Err(CimdError::Busy {
+                url: client_id.to_owned(),
+            });
+        };
+        let (client, ttl) = match self.fetch(client_id, url).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // The only place the cause is told: callers get one text for every fetch failure.
+                tracing::info!(client_id = %truncate(client_id), "client metadata document refused: {e}");
+                let now = Instant::now();
+                if e.is_host_failure() {
+                    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+                    lock(&self.failed_hosts).insert(host, (), now);
+                }
+                lock(&self.failed_urls).insert(client_id.to_owned(), e.clone(), now);
+                return Err(e);
+            }
+        };
         if let Some(ttl) = ttl {
             lock(&self.cache).insert(client_id.to_owned(), client.clone(), ttl, Instant::now());
         }
@@ -1213,11 +1405,7 @@ impl CimdResolver {
                 })?;
             Ok((client, ttl))
         };
-        let out = with_timeout(id, exchange).await;
-        if let Err(e) = &out {
-            tracing::info!(client_id = %truncate(id), "client metadata document refused: {e}");
-        }
-        out
+        with_timeout(id, exchange).await
     }
 }
 
@@ -1845,10 +2033,51 @@ mod tests {
             "client metadata document at https://a.example/c returned HTTP 302; redirects are \
              not followed: the client_id must be the document's final URL"
         );
+        // The caller gets one text for every fetch failure; the detail is the log's.
         let api = ApiError::from(e);
         assert_eq!(api.status, axum::http::StatusCode::BAD_REQUEST);
         assert_eq!(api.code, ErrorCode::InvalidClient);
-        assert_eq!(api.description, msg);
+        let generic = "client metadata document at https://a.example/c could not be retrieved \
+                       (the server log has the cause); it is not fetched again for 60 s";
+        assert_eq!(api.description, generic);
+        for e in [
+            CimdError::Fetch {
+                url: "https://a.example/c".into(),
+                detail: "connection refused".into(),
+            },
+            CimdError::Timeout {
+                url: "https://a.example/c".into(),
+                seconds: 3,
+            },
+            CimdError::TooLarge {
+                url: "https://a.example/c".into(),
+                limit: 5120,
+            },
+            CimdError::SpecialUseAddress {
+                url: "https://a.example/c".into(),
+                host: "a.example".into(),
+                addr: ip("10.0.0.5"),
+                range: Cow::Borrowed("private-use 10.0.0.0/8"),
+            },
+            CimdError::HostFailing {
+                url: "https://a.example/c".into(),
+                host: "a.example".into(),
+            },
+        ] {
+            assert_eq!(ApiError::from(e).description, generic);
+        }
+        // A document that breaks a rule says which.
+        let e = CimdError::Invalid {
+            url: "https://a.example/c".into(),
+            problem: "has no client_name; it is shown on the consent screen".into(),
+        };
+        assert_eq!(ApiError::from(e.clone()).description, e.to_string());
+        let api = ApiError::from(CimdError::Throttled {
+            url: "https://a.example/c".into(),
+            retry_after: Duration::from_secs(42),
+        });
+        assert_eq!(api.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(api.retry_after, Some(42));
         let e = CimdError::SpecialUseAddress {
             url: "https://10.0.0.5/c".into(),
             host: "10.0.0.5".into(),

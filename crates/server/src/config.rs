@@ -67,6 +67,10 @@ pub struct RawConfig {
     /// documents), e.g. an identity provider on an internal CA. `[cimd] extra_ca_file` is an alias.
     #[serde(default)]
     pub extra_ca_file: Option<PathBuf>,
+    /// Reverse proxies (CIDR blocks or addresses) whose `Forwarded` / `X-Forwarded-For` name
+    /// the client; empty: the client is the TCP peer (see `client_ip`).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,9 +81,20 @@ pub struct RegistrationConfig {
     pub mode: String,
     #[serde(default)]
     pub initial_access_tokens: Vec<String>,
-    /// Registrations per client IP per minute.
+    /// Registrations per client IP (IPv6: per /64) per minute; also the budget of wrong
+    /// initial access tokens per client IP per minute.
     #[serde(default = "default_registration_rate")]
     pub rate_limit_per_minute: u32,
+    /// Registrations per minute from everyone together (this instance).
+    #[serde(default = "default_registration_global_rate")]
+    pub global_rate_limit_per_minute: u32,
+    /// A registered client that never redeemed a code nor got a token is deleted this long after
+    /// it registered.
+    #[serde(default = "default_unused_client_ttl")]
+    pub unused_client_ttl_seconds: i64,
+    /// A registered client is deleted this long after its last use (code, refresh or token).
+    #[serde(default = "default_idle_client_ttl")]
+    pub idle_client_ttl_seconds: i64,
 }
 
 impl Default for RegistrationConfig {
@@ -88,6 +103,9 @@ impl Default for RegistrationConfig {
             mode: default_registration_mode(),
             initial_access_tokens: Vec::new(),
             rate_limit_per_minute: default_registration_rate(),
+            global_rate_limit_per_minute: default_registration_global_rate(),
+            unused_client_ttl_seconds: default_unused_client_ttl(),
+            idle_client_ttl_seconds: default_idle_client_ttl(),
         }
     }
 }
@@ -97,6 +115,15 @@ fn default_registration_mode() -> String {
 }
 fn default_registration_rate() -> u32 {
     60
+}
+fn default_registration_global_rate() -> u32 {
+    120
+}
+fn default_unused_client_ttl() -> i64 {
+    86_400
+}
+fn default_idle_client_ttl() -> i64 {
+    7_776_000
 }
 
 fn default_listen() -> String {
@@ -293,6 +320,8 @@ pub struct Config {
     /// The CA file every outbound fetch trusts besides the public roots (resolved path; also in
     /// `cimd.extra_ca_file`).
     pub extra_ca_file: Option<PathBuf>,
+    /// See `RawConfig::trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -337,6 +366,7 @@ const ENV_KEYS: &[(&str, EnvKind)] = &[
     ("admin_key", EnvKind::Str),
     ("grant_max_lifetime_seconds", EnvKind::Int),
     ("extra_ca_file", EnvKind::Str),
+    ("trusted_proxies", EnvKind::List),
 ];
 
 #[derive(Clone, Copy)]
@@ -796,6 +826,16 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
     {
         bail!("admin_key: must be at least 32 characters");
     }
+    validate_registration(&raw.registration)?;
+    let trusted_proxies = raw
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            crate::client_ip::parse_proxy(e)
+                .map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cimd = raw.cimd;
     if let Some(ca) = cimd.extra_ca_file.take() {
         cimd.extra_ca_file = Some(if ca.is_absolute() { ca } else { base.join(ca) });
@@ -836,6 +876,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         admin_key: raw.admin_key,
         grant_max_lifetime_seconds: raw.grant_max_lifetime_seconds,
         extra_ca_file,
+        trusted_proxies,
         base_dir: base.to_path_buf(),
     })
 }
@@ -874,6 +915,36 @@ pub fn read_ca_certificates(key: &str, path: &Path) -> anyhow::Result<Vec<reqwes
         bail!("{key}: {} contains no certificate", path.display());
     }
     Ok(certs)
+}
+
+/// `[registration]` beyond its mode: initial access tokens as long as `admin_key`, limits and
+/// lifetimes in range.
+fn validate_registration(r: &RegistrationConfig) -> anyhow::Result<()> {
+    for (i, t) in r.initial_access_tokens.iter().enumerate() {
+        // Measured like admin_key; the token itself never goes into the message.
+        if t.len() < 32 {
+            bail!(
+                "registration.initial_access_tokens[{i}]: must be at least 32 characters (it has {})",
+                t.len()
+            );
+        }
+    }
+    if r.rate_limit_per_minute == 0 {
+        bail!("registration.rate_limit_per_minute: must be at least 1");
+    }
+    if r.global_rate_limit_per_minute == 0 {
+        bail!("registration.global_rate_limit_per_minute: must be at least 1");
+    }
+    const TEN_YEARS: i64 = 10 * 366 * 86_400;
+    for (key, v) in [
+        ("unused_client_ttl_seconds", r.unused_client_ttl_seconds),
+        ("idle_client_ttl_seconds", r.idle_client_ttl_seconds),
+    ] {
+        if !(1..=TEN_YEARS).contains(&v) {
+            bail!("registration.{key}: {v} is out of range; expected 1 to {TEN_YEARS} seconds");
+        }
+    }
+    Ok(())
 }
 
 /// `sqlite://relative.db` resolves against the config file's directory; `sqlite::memory:` and

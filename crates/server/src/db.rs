@@ -173,6 +173,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_clients_and_revocation.sql"),
     ),
+    (5, include_str!("../migrations/0005_client_last_use.sql")),
 ];
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -513,6 +514,11 @@ impl Store {
                 refresh_expires_at,
                 now,
             )?;
+            // A registered client that completed a flow is no longer "unused" (see purge_clients).
+            tx.exec(
+                "UPDATE clients SET last_used_at = $2 WHERE client_id = $1",
+                &args![&family.client_id, now],
+            )?;
             Ok(CodeRedemption::Issued)
         })
         .await
@@ -738,6 +744,84 @@ impl Store {
         deleted
     }
 
+    /// Record that a registered client got a token without a grant (client_credentials); at
+    /// most one write an hour per client.
+    pub async fn touch_client(&self, client_id: &str, now: i64) -> DbResult<()> {
+        let id = client_id.to_owned();
+        self.run(move |tx| {
+            tx.exec(
+                "UPDATE clients SET last_used_at = $2 WHERE client_id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at < $3)",
+                &args![id, now, now - 3600],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delete registered clients that were never used (no code redeemed, no token issued) and
+    /// registered before `unused_before`, and clients whose last use (theirs or their grants')
+    /// is before `idle_before`. Each goes like [`Store::delete_client`]: its consents deleted,
+    /// its grants revoked. Batches of [`PURGE_BATCH`] clients, one transaction each, so the
+    /// writer is never held long; returns the ids deleted.
+    pub async fn purge_clients(
+        &self,
+        unused_before: i64,
+        idle_before: i64,
+        now: i64,
+    ) -> DbResult<Vec<String>> {
+        let mut deleted = Vec::new();
+        for _ in 0..PURGE_MAX_BATCHES {
+            let ids = self
+                .run(move |tx| {
+                    let mut ids: Vec<String> = tx
+                        .query(
+                            "SELECT client_id FROM clients WHERE last_used_at IS NULL \
+                             AND created_at < $1 LIMIT $2",
+                            &args![unused_before, PURGE_BATCH],
+                        )?
+                        .iter()
+                        .map(|r| r.text(0))
+                        .collect::<DbResult<_>>()?;
+                    let room = PURGE_BATCH - ids.len() as i64;
+                    if room > 0 {
+                        for r in tx.query(
+                            "SELECT c.client_id FROM clients c WHERE c.last_used_at < $1 \
+                             AND NOT EXISTS (SELECT 1 FROM token_families f \
+                             WHERE f.client_id = c.client_id AND f.last_used_at >= $1) LIMIT $2",
+                            &args![idle_before, room],
+                        )? {
+                            ids.push(r.text(0)?);
+                        }
+                    }
+                    for id in &ids {
+                        tx.exec("DELETE FROM clients WHERE client_id = $1", &args![id])?;
+                        tx.exec(
+                            "DELETE FROM consent_grants WHERE client_id = $1",
+                            &args![id],
+                        )?;
+                        tx.exec(
+                            "UPDATE token_families SET revoked_at = $2, \
+                             revoked_reason = 'client_expired' \
+                             WHERE client_id = $1 AND revoked_at IS NULL",
+                            &args![id, now],
+                        )?;
+                    }
+                    Ok(ids)
+                })
+                .await?;
+            for id in &ids {
+                self.forget_client(id);
+            }
+            let done = (ids.len() as i64) < PURGE_BATCH;
+            deleted.extend(ids);
+            if done {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
+
     // --- revocation and connected apps ---
 
     pub async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> DbResult<()> {
@@ -876,6 +960,11 @@ impl Store {
         .await
     }
 }
+
+/// Clients deleted per transaction by [`Store::purge_clients`], and at most how many such
+/// transactions one purge runs (the rest waits for the next purge).
+const PURGE_BATCH: i64 = 200;
+const PURGE_MAX_BATCHES: usize = 50;
 
 const LOST_RACE: &str = "lost rotation race";
 

@@ -14,6 +14,8 @@ pub struct ApiError {
     /// For authorization errors that may go back to the client: where to send the browser.
     pub redirect_uri: Option<String>,
     pub www_authenticate: Option<String>,
+    /// Seconds for `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -26,7 +28,19 @@ impl ApiError {
             description: description.into(),
             redirect_uri: None,
             www_authenticate: None,
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited`, with `Retry-After` (at least one second).
+    pub fn rate_limited(description: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            description,
+        );
+        e.retry_after = Some(retry_after.as_secs().max(1));
+        e
     }
 
     pub fn bad_request(code: ErrorCode, description: impl Into<String>) -> Self {
@@ -109,6 +123,9 @@ impl IntoResponse for ApiError {
             .and_then(|v| HeaderValue::from_str(&v).ok())
         {
             h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -9,10 +9,12 @@ use consentry_protocol::ErrorCode;
 use serde_json::{Map, Value, json};
 
 use crate::app::{Shared, now};
-use crate::clients::Client;
+use crate::clients::{Client, truncate};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
-use crate::token::{Form, REFRESH_PREFIX, authenticate_client};
+use crate::token::{
+    Form, REFRESH_PREFIX, authenticate_client, is_metadata_document_id, presented_client,
+};
 
 /// Verify an access token this server signed and check it was not revoked (one by one, or with
 /// its grant). `None` when it is not active.
@@ -68,17 +70,42 @@ async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Calle
         e.www_authenticate = Some("Basic realm=\"consentry\"".into());
         return Err(e);
     }
+    let (client_id, ..) = presented_client(headers, form)?;
+    if is_metadata_document_id(&client_id) {
+        // Public by definition: refused without fetching the document.
+        return Err(public_caller(&truncate(&client_id)));
+    }
     let client = authenticate_client(s, headers, form).await?;
     if !client.is_confidential() {
-        return Err(ApiError::unauthorized(
-            ErrorCode::InvalidClient,
-            format!(
-                "introspection needs an authenticated caller; client '{}' is public (no secret)",
-                client.client_id
-            ),
-        ));
+        return Err(public_caller(&client.client_id));
     }
     Ok(Caller::Client(client))
+}
+
+fn public_caller(client_id: &str) -> ApiError {
+    ApiError::unauthorized(
+        ErrorCode::InvalidClient,
+        format!(
+            "introspection needs an authenticated caller; client '{client_id}' is public (no secret)"
+        ),
+    )
+}
+
+/// The client a token was issued to, if it is a live token of this server (a refresh token
+/// this server stores, or an active access token).
+async fn token_client(s: &Shared, token: &str) -> ApiResult<Option<String>> {
+    if token.starts_with(REFRESH_PREFIX) {
+        return Ok(s
+            .store
+            .refresh_token(&sha256_hex(token))
+            .await?
+            .map(|row| row.family.client_id));
+    }
+    Ok(active_access_token(s, token).await?.and_then(|c| {
+        c.get("client_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }))
 }
 
 fn inactive() -> Response {
@@ -161,6 +188,25 @@ pub async fn revoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let form = Form::parse(&headers, &body)?;
+    let (client_id, ..) = presented_client(&headers, &form)?;
+    if is_metadata_document_id(&client_id) {
+        // A metadata-document client is public (client_id only): the token is looked at before
+        // the document is fetched, so an unknown token or another client's never fetches it.
+        let token = form.require("token")?;
+        match token_client(&s, token).await? {
+            None => return Ok(no_store(StatusCode::OK.into_response())),
+            Some(owner) if owner != client_id => {
+                return Err(ApiError::bad_request(
+                    ErrorCode::UnauthorizedClient,
+                    format!(
+                        "the token was not issued to client '{}'",
+                        truncate(&client_id)
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     let client = authenticate_client(&s, &headers, &form).await?;
     let token = form.require("token")?;
     let now = now();

@@ -8,6 +8,7 @@ pub mod app;
 pub mod apps;
 pub mod authorize;
 pub mod cimd;
+pub mod client_ip;
 pub mod clients;
 pub mod config;
 pub mod crypto;
@@ -16,6 +17,7 @@ pub mod dev;
 pub mod error;
 pub mod introspect;
 pub mod keys;
+pub mod limits;
 pub mod mint;
 pub mod oidc;
 pub mod register;
@@ -94,6 +96,7 @@ fn spawn_maintenance(state: Arc<AppState>) {
                 if let Err(e) = state.store.purge_expired(t).await {
                     tracing::warn!("purging expired rows: {e}");
                 }
+                purge_clients(&state, t).await;
                 let _ = state
                     .store
                     .purge_signing_keys(t - cfg.max_signed_token_ttl())
@@ -101,6 +104,30 @@ fn spawn_maintenance(state: Arc<AppState>) {
             }
         }
     });
+}
+
+/// Delete dynamically registered clients never used within `registration.unused_client_ttl_seconds`
+/// of registering, or idle for `registration.idle_client_ttl_seconds`.
+pub async fn purge_clients(state: &AppState, now: i64) {
+    let reg = &state.cfg.registration;
+    match state
+        .store
+        .purge_clients(
+            now - reg.unused_client_ttl_seconds,
+            now - reg.idle_client_ttl_seconds,
+            now,
+        )
+        .await
+    {
+        Ok(ids) if !ids.is_empty() => {
+            tracing::info!(
+                count = ids.len(),
+                "deleted unused or idle registered clients"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("purging unused registered clients: {e}"),
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

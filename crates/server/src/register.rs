@@ -2,13 +2,13 @@
 //! (RFC 7592: `GET`/`PUT`/`DELETE` on the registration_client_uri, authorized by the
 //! registration_access_token).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 
 use crate::app::PathParams;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -18,11 +18,13 @@ use consentry_protocol::{ErrorCode, is_forbidden_redirect_scheme, is_loopback_ho
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::app::{JsonBody, Shared, bearer, now};
+use crate::app::{Shared, bearer, now};
+use crate::client_ip::ClientIp;
 use crate::clients::{Client, ClientSource, truncate};
 use crate::crypto::{random_token, sha256_hex};
 use crate::db::ClientRow;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::RateLimiter;
 
 /// The metadata a client registers (RFC 7591 §2), as stored and returned.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -325,29 +327,81 @@ fn parse_metadata(body: &Value) -> ApiResult<ClientMetadata> {
         .map_err(|e| bad_metadata(format!("{}: {}", e.path(), e.inner())))
 }
 
-/// Per-IP fixed-window rate limit for registration.
-#[derive(Default)]
-pub struct RateLimiter {
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+/// How many client addresses the per-IP limiters track; past it the oldest window is forgotten
+/// (the global limit still holds then).
+const LIMITER_KEYS: usize = 100_000;
+
+/// A per-client-IP limiter with one-minute windows.
+pub fn per_ip_limiter() -> RateLimiter<IpAddr> {
+    RateLimiter::new(Duration::from_secs(60), LIMITER_KEYS)
 }
 
-impl RateLimiter {
-    /// True when the call is within the limit.
-    pub fn allow(&self, ip: IpAddr, per_minute: u32) -> bool {
-        let Ok(mut w) = self.windows.lock() else {
-            return true;
-        };
-        let now = Instant::now();
-        if w.len() > 100_000 {
-            w.retain(|_, (start, _)| now.duration_since(*start).as_secs() < 60);
+/// The largest registration or RFC 7592 update body accepted, in bytes.
+pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+
+/// The JSON value of a registration (or update) body of at most [`MAX_REGISTRATION_BYTES`].
+fn registration_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
+    let too_large = |len: Option<usize>| {
+        bad_metadata(format!(
+            "the client metadata is {}larger than the limit of {MAX_REGISTRATION_BYTES} bytes (16 KB)",
+            len.map(|n| format!("{n} bytes, ")).unwrap_or_default()
+        ))
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(None)),
+        Err(e) => {
+            return Err(ApiError::new(
+                e.status(),
+                ErrorCode::InvalidRequest,
+                format!("cannot read the request body: {}", e.body_text()),
+            ));
         }
-        let entry = w.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0).as_secs() >= 60 {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= per_minute
+    };
+    if body.len() > MAX_REGISTRATION_BYTES {
+        return Err(too_large(Some(body.len())));
     }
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid_request(format!("request body is not the expected JSON: {e}"))
+    })
+}
+
+/// `registration.mode = "initial_access_token"`: the bearer token must be one of the configured
+/// ones. Wrong tokens are counted per client address; once its budget for the minute is spent,
+/// the answer is 429 and the presented token is not even compared.
+fn check_initial_access_token(s: &Shared, headers: &HeaderMap, ip: ClientIp) -> ApiResult<()> {
+    let reg = &s.cfg.registration;
+    let budget = reg.rate_limit_per_minute;
+    if let Some(wait) = s.iat_failures.exhausted(&ip.key(), budget) {
+        return Err(ApiError::rate_limited(
+            format!(
+                "too many wrong initial access tokens from this address; the limit is {budget} per minute"
+            ),
+            wait,
+        ));
+    }
+    let presented = bearer(headers).unwrap_or("");
+    let ok = !presented.is_empty()
+        && reg.initial_access_tokens.iter().any(|t| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(t.as_bytes(), presented.as_bytes())
+                .is_ok()
+        });
+    if ok {
+        return Ok(());
+    }
+    // Over budget now or not, this attempt is answered 401: the next one gets the 429.
+    let _ = s.iat_failures.hit(&ip.key(), budget);
+    Err(ApiError::unauthorized(
+        ErrorCode::InvalidToken,
+        "registration requires an initial access token: Authorization: Bearer <token>",
+    ))
+}
+
+fn global_limit(limit: u32, wait: Duration) -> ApiError {
+    ApiError::rate_limited(
+        format!("this server takes at most {limit} registrations per minute; try again later"),
+        wait,
+    )
 }
 
 fn registration_response(
@@ -384,9 +438,9 @@ fn no_store(status: StatusCode, body: Value) -> Response {
 /// `POST /oauth2/register`
 pub async fn register(
     State(s): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientIp,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Value>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let reg = &s.cfg.registration;
     match reg.mode.as_str() {
@@ -397,39 +451,32 @@ pub async fn register(
                 "dynamic client registration is disabled on this server",
             ));
         }
-        "initial_access_token" => {
-            let presented = bearer(&headers).unwrap_or("");
-            let ok = reg.initial_access_tokens.iter().any(|t| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(
-                    t.as_bytes(),
-                    presented.as_bytes(),
-                )
-                .is_ok()
-            });
-            if !ok {
-                return Err(ApiError::unauthorized(
-                    ErrorCode::InvalidToken,
-                    "registration requires an initial access token: Authorization: Bearer <token>",
-                ));
-            }
-        }
+        "initial_access_token" => check_initial_access_token(&s, &headers, ip)?,
         _ => {}
     }
-    if !s
+    if let Err(wait) = s
         .registration_limiter
-        .allow(peer.ip(), reg.rate_limit_per_minute)
+        .hit(&ip.key(), reg.rate_limit_per_minute)
     {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::RateLimited,
+        return Err(ApiError::rate_limited(
             format!(
                 "too many registrations from this address; the limit is {} per minute",
                 reg.rate_limit_per_minute
             ),
+            wait,
         ));
     }
+    let global = reg.global_rate_limit_per_minute;
+    if let Some(wait) = s.registration_global.exhausted(&(), global) {
+        return Err(global_limit(global, wait));
+    }
+    let body = registration_body(body)?;
     let md = parse_metadata(&body)?;
     let md = validate_metadata(&s, md)?;
+    // Counted once valid: refused requests do not use up everyone's registrations.
+    if let Err(wait) = s.registration_global.hit(&(), global) {
+        return Err(global_limit(global, wait));
+    }
     let now = now();
     // Self-issued ids never start with https:// (those are CIMD URLs).
     let client_id = format!("cyc-{}", random_token(16));
@@ -508,9 +555,10 @@ pub async fn update(
     State(s): State<Shared>,
     headers: HeaderMap,
     PathParams(client_id): PathParams<String>,
-    JsonBody(body): JsonBody<Value>,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let row = managed_client(&s, &headers, &client_id).await?;
+    let body = registration_body(body)?;
     if body.get("client_id").and_then(Value::as_str) != Some(client_id.as_str()) {
         return Err(ApiError::invalid_request(format!(
             "client_id in the body must be '{client_id}'"

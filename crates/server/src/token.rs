@@ -120,14 +120,28 @@ async fn handle(s: &Shared, headers: &HeaderMap, body: &[u8]) -> ApiResult<Token
     let grant_type = form.require("grant_type")?;
     match grant_type {
         "authorization_code" => {
-            let client = authenticate_client(s, headers, &form).await?;
-            authorization_code(s, &client, &form).await
+            let (client_id, ..) = presented_client(headers, &form)?;
+            let (client, payload) = if is_metadata_document_id(&client_id) {
+                // The code first: resolving this client fetches its document.
+                let payload = open_code(s, &client_id, &form)?;
+                (authenticate_client(s, headers, &form).await?, payload)
+            } else {
+                let client = authenticate_client(s, headers, &form).await?;
+                let payload = open_code(s, &client.client_id, &form)?;
+                (client, payload)
+            };
+            authorization_code(s, &client, &form, payload).await
         }
         "refresh_token" => {
+            refresh_token_is_of_presented_client(s, headers, &form).await?;
             let client = authenticate_client(s, headers, &form).await?;
             refresh(s, &client, &form).await
         }
         "client_credentials" => {
+            let (client_id, ..) = presented_client(headers, &form)?;
+            if is_metadata_document_id(&client_id) {
+                return Err(document_client_credentials(&client_id));
+            }
             let client = authenticate_client(s, headers, &form).await?;
             client_credentials(s, &client, &form).await
         }
@@ -175,15 +189,14 @@ fn basic_credentials(headers: &HeaderMap) -> ApiResult<Option<(String, String)>>
     Ok(Some((id, secret)))
 }
 
-/// Identify the client and check its credentials against the method it registered: `none`
-/// (client_id only; PKCE proves possession), `client_secret_basic` or `client_secret_post`.
-pub(crate) async fn authenticate_client(
-    s: &Shared,
+/// The client a token, revocation or introspection request says it is: (client_id, secret,
+/// authentication method), before anything is looked up.
+pub(crate) fn presented_client(
     headers: &HeaderMap,
     form: &Form,
-) -> ApiResult<Client> {
+) -> ApiResult<(String, Option<String>, &'static str)> {
     let basic = basic_credentials(headers)?;
-    let (client_id, secret, method) = match (basic, form.get("client_secret")) {
+    Ok(match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid_request(
                 "use one client authentication method: HTTP Basic or client_secret in the body, not both",
@@ -205,7 +218,40 @@ pub(crate) async fn authenticate_client(
             "client_secret_post",
         ),
         (None, None) => (form.require("client_id")?.to_owned(), None, "none"),
-    };
+    })
+}
+
+/// Whether `client_id` names a Client ID Metadata Document, which resolving it fetches (see
+/// `AppState::client`). Such a client is public: it has no secret and cannot introspect or use
+/// client_credentials, so those requests are refused without fetching anything.
+pub(crate) fn is_metadata_document_id(client_id: &str) -> bool {
+    client_id.starts_with("https://")
+}
+
+fn document_client_credentials(client_id: &str) -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::UnauthorizedClient,
+        format!(
+            "client '{}' is identified by a client metadata document, a public client: it may not use the client_credentials grant",
+            truncate(client_id)
+        ),
+    )
+}
+
+/// Identify the client and check its credentials against the method it registered: `none`
+/// (client_id only; PKCE proves possession), `client_secret_basic` or `client_secret_post`.
+pub(crate) async fn authenticate_client(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: &Form,
+) -> ApiResult<Client> {
+    let (client_id, secret, method) = presented_client(headers, form)?;
+    if secret.is_some() && is_metadata_document_id(&client_id) {
+        return Err(invalid_client(format!(
+            "client '{}' is identified by a client metadata document, a public client (token_endpoint_auth_method 'none'): send client_id only, no credentials",
+            truncate(&client_id)
+        )));
+    }
     let client = s.client(&client_id).await?.ok_or_else(|| {
         invalid_client(format!(
             "client_id '{}' is not registered with this server",
@@ -347,7 +393,15 @@ async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResu
         client_id: &client.client_id,
         grant_id: None,
     };
-    issue(s, &grant, &scopes, &audience, None, None, now()).await
+    let response = issue(s, &grant, &scopes, &audience, None, None, now()).await?;
+    if self_registered {
+        // Used: not deleted as unused or idle (registration.*_client_ttl_seconds). The token is
+        // issued already; a failed write only risks an earlier deletion, so it is logged.
+        if let Err(e) = s.store.touch_client(&client.client_id, now()).await {
+            tracing::warn!(client_id = %client.client_id, "recording the client's use: {e}");
+        }
+    }
+    Ok(response)
 }
 
 /// The requested `resource` values must be a subset of what was authorized; none means all.
@@ -374,23 +428,60 @@ fn narrow_resources(requested: &[String], authorized: &[String]) -> ApiResult<Ve
     Ok(out)
 }
 
-async fn authorization_code(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
+/// The authorization code, if it opens (issued by this server, unaltered) and was issued to
+/// `client_id`. For a metadata-document client this runs before the client is resolved, so a
+/// forged code, or another client's, never makes the server fetch the document.
+fn open_code(s: &Shared, client_id: &str, form: &Form) -> ApiResult<CodePayload> {
     let code = form.require("code")?;
-    let now = now();
     let payload: CodePayload = s.sealer.open(code).ok_or_else(|| {
         ApiError::invalid_grant("code is invalid: it was not issued by this server or was altered")
     })?;
+    if payload.client_id != client_id {
+        return Err(ApiError::invalid_grant(format!(
+            "code was issued to another client, not to '{}'",
+            truncate(client_id)
+        )));
+    }
+    Ok(payload)
+}
+
+/// For a metadata-document client, the refresh token is looked up before the client is
+/// resolved: an unknown token, or one issued to another client, is refused without fetching
+/// the document. (Other clients are found without a fetch; `refresh` judges their tokens.)
+async fn refresh_token_is_of_presented_client(
+    s: &Shared,
+    headers: &HeaderMap,
+    form: &Form,
+) -> ApiResult<()> {
+    let (client_id, ..) = presented_client(headers, form)?;
+    if !is_metadata_document_id(&client_id) {
+        return Ok(());
+    }
+    let presented = form.require("refresh_token")?;
+    match s.store.refresh_token(&sha256_hex(presented)).await? {
+        None => Err(ApiError::invalid_grant(
+            "refresh_token is invalid, expired or revoked; authorize again",
+        )),
+        Some(row) if row.family.client_id != client_id => Err(ApiError::invalid_grant(format!(
+            "refresh_token was issued to another client, not to '{}'",
+            truncate(&client_id)
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn authorization_code(
+    s: &Shared,
+    client: &Client,
+    form: &Form,
+    payload: CodePayload,
+) -> ApiResult<TokenResponse> {
+    let now = now();
     if payload.expires_at <= now {
         return Err(ApiError::invalid_grant(format!(
             "code expired {}s ago; codes are valid for {}s",
             now - payload.expires_at,
             s.cfg.authorization_code_ttl_seconds
-        )));
-    }
-    if payload.client_id != client.client_id {
-        return Err(ApiError::invalid_grant(format!(
-            "code was issued to another client, not to '{}'",
-            client.client_id
         )));
     }
     match form.get("redirect_uri") {

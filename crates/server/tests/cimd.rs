@@ -76,6 +76,8 @@ struct Server {
     hits: Arc<Mutex<HashMap<String, usize>>>,
     /// TLS handshakes that failed (the client refused our certificate).
     handshake_failures: Arc<AtomicUsize>,
+    /// The most requests this server was serving at one time.
+    max_active: Arc<AtomicUsize>,
 }
 
 impl Server {
@@ -104,16 +106,19 @@ async fn start_server(pki: &Pki) -> Server {
     let port = listener.local_addr().unwrap().port();
     let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let handshake_failures = Arc::new(AtomicUsize::new(0));
-    let (h, f) = (hits.clone(), handshake_failures.clone());
+    let max_active = Arc::new(AtomicUsize::new(0));
+    let active = Arc::new(AtomicUsize::new(0));
+    let (h, f, m) = (hits.clone(), handshake_failures.clone(), max_active.clone());
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let (acceptor, hits, failures) = (acceptor.clone(), h.clone(), f.clone());
+            let (active, max) = (active.clone(), m.clone());
             tokio::spawn(async move {
                 match acceptor.accept(tcp).await {
-                    Ok(stream) => serve(stream, hits).await,
+                    Ok(stream) => serve(stream, hits, (active, max)).await,
                     Err(_) => {
                         failures.fetch_add(1, Ordering::SeqCst);
                     }
@@ -125,6 +130,7 @@ async fn start_server(pki: &Pki) -> Server {
         port,
         hits,
         handshake_failures,
+        max_active,
     }
 }
 
@@ -142,9 +148,28 @@ fn document(client_id: &str) -> serde_json::Value {
 }
 
 /// One request per connection: read the head, answer by path, close.
+/// Counts the requests being served (from the request read to the answer about to be written)
+/// and the most at once.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn start((active, max): (Arc<AtomicUsize>, Arc<AtomicUsize>)) -> Busy {
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        max.fetch_max(now, Ordering::SeqCst);
+        Busy(active)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve(
     mut stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    gauge: (Arc<AtomicUsize>, Arc<AtomicUsize>),
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -170,11 +195,14 @@ async fn serve(
     let host = header("host");
     let accept = header("accept");
     *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let busy = Busy::start(gauge);
     let id = format!("https://{host}{path}");
 
     let mut status = "200 OK";
     let mut extra = String::new();
-    let body: String = match path.as_str() {
+    // Answered by path alone: `/valid?t=1` is `/valid` under another client_id (and hit count).
+    let route = path.split('?').next().unwrap_or("/");
+    let body: String = match route {
         // Refuse anything that does not ask for JSON, so every other test checks the header.
         _ if accept != "application/json" => {
             status = "406 Not Acceptable";
@@ -272,6 +300,8 @@ async fn serve(
             String::new()
         }
     };
+    // Before the answer goes out: a client that has it may start the next fetch at once.
+    drop(busy);
     let resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n{extra}\r\n{body}",
@@ -717,7 +747,12 @@ async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
         let api = ApiError::from(err.clone());
         assert_eq!(api.status, axum::http::StatusCode::BAD_REQUEST);
         assert_eq!(api.code, ErrorCode::InvalidClient);
-        assert_eq!(api.description, err.to_string());
+        if matches!(err, CimdError::Status { .. } | CimdError::TooLarge { .. }) {
+            // What the fetch ran into is the log's, not the caller's (no scanning oracle).
+            assert_eq!(api.description, generic_failure(&u(path)), "{path}");
+        } else {
+            assert_eq!(api.description, err.to_string());
+        }
     }
     assert_eq!(server.hits("/valid"), 0, "the redirect was not followed");
     assert!(matches!(
@@ -783,8 +818,16 @@ async fn an_untrusted_certificate_fails_tls() {
 // Caching
 // ------------------------------------------------------------------------------------------
 
+/// The one description a caller gets for any failure to retrieve a document.
+fn generic_failure(url: &str) -> String {
+    format!(
+        "client metadata document at {url} could not be retrieved (the server log has the \
+         cause); it is not fetched again for 60 s"
+    )
+}
+
 #[tokio::test]
-async fn valid_documents_are_cached_and_errors_never() {
+async fn valid_documents_are_cached_and_failures_for_a_minute() {
     let pki = pki();
     let server = start_server(&pki).await;
     let resolver = loopback_resolver(&pki, &server);
@@ -807,10 +850,16 @@ async fn valid_documents_are_cached_and_errors_never() {
     assert_eq!(server.hits("/nostore"), 3, "no-store: never cached");
     assert_eq!(
         server.hits("/wrong-id"),
-        3,
-        "invalid documents: never cached"
+        1,
+        "invalid documents: the failure is remembered"
     );
-    assert_eq!(server.hits("/error"), 3, "HTTP errors: never cached");
+    assert_eq!(server.hits("/error"), 1, "HTTP errors: remembered");
+    // The remembered failure is the same error, rule and all.
+    let again = resolver
+        .resolve(&server.url("/wrong-id"))
+        .await
+        .unwrap_err();
+    assert_msg(&again, "which differs from the URL");
 
     // min_cache_seconds = 0 and no Cache-Control: not cached.
     let mut no_min = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
@@ -822,7 +871,7 @@ async fn valid_documents_are_cached_and_errors_never() {
 }
 
 /// Concurrent resolutions of one URL share one fetch — its success, or its error (which is
-/// still not cached: the next call fetches again).
+/// then remembered: the next call does not fetch again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_resolutions_share_one_fetch() {
     let pki = pki();
@@ -848,9 +897,107 @@ async fn concurrent_resolutions_share_one_fetch() {
         .unwrap_err();
     assert_eq!(
         server.hits("/slow-bad"),
-        2,
-        "the shared error was not cached"
+        1,
+        "the shared error is remembered"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Bounded fetching: failures remembered, a budget per client address, a global cap
+// ------------------------------------------------------------------------------------------
+
+/// A host whose fetch failed below HTTP (here: a timeout) is not contacted again for a minute,
+/// whatever URL on it is asked for (`?t=0..9`); an HTTP failure is remembered for its URL only.
+#[tokio::test]
+async fn a_failing_host_is_not_contacted_again_for_a_minute() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let resolver = loopback_resolver(&pki, &server);
+    let err = resolver.resolve(&server.url("/slow")).await.unwrap_err();
+    assert!(matches!(err, CimdError::Timeout { .. }), "{err:?}");
+    // The server counts a request when it has read it, before it stalls.
+    assert_eq!(server.total_hits(), 1);
+    for t in 0..10 {
+        let url = server.url(&format!("/valid?t={t}"));
+        let err = resolver.resolve(&url).await.unwrap_err();
+        assert!(matches!(err, CimdError::HostFailing { .. }), "{err:?}");
+        assert_eq!(ApiError::from(err).description, generic_failure(&url));
+    }
+    assert_eq!(server.total_hits(), 1, "no request after the host failed");
+
+    // A 404 is the document's failure, not the host's: other URLs are still fetched.
+    let resolver = loopback_resolver(&pki, &server);
+    for _ in 0..3 {
+        resolver.resolve(&server.url("/nope")).await.unwrap_err();
+    }
+    assert_eq!(server.hits("/nope"), 1);
+    resolver.resolve(&server.url("/valid")).await.unwrap();
+    assert_eq!(server.hits("/valid"), 1);
+}
+
+/// Each client address (an IPv6 /64 as one) may cause `fetches_per_client_per_minute` fetches;
+/// past it, 429 with Retry-After and no fetch. Cached documents and remembered failures are
+/// answered without counting.
+#[tokio::test]
+async fn each_client_address_has_a_fetch_budget() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let mut c = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    c.fetches_per_client_per_minute = 3;
+    let resolver = CimdResolver::new(&c).unwrap();
+    let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+    let a_same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+    let b: IpAddr = "198.51.100.7".parse().unwrap();
+    let url = |t: usize| server.url(&format!("/nope?t={t}"));
+    for t in 0..3 {
+        let err = resolver.resolve_for(&url(t), Some(a)).await.unwrap_err();
+        assert!(
+            matches!(err, CimdError::Status { status: 404, .. }),
+            "{err:?}"
+        );
+    }
+    let err = resolver
+        .resolve_for(&url(3), Some(a_same_64))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CimdError::Throttled { .. }), "{err:?}");
+    let api = ApiError::from(err);
+    assert_eq!(api.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(api.code, ErrorCode::RateLimited);
+    assert!(
+        matches!(api.retry_after, Some(1..=60)),
+        "{:?}",
+        api.retry_after
+    );
+    assert_eq!(server.total_hits(), 3);
+    // Remembered: answered, not counted, not fetched.
+    let err = resolver.resolve_for(&url(0), Some(a)).await.unwrap_err();
+    assert!(matches!(err, CimdError::Status { .. }), "{err:?}");
+    // Another address has its own budget.
+    let err = resolver.resolve_for(&url(3), Some(b)).await.unwrap_err();
+    assert!(matches!(err, CimdError::Status { .. }), "{err:?}");
+    assert_eq!(server.total_hits(), 4);
+}
+
+/// At most `max_concurrent_fetches` documents are fetched at once, whoever asks; the others
+/// wait for a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn document_fetches_have_a_global_cap() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let mut c = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    c.max_concurrent_fetches = 2;
+    let resolver = Arc::new(CimdResolver::new(&c).unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let (r, url) = (resolver.clone(), server.url(&format!("/slow-ok?t={t}")));
+        tasks.spawn(async move { r.resolve(&url).await });
+    }
+    let results = tasks.join_all().await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(server.total_hits(), 8);
+    let most = server.max_active.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} fetches at once");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1041,13 +1188,257 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
     let session = guarded.session("cimd-user").await;
     let (status, e) = guarded.start_flow(&session, &p).await;
     assert_eq!(status, 400, "{e}");
-    assert!(
-        e["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("special-use"),
-        "{e}"
-    );
+    // The caller is told only that the document could not be retrieved; the log says why.
+    assert_eq!(e["error_description"], generic_failure(&client_id), "{e}");
+    assert!(guarded.log().contains("special-use"), "{}", guarded.log());
 }
 
-on_both_backends!(cimd_client_completes_a_flow);
+/// A server whose `[cimd]` may fetch from `docs` (and trusts the test CA), plus `extra` lines
+/// in `[cimd]`.
+async fn server_for(
+    b: common::Backend,
+    pki: &Pki,
+    docs: &Server,
+    extra: &str,
+) -> common::TestServer {
+    common::Setup::new(b)
+        .extra(&format!(
+            "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\n{extra}\n",
+            docs.port,
+            pki.ca_file.path().display()
+        ))
+        .start()
+        .await
+}
+
+/// The token, revocation and introspection endpoints look at the code or token before they
+/// resolve a metadata-document client_id: forged codes (`?t=0..9` variants), codes and tokens of
+/// other clients, unknown tokens, secrets and grants a public client cannot have — none fetches
+/// the document. The client's own code and tokens still work.
+async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Backend) {
+    use common::*;
+    let pki = pki();
+    let docs = start_server(&pki).await;
+    let s = server_for(b, &pki, &docs, "").await;
+    let cimd = |t: usize| docs.url(&format!("/valid?t={t}"));
+    let cb = "http://127.0.0.1:61234/callback";
+    for t in 0..10 {
+        let (status, e) = s
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &format!("forged-code-{t}")),
+                ("client_id", &cimd(t)),
+                ("redirect_uri", cb),
+                ("code_verifier", &Pkce::new().verifier),
+            ])
+            .await;
+        assert_error((status, &e), 400, "invalid_grant", &["code is invalid"]);
+    }
+    assert_eq!(docs.total_hits(), 0, "a forged code fetched the document");
+    // A real code and refresh token of another client (demo-agent).
+    let pkce = Pkce::new();
+    let code = s.code_for("u1", &params(&pkce, "notes:read")).await;
+    let (status, e) = s.redeem(&code, &cimd(0), cb, &pkce.verifier).await;
+    assert_error((status, &e), 400, "invalid_grant", &["another client"]);
+    let pkce = Pkce::new();
+    let theirs = s
+        .tokens_for("u2", &pkce, &params(&pkce, "notes:read"))
+        .await;
+    let their_refresh = theirs["refresh_token"].as_str().unwrap();
+    let their_access = theirs["access_token"].as_str().unwrap();
+    let (status, e) = s.refresh(their_refresh, &cimd(1)).await;
+    assert_error((status, &e), 400, "invalid_grant", &["another client"]);
+    let (status, e) = s.refresh("cyr_not-a-token-of-this-server", &cimd(2)).await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_grant",
+        &["refresh_token is invalid"],
+    );
+    // Revocation: unknown tokens answer 200, other clients' tokens are refused.
+    let revoke = |token: &str, client: &str| {
+        let body = form_body(&[("token", token), ("client_id", client)]);
+        s.raw(
+            reqwest::Method::POST,
+            "/oauth2/revoke",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        )
+    };
+    for (t, token) in ["cyr_unknown", "not.a.jwt", their_refresh, their_access]
+        .into_iter()
+        .enumerate()
+    {
+        let r = revoke(token, &cimd(3 + t)).await;
+        let want = if t < 2 { 200 } else { 400 };
+        assert_eq!(r.status, want, "{token}: {}", r.text);
+    }
+    // Introspection needs a confidential client; a secret, client_credentials: a public client
+    // has neither.
+    let form = |pairs: &[(&str, &str)]| form_body(pairs);
+    for body in [
+        form(&[("token", their_access), ("client_id", &cimd(7))]),
+        form(&[
+            ("token", their_access),
+            ("client_id", &cimd(7)),
+            ("client_secret", "x"),
+        ]),
+    ] {
+        let r = s
+            .raw(
+                reqwest::Method::POST,
+                "/oauth2/introspect",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body,
+            )
+            .await;
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    let r = s
+        .token_with(
+            &[("authorization", &basic_auth(&cimd(8), "secret"))],
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_error(
+        (r.status, &r.json),
+        400,
+        "unauthorized_client",
+        &["public client"],
+    );
+    let (status, e) = s
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &cimd(9)),
+        ])
+        .await;
+    assert_error((status, &e), 400, "unauthorized_client", &["public client"]);
+    assert_eq!(docs.total_hits(), 0, "no document was fetched");
+    assert_eq!(docs.handshake_failures.load(Ordering::SeqCst), 0);
+
+    // The document client's own code, refresh token and revocation work (one fetch, cached).
+    let id = docs.url("/valid");
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(id);
+    p["redirect_uri"] = json!(cb);
+    let code = s.code_for("u3", &p).await;
+    let (status, tok) = s.redeem(&code, &id, cb, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tok}");
+    let (status, tok) = s.refresh(tok["refresh_token"].as_str().unwrap(), &id).await;
+    assert_eq!(status, 200, "{tok}");
+    let r = revoke(tok["refresh_token"].as_str().unwrap(), &id).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let (status, e) = s.refresh(tok["refresh_token"].as_str().unwrap(), &id).await;
+    assert_eq!(status, 400, "revoked: {e}");
+    assert_eq!(docs.hits("/valid"), 1);
+}
+
+/// Whatever stops a fetch — connection refused, an untrusted certificate, an HTTP status, a
+/// timeout — the caller reads the same text (no port-scanning oracle); the log has the cause.
+/// (A server per case: a failure at the connection or TLS level is remembered for the whole
+/// host, and every test host is 127.0.0.1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fetch_failure_reads_the_same_to_the_caller() {
+    use common::*;
+    let pki = pki();
+    let docs = start_server(&pki).await;
+    // Another host, with a certificate from a CA the server does not trust.
+    let stranger = start_server(&self::pki()).await;
+    let closed = free_port();
+    let cases = [
+        (
+            format!("https://127.0.0.1:{closed}/client.json"),
+            closed,
+            "connection refused",
+        ),
+        (
+            stranger.url("/valid"),
+            stranger.port,
+            "TLS handshake failed",
+        ),
+        (docs.url("/nope"), docs.port, "returned HTTP 404"),
+        (docs.url("/slow"), docs.port, "timed out after 3 s"),
+    ];
+    for (url, port, cause) in &cases {
+        let s = Setup::new(common::Backend::Sqlite)
+            .extra(&format!(
+                "[cimd]\nallow_hosts = [\"127.0.0.1:{port}\"]\nextra_ca_file = \"{}\"\n",
+                pki.ca_file.path().display()
+            ))
+            .start()
+            .await;
+        let session = s.session("u1").await;
+        let pkce = Pkce::new();
+        let mut p = params(&pkce, "notes:read");
+        p["client_id"] = json!(url);
+        p["redirect_uri"] = json!("http://127.0.0.1:61234/callback");
+        let (status, e) = s.start_flow(&session, &p).await;
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"], "invalid_client");
+        assert_eq!(e["error_description"], generic_failure(url), "{url}");
+        assert!(
+            s.log().contains(cause),
+            "log should say '{cause}': {}",
+            s.log()
+        );
+    }
+}
+
+/// Behind a trusted proxy, the fetch budget is the forwarded client's: one address runs out
+/// (429, Retry-After), another still fetches.
+async fn the_fetch_budget_is_per_forwarded_client(b: common::Backend) {
+    use common::*;
+    let pki = pki();
+    let docs = start_server(&pki).await;
+    let s = common::Setup::new(b)
+        .top("trusted_proxies", "[\"127.0.0.1/32\"]")
+        .extra(&format!(
+            "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\nfetches_per_client_per_minute = 2\n",
+            docs.port,
+            pki.ca_file.path().display()
+        ))
+        .start()
+        .await;
+    let session = s.session("u1").await;
+    let start = |t: usize, client: &'static str| {
+        let pkce = Pkce::new();
+        let mut p = params(&pkce, "notes:read");
+        p["client_id"] = json!(docs.url(&format!("/nope?t={t}")));
+        p["redirect_uri"] = json!("http://127.0.0.1:61234/callback");
+        let auth = format!("Bearer {session}");
+        let s = &s;
+        async move {
+            s.raw(
+                reqwest::Method::POST,
+                "/v1/oauth/authorize/start",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", &format!("198.51.100.99, {client}")),
+                ],
+                serde_json::to_vec(&p).unwrap(),
+            )
+            .await
+        }
+    };
+    for t in 0..2 {
+        let r = start(t, "203.0.113.5").await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+    let r = start(2, "203.0.113.5").await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json["error"], "rate_limited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(docs.total_hits(), 2);
+    let r = start(2, "203.0.113.6").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(docs.total_hits(), 3);
+}
+
+on_both_backends!(
+    cimd_client_completes_a_flow,
+    nothing_is_fetched_for_forged_codes_or_tokens_of_others,
+    the_fetch_budget_is_per_forwarded_client,
+);

@@ -253,6 +253,72 @@ fn grant_lifetime_allowed_types_and_extra_ca_file_are_validated_at_start() {
     }
 }
 
+/// Initial access tokens are secrets like admin_key: at least 32 characters (an empty one let
+/// any registration without Authorization through). Proxies and client lifetimes are checked
+/// too. Messages name the key, never the token.
+#[test]
+fn registration_settings_are_checked_at_start() {
+    let iat = |tokens: &str| {
+        format!(
+            "{GOOD}[registration]\nmode = \"initial_access_token\"\ninitial_access_tokens = {tokens}\n"
+        )
+    };
+    let short = "s3cret-but-only-31-characters-x";
+    assert_eq!(short.len(), 31);
+    let long = "a-long-enough-initial-access-token-0123";
+    let cases = [
+        (
+            iat(r#"[""]"#),
+            "registration.initial_access_tokens[0]: must be at least 32 characters",
+        ),
+        (
+            iat(&format!(r#"["{long}", "{short}"]"#)),
+            "registration.initial_access_tokens[1]: must be at least 32 characters",
+        ),
+        (
+            format!("{GOOD}[registration]\ninitial_access_tokens = [\"{short}\"]\n"),
+            "registration.initial_access_tokens[0]",
+        ),
+        (
+            GOOD.replacen(
+                "database_url",
+                "trusted_proxies = [\"proxy.internal\"]\ndatabase_url",
+                1,
+            ),
+            "trusted_proxies[0]: 'proxy.internal' is not a CIDR block",
+        ),
+        (
+            GOOD.replacen(
+                "database_url",
+                "trusted_proxies = [\"10.0.0.0/33\"]\ndatabase_url",
+                1,
+            ),
+            "trusted_proxies[0]",
+        ),
+        (
+            format!("{GOOD}[registration]\nunused_client_ttl_seconds = 0\n"),
+            "registration.unused_client_ttl_seconds",
+        ),
+        (
+            format!("{GOOD}[registration]\nidle_client_ttl_seconds = -5\n"),
+            "registration.idle_client_ttl_seconds",
+        ),
+        (
+            format!("{GOOD}[registration]\nglobal_rate_limit_per_minute = 0\n"),
+            "registration.global_rate_limit_per_minute",
+        ),
+    ];
+    for (config, want) in &cases {
+        let (ok, stderr) = serve_with(config);
+        assert!(!ok, "{want}: server started");
+        assert!(
+            stderr.contains(want),
+            "stderr does not say '{want}': {stderr}"
+        );
+        assert!(!stderr.contains(short), "the token leaked: {stderr}");
+    }
+}
+
 #[test]
 fn env_overrides_a_scalar_and_is_validated() {
     let dir = tempfile::tempdir().unwrap();

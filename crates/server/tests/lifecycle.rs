@@ -49,6 +49,7 @@ on_both_backends!(
     discovery_advertises_the_lifecycle_endpoints,
     revoke_and_introspect_allow_cors_from_any_origin,
     connected_apps_allow_cors_only_from_allowed_origins,
+    unused_and_idle_registered_clients_are_deleted,
 );
 
 /// A resource server with its own scope and introspection secret.
@@ -1744,4 +1745,117 @@ async fn admin_user_endpoints_require_the_admin_key(b: Backend) {
     assert_error(err(&r), 404, "not_found", &["admin_key"]);
     let r = delete_bearer(&off, "/admin/v1/users/ak1", Some(ADMIN_KEY)).await;
     assert_error(err(&r), 404, "not_found", &["admin_key"]);
+}
+
+// Registered clients nobody uses
+
+/// A dynamically registered client that never completed a flow is deleted
+/// `registration.unused_client_ttl_seconds` after it registered; one that did (a code redeemed, a
+/// client_credentials token) `registration.idle_client_ttl_seconds` after its last use, its
+/// consents and grants going with it as with an RFC 7592 DELETE. The server's periodic purge
+/// runs `consentry_server::purge_clients`; here it is run on the server's own configuration and
+/// database, with the clock moved forward, while the server is stopped.
+async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
+    const IAT: &str = "iat-purge-0123456789abcdef-0123456789";
+    let mut s = setup(b)
+        .extra(&format!(
+            "[registration]\nmode = \"initial_access_token\"\ninitial_access_tokens = [\"{IAT}\"]\nunused_client_ttl_seconds = 100\nidle_client_ttl_seconds = 1000"
+        ))
+        .start()
+        .await;
+    let register = |body: Value| {
+        let s = &s;
+        async move {
+            let (status, reg) = s.post_json("/oauth2/register", Some(IAT), &body).await;
+            assert_eq!(status, 201, "{reg}");
+            reg
+        }
+    };
+    let unused =
+        register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
+    let used =
+        register(json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"})).await;
+    let machine = register(json!({"grant_types": ["client_credentials"]})).await;
+    let id = |r: &Value| r["client_id"].as_str().unwrap().to_owned();
+    let pkce = Pkce::new();
+    let mut p = params(&pkce, "notes:read");
+    p["client_id"] = json!(id(&used));
+    let tokens = s.tokens_for("u1", &pkce, &p).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, tokens) = s.refresh(&refresh, &id(&used)).await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let cc = s
+        .raw(
+            Method::POST,
+            "/oauth2/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                (
+                    "authorization",
+                    &basic(&id(&machine), machine["client_secret"].as_str().unwrap()),
+                ),
+            ],
+            form(&[("grant_type", "client_credentials"), ("resource", RESOURCE)]),
+        )
+        .await;
+    assert_eq!(cc.status, 200, "{}", cc.text);
+
+    s.stop();
+    let cfg = consentry_server::config::Config::load(&s.config_path).unwrap();
+    let state = consentry_server::app::AppState::new(cfg).await.unwrap();
+    let exists = |client_id: String| {
+        let state = &state;
+        async move { state.store.client(&client_id).await.unwrap().is_some() }
+    };
+    let t = now();
+    consentry_server::purge_clients(&state, t + 50).await;
+    assert!(
+        exists(id(&unused)).await,
+        "younger than unused_client_ttl_seconds"
+    );
+    consentry_server::purge_clients(&state, t + 101).await;
+    assert!(!exists(id(&unused)).await, "never used: deleted");
+    assert!(exists(id(&used)).await, "used: kept until idle");
+    assert!(
+        exists(id(&machine)).await,
+        "client_credentials counts as use"
+    );
+    consentry_server::purge_clients(&state, t + 1002).await;
+    assert!(!exists(id(&used)).await, "idle: deleted");
+    assert!(!exists(id(&machine)).await, "idle: deleted");
+    let grant = state
+        .store
+        .refresh_token(&consentry_server::crypto::sha256_hex(&refresh))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        grant.family.revoked_at.is_some(),
+        "the deleted client's grant is revoked"
+    );
+    drop(state);
+
+    s.restart().await;
+    let (status, e) = s.refresh(&refresh, &id(&used)).await;
+    assert_error((status, &e), 401, "invalid_client", &["not registered"]);
+    let r = s
+        .raw(
+            Method::GET,
+            &format!("/oauth2/register/{}", id(&unused)),
+            &[(
+                "authorization",
+                &format!(
+                    "Bearer {}",
+                    unused["registration_access_token"].as_str().unwrap()
+                ),
+            )],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    // Configured clients are not registered clients: untouched.
+    let pkce = Pkce::new();
+    s.tokens_for("u1", &pkce, &params(&pkce, "notes:read"))
+        .await;
 }

@@ -24,6 +24,10 @@ on_both_backends!(
     registration_disabled_mode_refuses,
     registration_initial_access_token_mode_needs_a_configured_token,
     registration_is_rate_limited_per_address,
+    registration_limit_keys_ipv6_by_64_and_believes_only_trusted_proxies,
+    registration_has_a_global_cap_per_minute,
+    registration_body_over_16_kb_is_refused,
+    wrong_initial_access_tokens_are_limited_before_comparing,
     rfc7592_read_needs_this_clients_token_and_shows_no_secret,
     rfc7592_update_replaces_metadata_and_redirect_uris_take_effect,
     rfc7592_update_cannot_switch_public_and_confidential,
@@ -944,7 +948,7 @@ async fn registration_initial_access_token_mode_needs_a_configured_token(b: Back
     let good = "iat-0123456789abcdef-0123456789abcdef";
     let srv = with_admin(b)
         .extra(&format!(
-            "[registration]\nmode = \"initial_access_token\"\ninitial_access_tokens = [\"other-token-0123456789abcdef\", \"{good}\"]"
+            "[registration]\nmode = \"initial_access_token\"\ninitial_access_tokens = [\"other-token-0123456789abcdef-0123456\", \"{good}\"]"
         ))
         .start()
         .await;
@@ -986,7 +990,7 @@ async fn registration_initial_access_token_mode_needs_a_configured_token(b: Back
     let (status, reg2) = srv
         .post_json(
             "/oauth2/register",
-            Some("other-token-0123456789abcdef"),
+            Some("other-token-0123456789abcdef-0123456"),
             &body,
         )
         .await;
@@ -1007,8 +1011,10 @@ async fn registration_is_rate_limited_per_address(b: Backend) {
     for _ in 0..3 {
         ids.push(s(&register_ok(&srv, &body).await["client_id"]).to_owned());
     }
-    let (status, e) = register(&srv, &body).await;
-    assert_error((status, &e), 429, "rate_limited", &["3"]);
+    let r = register_from(&srv, Some(IAT), None, &body).await;
+    assert_error((r.status, &r.json), 429, "rate_limited", &["3"]);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
     // A refused (invalid) registration is also refused by the limit, before validation.
     let (status, e) = register(&srv, &json!({"redirect_uris": ["javascript:x"]})).await;
     assert_eq!(status, 429, "{e}");
@@ -1020,6 +1026,192 @@ async fn registration_is_rate_limited_per_address(b: Backend) {
     let reg = &ids[0];
     let r = manage(&srv, Method::GET, reg, Some("nope"), None).await;
     assert_eq!(r.status, 401);
+}
+
+/// POST /oauth2/register with an optional bearer token and `X-Forwarded-For`.
+async fn register_from(
+    srv: &TestServer,
+    bearer: Option<&str>,
+    forwarded_for: Option<&str>,
+    body: &Value,
+) -> RawResponse {
+    let auth = bearer.map(|b| format!("Bearer {b}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if let Some(f) = forwarded_for {
+        headers.push(("x-forwarded-for", f));
+    }
+    srv.raw(
+        Method::POST,
+        "/oauth2/register",
+        &headers,
+        serde_json::to_vec(body).unwrap(),
+    )
+    .await
+}
+
+#[track_caller]
+fn assert_429_with_retry_after(r: &RawResponse) {
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.json["error"], "rate_limited", "{}", r.text);
+    let wait: u64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers))
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+}
+
+/// The per-address limit counts an IPv6 /64 as one address (one subscriber holds a whole /64),
+/// and reads `X-Forwarded-For` only from a trusted proxy, right-most untrusted entry first.
+async fn registration_limit_keys_ipv6_by_64_and_believes_only_trusted_proxies(b: Backend) {
+    let body = json!({"redirect_uris": ["https://app.example/cb"]});
+    let srv = with_admin(b.clone())
+        .top("trusted_proxies", "[\"127.0.0.0/8\", \"10.0.0.0/8\"]")
+        .extra("[registration]\nrate_limit_per_minute = 2")
+        .start()
+        .await;
+    // The client put a fake address first; the proxies appended the real one and their own.
+    let via = |client: &str| format!("192.0.2.1, {client}, 10.1.1.1");
+    for client in ["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"] {
+        let r = register_from(&srv, None, Some(&via(client)), &body).await;
+        assert_eq!(r.status, 201, "{client}: {}", r.text);
+    }
+    // A third address of the same /64: over the limit.
+    let r = register_from(&srv, None, Some(&via("2001:db8:1:2::99")), &body).await;
+    assert_429_with_retry_after(&r);
+    // The next /64, and an IPv4 client, have their own windows; the forged entry is ignored.
+    for client in ["2001:db8:1:3::1", "198.51.100.4"] {
+        let r = register_from(&srv, None, Some(&via(client)), &body).await;
+        assert_eq!(r.status, 201, "{client}: {}", r.text);
+    }
+    assert_eq!(registered_ids(&srv).await.len(), 4);
+
+    // Without trusted_proxies the header is anyone's word: every request is the peer's.
+    let srv = with_admin(b)
+        .extra("[registration]\nrate_limit_per_minute = 2")
+        .start()
+        .await;
+    for (i, client) in ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        .iter()
+        .enumerate()
+    {
+        let r = register_from(&srv, None, Some(client), &body).await;
+        if i < 2 {
+            assert_eq!(r.status, 201, "{}", r.text);
+        } else {
+            assert_429_with_retry_after(&r);
+        }
+    }
+}
+
+/// `registration.global_rate_limit_per_minute` bounds registrations from everyone together;
+/// refused (invalid) registrations do not use it up.
+async fn registration_has_a_global_cap_per_minute(b: Backend) {
+    let srv = with_admin(b)
+        .top("trusted_proxies", "[\"127.0.0.1\"]")
+        .extra("[registration]\nrate_limit_per_minute = 100\nglobal_rate_limit_per_minute = 3")
+        .start()
+        .await;
+    let body = json!({"redirect_uris": ["https://app.example/cb"]});
+    for i in 0..5 {
+        let r = register_from(
+            &srv,
+            None,
+            Some(&format!("198.51.100.{i}")),
+            &json!({"redirect_uris": ["javascript:x"]}),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+    }
+    for i in 0..3 {
+        let r = register_from(&srv, None, Some(&format!("203.0.113.{i}")), &body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let r = register_from(&srv, None, Some("203.0.113.200"), &body).await;
+    assert_429_with_retry_after(&r);
+    assert!(
+        desc(&r.json).contains("3 registrations per minute"),
+        "{}",
+        r.text
+    );
+    assert_eq!(registered_ids(&srv).await.len(), 3);
+}
+
+/// Registration metadata is at most 16 KB (a registered client is stored, and shown, for a
+/// long time): a larger body is invalid_client_metadata naming the limit, for registration and
+/// for an RFC 7592 update, and nothing is stored.
+async fn registration_body_over_16_kb_is_refused(b: Backend) {
+    let srv = with_admin(b).start().await;
+    let padded = |bytes: usize| {
+        let mut body = json!({"redirect_uris": ["https://app.example/cb"], "x_padding": ""});
+        let base = serde_json::to_vec(&body).unwrap().len();
+        body["x_padding"] = json!("p".repeat(bytes - base));
+        assert_eq!(serde_json::to_vec(&body).unwrap().len(), bytes);
+        body
+    };
+    let reg = register_ok(&srv, &padded(16 * 1024)).await;
+    for bytes in [16 * 1024 + 1, 37 * 1024, 100 * 1024] {
+        let (status, e) = register(&srv, &padded(bytes)).await;
+        assert_error(
+            (status, &e),
+            400,
+            "invalid_client_metadata",
+            &["16384 bytes"],
+        );
+    }
+    assert_eq!(
+        registered_ids(&srv).await,
+        vec![s(&reg["client_id"]).to_owned()]
+    );
+    let mut update = padded(20 * 1024);
+    update["client_id"] = reg["client_id"].clone();
+    let r = manage(
+        &srv,
+        Method::PUT,
+        s(&reg["client_id"]),
+        Some(s(&reg["registration_access_token"])),
+        Some(&update),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json["error"], "invalid_client_metadata");
+    assert!(desc(&r.json).contains("16384 bytes"), "{}", r.text);
+}
+
+/// Wrong initial access tokens are counted per client address: past
+/// `rate_limit_per_minute` of them, 429 with Retry-After — and the token is not even compared,
+/// so the right token from that address is refused too. Another address is not affected.
+async fn wrong_initial_access_tokens_are_limited_before_comparing(b: Backend) {
+    let good = "iat-0123456789abcdef-0123456789abcdef";
+    let srv = with_admin(b)
+        .top("trusted_proxies", "[\"127.0.0.1\"]")
+        .extra(&format!(
+            "[registration]\nmode = \"initial_access_token\"\ninitial_access_tokens = [\"{good}\"]\nrate_limit_per_minute = 5"
+        ))
+        .start()
+        .await;
+    let body = json!({"redirect_uris": ["https://app.example/cb"]});
+    let guesser = Some("203.0.113.66");
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let guess = format!("iat-0123456789abcdef-0123456789abcd{i:02}");
+        let r = register_from(&srv, Some(&guess), guesser, &body).await;
+        if r.status == 429 {
+            assert_429_with_retry_after(&r);
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 35], "{statuses:?}");
+    let r = register_from(&srv, Some(good), guesser, &body).await;
+    assert_429_with_retry_after(&r);
+    // Another client address registers with the token.
+    let r = register_from(&srv, Some(good), Some("203.0.113.67"), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(registered_ids(&srv).await.len(), 1);
 }
 
 // ------------------------------------------------------------------------------------------
