@@ -213,10 +213,18 @@ async fn serve(
                 "data" => "data:text/html,<script>alert(1)</script>",
                 "vbscript" => "VBScript:msgbox(1)",
                 "http-remote" => "http://agent.example.test/callback",
+                // A browser goes to evil.example; the host shown would be the whole string.
+                "backslash" => "https://evil.example\\agent.example.test/callback",
                 _ => "com.example.agent:/callback",
             };
             let mut d = document(&id);
             d["redirect_uris"] = json!(["https://agent.example.test/callback", bad]);
+            d.to_string()
+        }
+        // Every code goes to loopback: any local program could use this client_id.
+        "/loopback-only" => {
+            let mut d = document(&id);
+            d["redirect_uris"] = json!(["http://127.0.0.1/callback", "http://[::1]/callback"]);
             d.to_string()
         }
         "/not-json" => "<html>hello</html>".into(),
@@ -632,6 +640,25 @@ async fn a_valid_document_becomes_a_public_client() {
     assert!(!c.verified, "exact entries do not cover subdomains");
 }
 
+/// A document whose redirect URIs are all loopback is never verified, whatever
+/// `trusted_domains` says: its host vouches for a program that any local process can pose as.
+#[tokio::test]
+async fn a_loopback_only_document_is_never_verified() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let mut trusted = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    trusted.trusted_domains = vec!["127.0.0.1".into()];
+    let resolver = CimdResolver::new(&trusted).unwrap();
+    let c = resolver
+        .resolve(&server.url("/loopback-only"))
+        .await
+        .unwrap();
+    assert!(!c.verified, "all redirect URIs are loopback");
+    // The same trusted host with one web redirect URI among them stays verified.
+    let c = resolver.resolve(&server.url("/valid")).await.unwrap();
+    assert!(c.verified);
+}
+
 #[tokio::test]
 async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
     let pki = pki();
@@ -708,6 +735,10 @@ async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
         (
             "/redirect-uri/http-remote",
             "has an invalid redirect_uris[1]: 'http://agent.example.test/callback' is not allowed for application_type 'web'".into(),
+        ),
+        (
+            "/redirect-uri/backslash",
+            "has an invalid redirect_uris[1]: redirect_uri contains characters that are not allowed; expected a URI without '\\'".into(),
         ),
         ("/not-json", "is not valid JSON".into()),
     ];
