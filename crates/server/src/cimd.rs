@@ -834,6 +834,12 @@ fn parse_document(
             ));
         }
     };
+    // A document whose codes all go to loopback serves whatever program runs on the user's
+    // machine (any of them can use its client_id): no host vouches for that.
+    let all_loopback = uris.iter().all(|u| {
+        split_uri(u).is_some_and(|p| p.host.is_some_and(consentry_protocol::is_loopback_host))
+    });
+    let verified = is_trusted(host, trusted) && !all_loopback;
     Ok(Client {
         client_id: client_id.clone(),
         client_name: client_name.to_owned(),
@@ -841,7 +847,7 @@ fn parse_document(
         token_endpoint_auth_method: "none".into(),
         client_uri,
         logo_uri,
-        verified: is_trusted(host, trusted),
+        verified,
         secret_hash: None,
         // A client that gets codes may refresh (every MCP client expects refresh tokens), as for
         // dynamically registered clients.

@@ -59,6 +59,10 @@ pub struct RawConfig {
     /// Bearer key for the admin API (`/admin/v1`); the admin API is off when unset.
     #[serde(default)]
     pub admin_key: Option<String>,
+    /// Let remembered consent skip the consent screen for public clients whose redirect URI is
+    /// loopback or a private-use scheme. Off: any local program can use such a client's id.
+    #[serde(default)]
+    pub remember_consent_for_native_clients: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +263,8 @@ pub struct Config {
     pub cimd: crate::cimd::CimdConfig,
     pub registration: RegistrationConfig,
     pub admin_key: Option<String>,
+    /// See `RawConfig::remember_consent_for_native_clients`.
+    pub remember_consent_for_native_clients: bool,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -760,6 +766,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         cimd,
         registration: raw.registration,
         admin_key: raw.admin_key,
+        remember_consent_for_native_clients: raw.remember_consent_for_native_clients,
         base_dir: base.to_path_buf(),
     })
 }
