@@ -737,17 +737,25 @@ fn is_special_scheme(scheme: &str) -> bool {
 /// digits, `-`, `.` and `_`; an IPv4 address only as four canonical decimals (the WHATWG parser
 /// turns any host whose last label is a number into an address: `127.1`, `0x7f.0.0.1`,
 /// `2130706433`, `127.0.0.1.` all become 127.0.0.1); an IPv6 literal only in its canonical form
-/// (RFC 5952: lowercase, shortest, no embedded IPv4). Anything else (percent-encoding, which a
+/// (RFC 5952: lowercase, shortest, in hex even when IPv4-mapped). Anything else (percent-encoding, which a
 /// browser decodes, sub-delimiters, zone IDs) is refused rather than guessed at.
 fn is_browser_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[') {
         let Some(inner) = inner.strip_suffix(']') else {
             return false;
         };
-        return !inner.contains('.')
-            && inner
-                .parse::<std::net::Ipv6Addr>()
-                .is_ok_and(|a| a.to_string() == inner.to_ascii_lowercase());
+        let Ok(addr) = inner.parse::<std::net::Ipv6Addr>() else {
+            return false;
+        };
+        // Rust writes an IPv4-mapped address with dots; a browser in hex (`::ffff:a00:5`).
+        let canonical = match addr.to_ipv4_mapped() {
+            Some(_) => {
+                let s = addr.segments();
+                format!("::ffff:{:x}:{:x}", s[6], s[7])
+            }
+            None => addr.to_string(),
+        };
+        return !inner.contains('.') && canonical == inner.to_ascii_lowercase();
     }
     if !host
         .bytes()

@@ -1,8 +1,8 @@
 -- Remembered consent is bound to the redirect URI it was given for (the registered entry that
 -- matched) and to a fingerprint of the client's metadata (`Client::consent_fingerprint`): a new
 -- redirect URI, or a client whose registration changed, asks again. Consents given before this
--- migration carry neither ('') and so never skip the screen again; connected apps still lists and
--- revokes them.
+-- migration carry neither ('') and so never skip the screen again (connected apps still lists and
+-- revokes them).
 CREATE TABLE consent_grants_v3 (
     user_id TEXT NOT NULL,
     client_id TEXT NOT NULL,
