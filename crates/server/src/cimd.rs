@@ -1481,12 +1481,12 @@ mod tests {
             ("https://exämple.com/a", "non-ASCII"),
             ("https://Example.com/client", "canonical"),
             ("https://example.com:443/client", "canonical"),
-            ("https://2130706433/client", "canonical"),
-            ("https://0x7f.1/client", "canonical"),
+            ("https://2130706433/client", "malformed"),
+            ("https://0x7f.1/client", "malformed"),
             ("https://example.com:/client", "canonical"),
             ("https://example.com\\client", "backslash"),
             ("https://example.com/a\\..\\client", "backslash"),
-            ("https://example.com:99999/client", "invalid port"),
+            ("https://example.com:99999/client", "malformed"),
             ("https:///client", "malformed"),
         ];
         for (id, why) in bad {
