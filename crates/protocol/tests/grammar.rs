@@ -3021,38 +3021,98 @@ fn error_body_table() {
 #[test]
 fn redirect_host_agrees_with_whatwg_url() {
     let cases: &[(&str, &str, Option<&str>)] = &[
-        ("plain https", "https://good.example/cb", Some("good.example")),
+        (
+            "plain https",
+            "https://good.example/cb",
+            Some("good.example"),
+        ),
         // backslash: a browser reads it as '/'
-        ("backslash in host", "https://evil.example\\good.example/cb", None),
-        ("backslash before @", "https://evil.example\\@good.example/cb", None),
+        (
+            "backslash in host",
+            "https://evil.example\\good.example/cb",
+            None,
+        ),
+        (
+            "backslash before @",
+            "https://evil.example\\@good.example/cb",
+            None,
+        ),
         ("backslash in path", "https://good.example/a\\b", None),
-        ("backslashes after scheme", "https:\\\\evil.example/cb", None),
+        (
+            "backslashes after scheme",
+            "https:\\\\evil.example/cb",
+            None,
+        ),
         ("slash backslash", "https:/\\evil.example/cb", None),
         // tab, CR, LF: a browser strips them
         ("tab in host", "https://evil.exa\tmple/cb", None),
-        ("CR LF in host", "https://good.example\r\n.evil.example/cb", None),
+        (
+            "CR LF in host",
+            "https://good.example\r\n.evil.example/cb",
+            None,
+        ),
         ("newline in scheme", "htt\nps://evil.example/cb", None),
         // percent-encoding: a browser decodes the host
         ("%2e in host", "https://evil%2eexample/cb", None),
-        ("%2E in host", "https://good.example%2Eevil.example/cb", None),
+        (
+            "%2E in host",
+            "https://good.example%2Eevil.example/cb",
+            None,
+        ),
         ("percent-encoded host", "https://%65vil.example/cb", None),
-        ("%00 in host", "https://good.example%00.evil.example/cb", None),
-        ("%2e%2e in path", "https://good.example/x/%2e%2e/cb", Some("good.example")),
+        (
+            "%00 in host",
+            "https://good.example%00.evil.example/cb",
+            None,
+        ),
+        (
+            "%2e%2e in path",
+            "https://good.example/x/%2e%2e/cb",
+            Some("good.example"),
+        ),
         // userinfo
         ("userinfo", "https://good.example@evil.example/cb", None),
-        ("userinfo with password", "https://good.example:443@evil.example/cb", None),
-        ("@ after ?", "https://evil.example?@good.example/cb", Some("evil.example")),
-        ("@ in path", "https://evil.example/@good.example", Some("evil.example")),
+        (
+            "userinfo with password",
+            "https://good.example:443@evil.example/cb",
+            None,
+        ),
+        (
+            "@ after ?",
+            "https://evil.example?@good.example/cb",
+            Some("evil.example"),
+        ),
+        (
+            "@ in path",
+            "https://evil.example/@good.example",
+            Some("evil.example"),
+        ),
         ("@ after #", "https://evil.example#@good.example", None),
         // IPv6 literals
         ("IPv6 loopback", "http://[::1]:8080/cb", Some("[::1]")),
-        ("IPv6 uppercase", "http://[2001:DB8::A]/cb", Some("[2001:db8::a]")),
+        (
+            "IPv6 uppercase",
+            "http://[2001:DB8::A]/cb",
+            Some("[2001:db8::a]"),
+        ),
         ("IPv6 not compressed", "http://[0:0:0:0:0:0:0:1]/cb", None),
         ("IPv6 leading zeros", "http://[::0001]/cb", None),
         ("IPv6 embedded IPv4", "http://[::ffff:127.0.0.1]/cb", None),
-        ("IPv6 IPv4-mapped in hex", "http://[::ffff:a00:5]/cb", Some("[::ffff:a00:5]")),
-        ("IPv6 IPv4-mapped uncompressed", "http://[0:0:0:0:0:ffff:a00:5]/cb", None),
-        ("IPv6 IPv4-compatible", "http://[::102:304]/cb", Some("[::102:304]")),
+        (
+            "IPv6 IPv4-mapped in hex",
+            "http://[::ffff:a00:5]/cb",
+            Some("[::ffff:a00:5]"),
+        ),
+        (
+            "IPv6 IPv4-mapped uncompressed",
+            "http://[0:0:0:0:0:ffff:a00:5]/cb",
+            None,
+        ),
+        (
+            "IPv6 IPv4-compatible",
+            "http://[::102:304]/cb",
+            Some("[::102:304]"),
+        ),
         ("IPv6 zone id", "http://[fe80::1%25eth0]/cb", None),
         ("IPv6 unclosed", "http://[::1/cb", None),
         ("IPv6 then junk", "http://[::1]evil.example/cb", None),
@@ -3067,14 +3127,38 @@ fn redirect_host_agrees_with_whatwg_url() {
         ("IPv4 five parts", "https://1.2.3.4.5/cb", None),
         ("ends in a number", "https://evil.example.123/cb", None),
         ("ends in 0x", "https://evil.0x/cb", None),
-        ("not a number", "https://good.example.0x1g/cb", Some("good.example.0x1g")),
+        (
+            "not a number",
+            "https://good.example.0x1g/cb",
+            Some("good.example.0x1g"),
+        ),
         // trailing dots
-        ("trailing dot", "https://good.example./cb", Some("good.example.")),
-        ("localhost trailing dot", "http://localhost./cb", Some("localhost.")),
+        (
+            "trailing dot",
+            "https://good.example./cb",
+            Some("good.example."),
+        ),
+        (
+            "localhost trailing dot",
+            "http://localhost./cb",
+            Some("localhost."),
+        ),
         // uppercase schemes and hosts
-        ("uppercase scheme", "HTTPS://Good.Example/cb", Some("good.example")),
-        ("mixed-case scheme", "hTtP://127.0.0.1:1/cb", Some("127.0.0.1")),
-        ("uppercase private-use scheme", "Com.Example.App:/cb", Some("com.example.app")),
+        (
+            "uppercase scheme",
+            "HTTPS://Good.Example/cb",
+            Some("good.example"),
+        ),
+        (
+            "mixed-case scheme",
+            "hTtP://127.0.0.1:1/cb",
+            Some("127.0.0.1"),
+        ),
+        (
+            "uppercase private-use scheme",
+            "Com.Example.App:/cb",
+            Some("com.example.app"),
+        ),
         // a special scheme without '//': a browser still finds a host
         ("https without slashes", "https:evil.example/cb", None),
         ("HTTP without slashes", "HTTP:evil.example/cb", None),
@@ -3082,25 +3166,65 @@ fn redirect_host_agrees_with_whatwg_url() {
         ("https three slashes", "https:///evil.example/cb", None),
         ("wss without slashes", "wss:evil.example/cb", None),
         // ports
-        ("default port", "https://good.example:443/cb", Some("good.example")),
-        ("other port", "https://good.example:8443/cb", Some("good.example")),
-        ("empty port", "https://good.example:/cb", Some("good.example")),
+        (
+            "default port",
+            "https://good.example:443/cb",
+            Some("good.example"),
+        ),
+        (
+            "other port",
+            "https://good.example:8443/cb",
+            Some("good.example"),
+        ),
+        (
+            "empty port",
+            "https://good.example:/cb",
+            Some("good.example"),
+        ),
         ("port too large", "https://good.example:99999/cb", None),
         ("port 65536", "https://good.example:65536/cb", None),
         ("hex port", "https://good.example:0x50/cb", None),
         ("two colons", "https://evil.example:good.example:1/cb", None),
         // other host characters
-        ("underscore", "https://my_app.example/cb", Some("my_app.example")),
-        ("leading hyphen", "https://-good.example/cb", Some("-good.example")),
-        ("punycode", "https://xn--mnchen-3ya.example/cb", Some("xn--mnchen-3ya.example")),
+        (
+            "underscore",
+            "https://my_app.example/cb",
+            Some("my_app.example"),
+        ),
+        (
+            "leading hyphen",
+            "https://-good.example/cb",
+            Some("-good.example"),
+        ),
+        (
+            "punycode",
+            "https://xn--mnchen-3ya.example/cb",
+            Some("xn--mnchen-3ya.example"),
+        ),
         ("non-ASCII host", "https://evil\u{ff0e}example/cb", None),
-        ("sub-delims in host", "https://evil.example!$&'()*+,;=/cb", None),
+        (
+            "sub-delims in host",
+            "https://evil.example!$&'()*+,;=/cb",
+            None,
+        ),
         ("space in host", "https://evil example/cb", None),
         ("empty host", "https:///cb", None),
         // private-use schemes: the app that claims the scheme gets it, whatever the authority
-        ("private-use", "com.example.app:/oauth/cb", Some("com.example.app")),
-        ("private-use with host", "com.example.app://evil.example/cb", Some("com.example.app")),
-        ("private-use with encoded host", "com.example.app://evil%2eexample/cb", None),
+        (
+            "private-use",
+            "com.example.app:/oauth/cb",
+            Some("com.example.app"),
+        ),
+        (
+            "private-use with host",
+            "com.example.app://evil.example/cb",
+            Some("com.example.app"),
+        ),
+        (
+            "private-use with encoded host",
+            "com.example.app://evil%2eexample/cb",
+            None,
+        ),
     ];
     for &(label, uri, expected) in cases {
         let ours = validate_redirect_uri(uri)

@@ -288,8 +288,7 @@ async fn evaluate(
             e
         }
     };
-    let req =
-        AuthorizeRequest::parse(raw).map_err(|e| back(e.into()))?;
+    let req = AuthorizeRequest::parse(raw).map_err(|e| back(e.into()))?;
     // `prompt=login` asks for a fresh sign-in. Consentry's sign-in is the attestation of a
     // Trusted Auth Token: the session must have been attested recently, or the client gets
     // `login_required` (the prebuilt consent screen attests and starts in one request).

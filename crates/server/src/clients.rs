@@ -120,7 +120,8 @@ impl Client {
             return false;
         }
         split_uri(redirect_uri).is_some_and(|p| {
-            let web = p.scheme.eq_ignore_ascii_case("http") || p.scheme.eq_ignore_ascii_case("https");
+            let web =
+                p.scheme.eq_ignore_ascii_case("http") || p.scheme.eq_ignore_ascii_case("https");
             !web || p.host.is_some_and(is_loopback_host)
         })
     }

@@ -100,7 +100,9 @@ async fn unverified_client_errors_are_shown_until_the_user_consents(b: Backend) 
         let (status, e) = s.start_flow(&session, p).await;
         assert_eq!(status, 400, "[{label}] {e}");
         assert_eq!(e["error"], *error, "[{label}] {e}");
-        let loc = e["redirect_uri"].as_str().unwrap_or_else(|| panic!("[{label}] {e}"));
+        let loc = e["redirect_uri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("[{label}] {e}"));
         assert!(loc.starts_with(&format!("{attacker}?")), "[{label}] {loc}");
     }
     // Another user who never consented still gets them shown.

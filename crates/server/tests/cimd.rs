@@ -1043,9 +1043,31 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
         "unknown CIMD host is unverified"
     );
     assert_eq!(st["redirect_host"], "127.0.0.1");
+    // Unverified and never allowed by this user: an error is shown, not sent to the document's
+    // redirect URI (anyone can host a document).
+    let mut bad_scope = p.clone();
+    bad_scope["scope"] = json!("no-such-scope");
+    let (status, e) = s.start_flow(&session, &bad_scope).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], "invalid_scope");
+    assert!(e.get("redirect_uri").is_none(), "{e}");
     let (status, sub) = s.submit(&session, &p, true).await;
     assert_eq!(status, 200, "{sub}");
     let code = query(sub["redirect_uri"].as_str().unwrap())["code"].clone();
+    // Allowed here: its errors now go back to it. A public client on loopback is still asked
+    // each time (the screen marks what was granted).
+    let (status, e) = s.start_flow(&session, &bad_scope).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["redirect_uri"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("http://127.0.0.1:61234/callback?error=invalid_scope")),
+        "{e}"
+    );
+    let (status, st) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["consent_required"], true, "{st}");
+    assert_eq!(st["scope_results"][0]["already_granted"], true, "{st}");
     let (status, tok) = s
         .token(&[
             ("grant_type", "authorization_code"),

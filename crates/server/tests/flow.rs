@@ -265,7 +265,8 @@ async fn consent_is_remembered_and_step_up_asks_only_new_scopes(b: Backend) {
     let s = Setup::new(b).extra(WEB_CLIENT).start().await;
     let pkce = Pkce::new();
     let a = "https://a.example/cb";
-    s.code_for("carol", &web_params(&pkce, "notes:read", a)).await;
+    s.code_for("carol", &web_params(&pkce, "notes:read", a))
+        .await;
 
     let session = s.session("carol").await;
     let (_, st) = s
@@ -351,9 +352,21 @@ async fn native_public_clients_always_see_the_consent_screen(b: Backend) {
     let mut demo_other_port = params(&pkce, "notes:read");
     demo_other_port["redirect_uri"] = json!("http://127.0.0.1:1234/callback");
     for (label, p, again) in [
-        ("loopback", params(&pkce, "notes:read"), demo_other_port.clone()),
-        ("private-use", native_private_use.clone(), native_private_use.clone()),
-        ("loopback without port", native_loopback.clone(), native_loopback.clone()),
+        (
+            "loopback",
+            params(&pkce, "notes:read"),
+            demo_other_port.clone(),
+        ),
+        (
+            "private-use",
+            native_private_use.clone(),
+            native_private_use.clone(),
+        ),
+        (
+            "loopback without port",
+            native_loopback.clone(),
+            native_loopback.clone(),
+        ),
     ] {
         s.code_for("native-user", &p).await;
         let session = s.session("native-user").await;
@@ -396,7 +409,8 @@ async fn native_public_clients_always_see_the_consent_screen(b: Backend) {
         .top("remember_consent_for_native_clients", "true")
         .start()
         .await;
-    s.code_for("native-user", &params(&pkce, "notes:read")).await;
+    s.code_for("native-user", &params(&pkce, "notes:read"))
+        .await;
     let session = s.session("native-user").await;
     let (_, st) = s.start_flow(&session, &demo_other_port).await;
     assert_eq!(st["consent_required"], false, "{st}");

@@ -1274,7 +1274,10 @@ async fn rfc7592_update_does_not_inherit_consent(b: Backend) {
         .start_flow(&session, &auth_params(id, a, &pkce, Some("notes:read")))
         .await;
     assert_eq!(status, 200, "{st}");
-    assert_eq!(st["consent_required"], false, "remembered before the update: {st}");
+    assert_eq!(
+        st["consent_required"], false,
+        "remembered before the update: {st}"
+    );
 
     let r = manage(
         &srv,
@@ -1290,7 +1293,10 @@ async fn rfc7592_update_does_not_inherit_consent(b: Backend) {
         let (status, st) = srv.start_flow(&session, &p).await;
         assert_eq!(status, 200, "{uri}: {st}");
         assert_eq!(st["consent_required"], true, "{uri}: {st}");
-        assert_eq!(st["scope_results"][0]["already_granted"], false, "{uri}: {st}");
+        assert_eq!(
+            st["scope_results"][0]["already_granted"], false,
+            "{uri}: {st}"
+        );
         let mut none = p.clone();
         none["prompt"] = json!("none");
         let (status, e) = srv.start_flow(&session, &none).await;
