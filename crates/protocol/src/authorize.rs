@@ -202,7 +202,14 @@ impl fmt::Display for ParamError {
             ),
             ParamProblem::TooMany { max } => write!(f, "{p} may list at most {max} values"),
             ParamProblem::NotAbsoluteUri(v) => {
-                write!(f, "{p} {} must be an absolute URI (scheme:...)", Shown(v))
+                write!(
+                    f,
+                    "{p} {} must be an absolute URI (scheme:...) whose host a browser reads as written: \
+                     no userinfo, percent-encoding or characters other than letters, digits, '-', '.' \
+                     and '_' in the host, IPv4 as four decimals, IPv6 in canonical form, a port up to \
+                     65535, '//' after http: and https:",
+                    Shown(v)
+                )
             }
             ParamProblem::HasFragment(v) => {
                 write!(f, "{p} {} must not contain a fragment ('#')", Shown(v))
@@ -311,6 +318,16 @@ fn validate_absolute_uri<'u>(param: &'static str, uri: &'u str) -> Result<&'u st
             param,
             ParamProblem::BadCharacters {
                 expected: "a URI without spaces, control or non-ASCII characters",
+            },
+        ));
+    }
+    // Browsers (WHATWG URL) read `\` as `/` in http(s) URLs: `https://evil.example\good.example`
+    // goes to evil.example. RFC 3986 does not allow it anywhere in a URI.
+    if uri.contains('\\') {
+        return Err(ParamError::new(
+            param,
+            ParamProblem::BadCharacters {
+                expected: "a URI without '\\' (browsers read it as '/')",
             },
         ));
     }
@@ -646,15 +663,21 @@ pub struct UriParts<'a> {
 
 /// Split an absolute URI (RFC 3986 `scheme ":" hier-part`). `None` if there is no valid scheme
 /// or the authority is malformed (userinfo is refused: it only ever serves to confuse readers).
+///
+/// The host is the one a browser (the WHATWG URL Standard) goes to, or the URI is refused: no
+/// `\`, no percent-encoded or other unusual host characters, IP addresses only in their
+/// canonical form (a browser reads `0x7f.1` or `2130706433` as 127.0.0.1), a port that fits 16
+/// bits, and `http`/`https` (the browser's "special" schemes) only with `//` (a browser reads
+/// `https:evil.example` as `https://evil.example`).
 pub fn split_uri(uri: &str) -> Option<UriParts<'_>> {
     let colon = uri.find(':')?;
     let scheme = &uri[..colon];
-    if !is_scheme(scheme) {
+    if !is_scheme(scheme) || uri.contains('\\') {
         return None;
     }
     let after = &uri[colon + 1..];
     let Some(hier) = after.strip_prefix("//") else {
-        if after.is_empty() {
+        if after.is_empty() || is_special_scheme(scheme) {
             return None;
         }
         return Some(UriParts {
@@ -684,12 +707,12 @@ pub fn split_uri(uri: &str) -> Option<UriParts<'_>> {
             None => (authority, None),
         }
     };
-    if host.is_empty() {
+    if host.is_empty() || !is_browser_host(host) {
         return None;
     }
     if let Some(p) = port
         && !p.is_empty()
-        && (!p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 5)
+        && (!p.bytes().all(|b| b.is_ascii_digit()) || p.len() > 5 || p.parse::<u16>().is_err())
     {
         return None;
     }
@@ -700,6 +723,57 @@ pub fn split_uri(uri: &str) -> Option<UriParts<'_>> {
         port,
         rest,
     })
+}
+
+/// The WHATWG URL Standard's "special" schemes (`file` is never a redirect target anyway): a
+/// browser parses their authority even without `//`.
+fn is_special_scheme(scheme: &str) -> bool {
+    ["http", "https", "ws", "wss", "ftp", "file"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme))
+}
+
+/// Whether a browser's URL parser keeps `host` as it is written (up to ASCII case): letters,
+/// digits, `-`, `.` and `_`; an IPv4 address only as four canonical decimals (the WHATWG parser
+/// turns any host whose last label is a number into an address: `127.1`, `0x7f.0.0.1`,
+/// `2130706433`, `127.0.0.1.` all become 127.0.0.1); an IPv6 literal only in its canonical form
+/// (RFC 5952: lowercase, shortest, in hex even when IPv4-mapped). Anything else (percent-encoding, which a
+/// browser decodes, sub-delimiters, zone IDs) is refused rather than guessed at.
+fn is_browser_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[') {
+        let Some(inner) = inner.strip_suffix(']') else {
+            return false;
+        };
+        let Ok(addr) = inner.parse::<std::net::Ipv6Addr>() else {
+            return false;
+        };
+        // Rust writes an IPv4-mapped address with dots; a browser in hex (`::ffff:a00:5`).
+        let canonical = match addr.to_ipv4_mapped() {
+            Some(_) => {
+                let s = addr.segments();
+                format!("::ffff:{:x}:{:x}", s[6], s[7])
+            }
+            None => addr.to_string(),
+        };
+        return !inner.contains('.') && canonical == inner.to_ascii_lowercase();
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        return false;
+    }
+    let last = host
+        .strip_suffix('.')
+        .unwrap_or(host)
+        .rsplit('.')
+        .next()
+        .unwrap_or("");
+    let hex = last.len() >= 2
+        && last[..2].eq_ignore_ascii_case("0x")
+        && last[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    let ends_in_number = !last.is_empty() && (last.bytes().all(|b| b.is_ascii_digit()) || hex);
+    !ends_in_number || host.parse::<std::net::Ipv4Addr>().is_ok()
 }
 
 /// Schemes that are never a redirect target, whatever the client: they run script in the page

@@ -3010,3 +3010,243 @@ fn error_body_table() {
         assert_eq!(&back, body, "[{label}] round trip");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Our host against a browser's (WHATWG URL, the `url` crate)
+// ---------------------------------------------------------------------------------------------
+
+/// Tricky URIs, each with what we do: `Some(host)` accepted and shown as `host`, `None` refused.
+/// For every one, where a browser's parser sees another host (or no URL at all), ours must refuse;
+/// where we accept, the browser goes where the consent screen says.
+#[test]
+fn redirect_host_agrees_with_whatwg_url() {
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        (
+            "plain https",
+            "https://good.example/cb",
+            Some("good.example"),
+        ),
+        // backslash: a browser reads it as '/'
+        (
+            "backslash in host",
+            "https://evil.example\\good.example/cb",
+            None,
+        ),
+        (
+            "backslash before @",
+            "https://evil.example\\@good.example/cb",
+            None,
+        ),
+        ("backslash in path", "https://good.example/a\\b", None),
+        (
+            "backslashes after scheme",
+            "https:\\\\evil.example/cb",
+            None,
+        ),
+        ("slash backslash", "https:/\\evil.example/cb", None),
+        // tab, CR, LF: a browser strips them
+        ("tab in host", "https://evil.exa\tmple/cb", None),
+        (
+            "CR LF in host",
+            "https://good.example\r\n.evil.example/cb",
+            None,
+        ),
+        ("newline in scheme", "htt\nps://evil.example/cb", None),
+        // percent-encoding: a browser decodes the host
+        ("%2e in host", "https://evil%2eexample/cb", None),
+        (
+            "%2E in host",
+            "https://good.example%2Eevil.example/cb",
+            None,
+        ),
+        ("percent-encoded host", "https://%65vil.example/cb", None),
+        (
+            "%00 in host",
+            "https://good.example%00.evil.example/cb",
+            None,
+        ),
+        (
+            "%2e%2e in path",
+            "https://good.example/x/%2e%2e/cb",
+            Some("good.example"),
+        ),
+        // userinfo
+        ("userinfo", "https://good.example@evil.example/cb", None),
+        (
+            "userinfo with password",
+            "https://good.example:443@evil.example/cb",
+            None,
+        ),
+        (
+            "@ after ?",
+            "https://evil.example?@good.example/cb",
+            Some("evil.example"),
+        ),
+        (
+            "@ in path",
+            "https://evil.example/@good.example",
+            Some("evil.example"),
+        ),
+        ("@ after #", "https://evil.example#@good.example", None),
+        // IPv6 literals
+        ("IPv6 loopback", "http://[::1]:8080/cb", Some("[::1]")),
+        (
+            "IPv6 uppercase",
+            "http://[2001:DB8::A]/cb",
+            Some("[2001:db8::a]"),
+        ),
+        ("IPv6 not compressed", "http://[0:0:0:0:0:0:0:1]/cb", None),
+        ("IPv6 leading zeros", "http://[::0001]/cb", None),
+        ("IPv6 embedded IPv4", "http://[::ffff:127.0.0.1]/cb", None),
+        (
+            "IPv6 IPv4-mapped in hex",
+            "http://[::ffff:a00:5]/cb",
+            Some("[::ffff:a00:5]"),
+        ),
+        (
+            "IPv6 IPv4-mapped uncompressed",
+            "http://[0:0:0:0:0:ffff:a00:5]/cb",
+            None,
+        ),
+        (
+            "IPv6 IPv4-compatible",
+            "http://[::102:304]/cb",
+            Some("[::102:304]"),
+        ),
+        ("IPv6 zone id", "http://[fe80::1%25eth0]/cb", None),
+        ("IPv6 unclosed", "http://[::1/cb", None),
+        ("IPv6 then junk", "http://[::1]evil.example/cb", None),
+        ("IPvFuture", "http://[v1.x]/cb", None),
+        // IPv4 in the forms a browser turns into an address
+        ("IPv4", "http://127.0.0.1:5000/cb", Some("127.0.0.1")),
+        ("IPv4 short", "http://127.1/cb", None),
+        ("IPv4 hex", "http://0x7f.0.0.1/cb", None),
+        ("IPv4 one number", "http://2130706433/cb", None),
+        ("IPv4 octal", "http://0177.0.0.1/cb", None),
+        ("IPv4 trailing dot", "http://127.0.0.1./cb", None),
+        ("IPv4 five parts", "https://1.2.3.4.5/cb", None),
+        ("ends in a number", "https://evil.example.123/cb", None),
+        ("ends in 0x", "https://evil.0x/cb", None),
+        (
+            "not a number",
+            "https://good.example.0x1g/cb",
+            Some("good.example.0x1g"),
+        ),
+        // trailing dots
+        (
+            "trailing dot",
+            "https://good.example./cb",
+            Some("good.example."),
+        ),
+        (
+            "localhost trailing dot",
+            "http://localhost./cb",
+            Some("localhost."),
+        ),
+        // uppercase schemes and hosts
+        (
+            "uppercase scheme",
+            "HTTPS://Good.Example/cb",
+            Some("good.example"),
+        ),
+        (
+            "mixed-case scheme",
+            "hTtP://127.0.0.1:1/cb",
+            Some("127.0.0.1"),
+        ),
+        (
+            "uppercase private-use scheme",
+            "Com.Example.App:/cb",
+            Some("com.example.app"),
+        ),
+        // a special scheme without '//': a browser still finds a host
+        ("https without slashes", "https:evil.example/cb", None),
+        ("HTTP without slashes", "HTTP:evil.example/cb", None),
+        ("https one slash", "https:/evil.example/cb", None),
+        ("https three slashes", "https:///evil.example/cb", None),
+        ("wss without slashes", "wss:evil.example/cb", None),
+        // ports
+        (
+            "default port",
+            "https://good.example:443/cb",
+            Some("good.example"),
+        ),
+        (
+            "other port",
+            "https://good.example:8443/cb",
+            Some("good.example"),
+        ),
+        (
+            "empty port",
+            "https://good.example:/cb",
+            Some("good.example"),
+        ),
+        ("port too large", "https://good.example:99999/cb", None),
+        ("port 65536", "https://good.example:65536/cb", None),
+        ("hex port", "https://good.example:0x50/cb", None),
+        ("two colons", "https://evil.example:good.example:1/cb", None),
+        // other host characters
+        (
+            "underscore",
+            "https://my_app.example/cb",
+            Some("my_app.example"),
+        ),
+        (
+            "leading hyphen",
+            "https://-good.example/cb",
+            Some("-good.example"),
+        ),
+        (
+            "punycode",
+            "https://xn--mnchen-3ya.example/cb",
+            Some("xn--mnchen-3ya.example"),
+        ),
+        ("non-ASCII host", "https://evil\u{ff0e}example/cb", None),
+        (
+            "sub-delims in host",
+            "https://evil.example!$&'()*+,;=/cb",
+            None,
+        ),
+        ("space in host", "https://evil example/cb", None),
+        ("empty host", "https:///cb", None),
+        // private-use schemes: the app that claims the scheme gets it, whatever the authority
+        (
+            "private-use",
+            "com.example.app:/oauth/cb",
+            Some("com.example.app"),
+        ),
+        (
+            "private-use with host",
+            "com.example.app://evil.example/cb",
+            Some("com.example.app"),
+        ),
+        (
+            "private-use with encoded host",
+            "com.example.app://evil%2eexample/cb",
+            None,
+        ),
+    ];
+    for &(label, uri, expected) in cases {
+        let ours = validate_redirect_uri(uri)
+            .ok()
+            .and_then(|u| split_uri(u).map(|_| u))
+            .and_then(redirect_host);
+        assert_eq!(ours.as_deref(), expected, "[{label}] {uri:?}: ours");
+        let Some(ours) = ours else { continue };
+        // Accepted: a browser must parse it to the same place.
+        let browser = url::Url::parse(uri)
+            .unwrap_or_else(|e| panic!("[{label}] {uri:?}: we accept, a browser refuses: {e}"));
+        let scheme = split_uri(uri).unwrap().scheme.to_ascii_lowercase();
+        assert_eq!(browser.scheme(), scheme, "[{label}] {uri:?}: scheme");
+        if scheme == "http" || scheme == "https" {
+            assert_eq!(
+                browser.host_str(),
+                Some(ours.as_str()),
+                "[{label}] {uri:?}: a browser goes elsewhere"
+            );
+        } else {
+            // What the screen shows for a private-use URI is its scheme (see redirect_host).
+            assert_eq!(ours, browser.scheme(), "[{label}] {uri:?}: scheme shown");
+        }
+    }
+}

@@ -175,6 +175,10 @@ struct Evaluated {
     resources: Vec<ResourceConfig>,
     lines: Vec<ScopeLine>,
     consent_required: bool,
+    /// What remembered consent is bound to: the registered redirect URI that matched and the
+    /// client's metadata fingerprint.
+    consent_redirect_uri: String,
+    fingerprint: String,
 }
 
 /// Build the location that sends an error back to the client (RFC 6749 §4.1.2.1 + RFC 9207 iss).
@@ -259,10 +263,32 @@ async fn evaluate(
     }
     let redirect_uri = client.resolve_redirect_uri(raw.redirect_uri.as_deref())?;
     let state = echo_state(raw);
+    let consent_redirect_uri = client.registered_redirect_uri(&redirect_uri);
+    let fingerprint = client.consent_fingerprint();
+    let granted = s
+        .store
+        .granted(
+            &user.user_id,
+            &client.client_id,
+            &consent_redirect_uri,
+            &fingerprint,
+        )
+        .await?;
 
-    // 2. Everything else goes back to the client with the error.
-    let req =
-        AuthorizeRequest::parse(raw).map_err(|e| redirected(s, e.into(), &redirect_uri, state))?;
+    // 2. Everything else goes back to the client with the error, if someone vouched for the
+    // client or this user consented to it at this redirect URI as it is registered now. Anyone
+    // can register a client or host a metadata document: an error sent to an unknown client's
+    // redirect URI would make this server an open redirector (RFC 9700 §4.11.2), so such an
+    // error is shown on the page instead.
+    let errors_to_client = client.verified || !granted.is_empty();
+    let back = |e: ApiError| {
+        if errors_to_client {
+            redirected(s, e, &redirect_uri, state)
+        } else {
+            e
+        }
+    };
+    let req = AuthorizeRequest::parse(raw).map_err(|e| back(e.into()))?;
     // `prompt=login` asks for a fresh sign-in. Consentry's sign-in is the attestation of a
     // Trusted Auth Token: the session must have been attested recently, or the client gets
     // `login_required` (the prebuilt consent screen attests and starts in one request).
@@ -274,7 +300,7 @@ async fn evaluate(
                 "prompt=login needs a session attested within the last {max_age} s (prompt_login_max_age_seconds); attest a fresh trusted auth token"
             ),
         );
-        return Err(redirected(s, e, &redirect_uri, state));
+        return Err(back(e));
     }
     let cfg = &s.cfg;
     let resources: Vec<ResourceConfig> = if req.resources.is_empty() {
@@ -293,7 +319,7 @@ async fn evaluate(
                         )
                     ),
                 );
-                return Err(redirected(s, e, &redirect_uri, state));
+                return Err(back(e));
             }
         }
     } else {
@@ -315,7 +341,7 @@ async fn evaluate(
                             )
                         ),
                     );
-                    return Err(redirected(s, e, &redirect_uri, state));
+                    return Err(back(e));
                 }
             }
         }
@@ -342,7 +368,7 @@ async fn evaluate(
                 ErrorCode::InvalidScope,
                 "scope is empty and the requested resource has no default_scopes; request a scope explicitly",
             );
-            return Err(redirected(s, e, &redirect_uri, state));
+            return Err(back(e));
         }
     }
 
@@ -352,7 +378,6 @@ async fn evaluate(
     // dropped the same check from their own servers for this reason. Scopes must still exist on
     // the requested resources (above), and `client_credentials` — no user — keeps the ceiling.
 
-    let granted = s.store.granted(&user.user_id, &client.client_id).await?;
     let mut lines = Vec::new();
     for sc in &scopes {
         // OpenID scopes are about this server's own userinfo: granted on the issuer.
@@ -378,7 +403,7 @@ async fn evaluate(
                     quoted_list(&available)
                 ),
             );
-            return Err(redirected(s, e, &redirect_uri, state));
+            return Err(back(e));
         }
         let def = cfg.scopes.get(sc);
         let grantable = def.is_none_or(|d| {
@@ -394,15 +419,23 @@ async fn evaluate(
             });
         }
     }
+    // A local program can pose as a native public client: its consent is never silent.
+    let always_ask =
+        client.is_native_public(&redirect_uri) && !cfg.remember_consent_for_native_clients;
     let consent_required = req.prompt.consent
+        || always_ask
         || lines.iter().any(|l| l.grantable && !l.already)
         || !lines.iter().any(|l| l.grantable);
     if req.prompt.none && consent_required {
         let e = ApiError::bad_request(
             ErrorCode::ConsentRequired,
-            "prompt=none was requested but the user has not granted every requested scope",
+            if always_ask && !lines.iter().any(|l| l.grantable && !l.already) {
+                "prompt=none was requested but the user confirms every authorization of a public client with a loopback or private-use redirect URI (any local program can use its client_id; remember_consent_for_native_clients)"
+            } else {
+                "prompt=none was requested but the user has not granted every requested scope"
+            },
         );
-        return Err(redirected(s, e, &redirect_uri, state));
+        return Err(back(e));
     }
     Ok(Evaluated {
         req,
@@ -411,6 +444,8 @@ async fn evaluate(
         resources,
         lines,
         consent_required,
+        consent_redirect_uri,
+        fingerprint,
     })
 }
 
@@ -532,7 +567,14 @@ pub async fn submit(
         .map(|l| (l.resource.clone(), l.scope.clone()))
         .collect();
     s.store
-        .grant(&user.user_id, &ev.client.client_id, &new, now)
+        .grant(
+            &user.user_id,
+            &ev.client.client_id,
+            &ev.consent_redirect_uri,
+            &ev.fingerprint,
+            &new,
+            now,
+        )
         .await?;
 
     let mut scopes: Vec<String> = Vec::new();

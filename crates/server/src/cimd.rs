@@ -956,6 +956,12 @@ fn parse_document(
             ));
         }
     };
+    // A document whose codes all go to loopback serves whatever program runs on the user's
+    // machine (any of them can use its client_id): no host vouches for that.
+    let all_loopback = uris.iter().all(|u| {
+        split_uri(u).is_some_and(|p| p.host.is_some_and(consentry_protocol::is_loopback_host))
+    });
+    let verified = is_trusted(host, trusted) && !all_loopback;
     Ok(Client {
         client_id: client_id.clone(),
         client_name: client_name.to_owned(),
@@ -963,7 +969,7 @@ fn parse_document(
         token_endpoint_auth_method: "none".into(),
         client_uri,
         logo_uri,
-        verified: is_trusted(host, trusted),
+        verified,
         secret_hash: None,
         // A client that gets codes may refresh (every MCP client expects refresh tokens), as for
         // dynamically registered clients.
@@ -1663,12 +1669,12 @@ mod tests {
             ("https://exämple.com/a", "non-ASCII"),
             ("https://Example.com/client", "canonical"),
             ("https://example.com:443/client", "canonical"),
-            ("https://2130706433/client", "canonical"),
-            ("https://0x7f.1/client", "canonical"),
+            ("https://2130706433/client", "malformed"),
+            ("https://0x7f.1/client", "malformed"),
             ("https://example.com:/client", "canonical"),
             ("https://example.com\\client", "backslash"),
             ("https://example.com/a\\..\\client", "backslash"),
-            ("https://example.com:99999/client", "invalid port"),
+            ("https://example.com:99999/client", "malformed"),
             ("https:///client", "malformed"),
         ];
         for (id, why) in bad {

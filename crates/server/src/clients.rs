@@ -1,6 +1,6 @@
 //! OAuth clients as the authorization logic sees them, whatever registered them.
 
-use consentry_protocol::redirect_uri_matches;
+use consentry_protocol::{is_loopback_host, redirect_uri_matches, split_uri};
 
 use crate::config::ClientConfig;
 use crate::error::{ApiError, ApiResult};
@@ -80,6 +80,50 @@ impl Client {
             ));
         }
         Ok(uri)
+    }
+
+    /// SHA-256 (hex) over what the consent screen shows of the client and where its codes may
+    /// go: the registered redirect URIs (sorted, de-duplicated), client_name, client_uri,
+    /// logo_uri and token_endpoint_auth_method, as a JSON array. Remembered consent is bound to
+    /// it, so a client whose registration changes (an RFC 7592 update, an edited metadata
+    /// document or `[[clients]]` entry) asks again.
+    pub fn consent_fingerprint(&self) -> String {
+        let mut uris: Vec<&str> = self.redirect_uris.iter().map(String::as_str).collect();
+        uris.sort_unstable();
+        uris.dedup();
+        let canonical = serde_json::json!([
+            uris,
+            self.client_name,
+            self.client_uri,
+            self.logo_uri,
+            self.token_endpoint_auth_method,
+        ]);
+        crate::crypto::sha256_hex(&canonical.to_string())
+    }
+
+    /// The registered redirect URI that `redirect_uri` (resolved) matched: what remembered
+    /// consent is bound to. For loopback http it is port-free (RFC 8252 §7.3: a new port on
+    /// each run), so one registered entry stands for all of them.
+    pub fn registered_redirect_uri(&self, redirect_uri: &str) -> String {
+        self.redirect_uris
+            .iter()
+            .find(|reg| redirect_uri_matches(reg, redirect_uri))
+            .cloned()
+            .unwrap_or_else(|| redirect_uri.to_owned())
+    }
+
+    /// A public client (no secret) sending its codes to a loopback or private-use-scheme
+    /// redirect URI: any local program, or any app that claims the scheme, can use its
+    /// client_id with a PKCE pair of its own (RFC 8252 §8.6), so consent is never silent.
+    pub fn is_native_public(&self, redirect_uri: &str) -> bool {
+        if self.is_confidential() {
+            return false;
+        }
+        split_uri(redirect_uri).is_some_and(|p| {
+            let web =
+                p.scheme.eq_ignore_ascii_case("http") || p.scheme.eq_ignore_ascii_case("https");
+            !web || p.host.is_some_and(is_loopback_host)
+        })
     }
 
     fn matching_redirect_uri(&self, requested: Option<&str>) -> ApiResult<String> {

@@ -71,6 +71,10 @@ pub struct RawConfig {
     /// the client; empty: the client is the TCP peer (see `client_ip`).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Let remembered consent skip the consent screen for public clients whose redirect URI is
+    /// loopback or a private-use scheme. Off: any local program can use such a client's id.
+    #[serde(default)]
+    pub remember_consent_for_native_clients: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -322,6 +326,8 @@ pub struct Config {
     pub extra_ca_file: Option<PathBuf>,
     /// See `RawConfig::trusted_proxies`, parsed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// See `RawConfig::remember_consent_for_native_clients`.
+    pub remember_consent_for_native_clients: bool,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -877,6 +883,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         grant_max_lifetime_seconds: raw.grant_max_lifetime_seconds,
         extra_ca_file,
         trusted_proxies,
+        remember_consent_for_native_clients: raw.remember_consent_for_native_clients,
         base_dir: base.to_path_buf(),
     })
 }

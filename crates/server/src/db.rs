@@ -173,6 +173,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_clients_and_revocation.sql"),
     ),
+    (3, include_str!("../migrations/0003_consent_bindings.sql")),
     (5, include_str!("../migrations/0005_client_last_use.sql")),
 ];
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -431,13 +432,26 @@ impl Store {
 
     // --- consent ---
 
-    /// The (resource, scope) pairs this user granted this client.
-    pub async fn granted(&self, user_id: &str, client_id: &str) -> DbResult<Vec<(String, String)>> {
-        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+    /// The (resource, scope) pairs this user granted this client at `redirect_uri` (the
+    /// registered entry) while the client's metadata had `fingerprint`: what consent remembers.
+    pub async fn granted(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        redirect_uri: &str,
+        fingerprint: &str,
+    ) -> DbResult<Vec<(String, String)>> {
+        let (user_id, client_id, redirect_uri, fingerprint) = (
+            user_id.to_owned(),
+            client_id.to_owned(),
+            redirect_uri.to_owned(),
+            fingerprint.to_owned(),
+        );
         self.read(move |tx| {
             tx.query(
-                "SELECT resource, scope FROM consent_grants WHERE user_id = $1 AND client_id = $2",
-                &args![user_id, client_id],
+                "SELECT resource, scope FROM consent_grants WHERE user_id = $1 AND client_id = $2 \
+                 AND redirect_uri = $3 AND client_fingerprint = $4",
+                &args![user_id, client_id, redirect_uri, fingerprint],
             )?
             .iter()
             .map(|r| Ok((r.text(0)?, r.text(1)?)))
@@ -446,25 +460,36 @@ impl Store {
         .await
     }
 
+    /// Remember consent to `pairs`, bound to the redirect URI and the client's fingerprint (a
+    /// consent given before under another fingerprint is replaced).
     pub async fn grant(
         &self,
         user_id: &str,
         client_id: &str,
+        redirect_uri: &str,
+        fingerprint: &str,
         pairs: &[(String, String)],
         now: i64,
     ) -> DbResult<()> {
         if pairs.is_empty() {
             return Ok(());
         }
-        let (user_id, client_id, pairs) =
-            (user_id.to_owned(), client_id.to_owned(), pairs.to_vec());
+        let (user_id, client_id, redirect_uri, fingerprint, pairs) = (
+            user_id.to_owned(),
+            client_id.to_owned(),
+            redirect_uri.to_owned(),
+            fingerprint.to_owned(),
+            pairs.to_vec(),
+        );
         self.run(move |tx| {
             for (resource, scope) in &pairs {
                 tx.exec(
-                    "INSERT INTO consent_grants (user_id, client_id, resource, scope, granted_at) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (user_id, client_id, resource, scope) DO NOTHING",
-                    &args![&user_id, &client_id, resource, scope, now],
+                    "INSERT INTO consent_grants \
+                     (user_id, client_id, redirect_uri, resource, scope, client_fingerprint, granted_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (user_id, client_id, redirect_uri, resource, scope) \
+                     DO UPDATE SET client_fingerprint = $6, granted_at = $7",
+                    &args![&user_id, &client_id, &redirect_uri, resource, scope, &fingerprint, now],
                 )?;
             }
             Ok(())
@@ -869,10 +894,11 @@ impl Store {
         let user_id = user_id.to_owned();
         self.read(move |tx| {
             tx.query(
-                "SELECT g.client_id, g.resource, g.scope, g.granted_at, \
+                "SELECT g.client_id, g.resource, g.scope, MIN(g.granted_at), \
                  (SELECT MAX(f.last_used_at) FROM token_families f \
-                  WHERE f.user_id = g.user_id AND f.client_id = g.client_id) \
-                 FROM consent_grants g WHERE g.user_id = $1 ORDER BY g.client_id, g.resource, g.scope",
+                  WHERE f.user_id = $1 AND f.client_id = g.client_id) \
+                 FROM consent_grants g WHERE g.user_id = $1 \
+                 GROUP BY g.client_id, g.resource, g.scope ORDER BY g.client_id, g.resource, g.scope",
                 &args![user_id],
             )?
             .iter()

@@ -22,7 +22,95 @@ on_both_backends!(
     malformed_bodies_get_a_json_4xx_never_a_5xx,
     malformed_paths_and_queries_get_json_errors,
     prompt_login_needs_a_freshly_attested_session,
+    unverified_client_errors_are_shown_until_the_user_consents,
 );
+
+/// RFC 9700 §4.11.2: anyone can register a client whose redirect URI is their own site. Until this
+/// user consented to it (at this redirect URI), every error after the client and redirect URI
+/// check is shown on the page and never redirected: a link to the consent page must not bounce a
+/// signed-in user to any site. Deny, chosen on a screen that named the destination host, still
+/// goes back to the client; once the user allowed the client there, errors go back too.
+async fn unverified_client_errors_are_shown_until_the_user_consents(b: Backend) {
+    let s = Setup::new(b).start().await;
+    let attacker = "https://attacker.example/x";
+    let (status, reg) = s
+        .post_json(
+            "/oauth2/register",
+            None,
+            &json!({"redirect_uris": [attacker], "client_name": "Bouncer", "token_endpoint_auth_method": "none"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{reg}");
+    let id = reg["client_id"].as_str().unwrap();
+    let session = s.session("az-open-redirect").await;
+    let pkce = Pkce::new();
+    let good = params_for(&pkce, id, attacker);
+
+    let mut cases: Vec<(&str, Value, &str)> = Vec::new();
+    let mut p = good.clone();
+    p.as_object_mut().unwrap().remove("code_challenge");
+    cases.push(("missing PKCE", p, "invalid_request"));
+    let mut p = good.clone();
+    p["scope"] = json!("no-such-scope");
+    cases.push(("bad scope", p, "invalid_scope"));
+    let mut p = good.clone();
+    p["resource"] = json!(["https://evil.example/mcp"]);
+    cases.push(("unknown resource", p, "invalid_target"));
+    let mut p = good.clone();
+    p["response_type"] = json!("token");
+    cases.push(("response_type", p, "unsupported_response_type"));
+    let mut p = good.clone();
+    p["prompt"] = json!("none");
+    cases.push(("prompt=none", p, "consent_required"));
+    let mut p = good.clone();
+    p.as_object_mut().unwrap().remove("redirect_uri");
+    p["prompt"] = json!("none");
+    cases.push(("prompt=none, redirect_uri omitted", p, "consent_required"));
+    for (label, p, error) in &cases {
+        for (what, got) in [
+            ("start", s.start_flow(&session, p).await),
+            ("submit allow", s.submit(&session, p, true).await),
+            ("submit deny", s.submit(&session, p, false).await),
+        ] {
+            assert_eq!(got.0, 400, "[{label}] {what}: {}", got.1);
+            assert_eq!(got.1["error"], *error, "[{label}] {what}: {}", got.1);
+            assert!(
+                got.1.get("redirect_uri").is_none(),
+                "[{label}] {what}: an unverified client without consent got a redirect: {}",
+                got.1
+            );
+        }
+    }
+
+    // The screen shows where the user would be sent; Deny sends access_denied there.
+    let (status, st) = s.start_flow(&session, &good).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["client"]["verified"], false);
+    assert_eq!(st["redirect_host"], "attacker.example");
+    let (status, sub) = s.submit(&session, &good, false).await;
+    assert_eq!(status, 200, "{sub}");
+    let loc = sub["redirect_uri"].as_str().unwrap();
+    assert!(loc.starts_with(&format!("{attacker}?")), "{loc}");
+    assert_eq!(query(loc)["error"], "access_denied");
+
+    // Once the user allowed this client here, its errors go back to it.
+    let (status, sub) = s.submit(&session, &good, true).await;
+    assert_eq!(status, 200, "{sub}");
+    for (label, p, error) in &cases[..4] {
+        let (status, e) = s.start_flow(&session, p).await;
+        assert_eq!(status, 400, "[{label}] {e}");
+        assert_eq!(e["error"], *error, "[{label}] {e}");
+        let loc = e["redirect_uri"]
+            .as_str()
+            .unwrap_or_else(|| panic!("[{label}] {e}"));
+        assert!(loc.starts_with(&format!("{attacker}?")), "[{label}] {loc}");
+    }
+    // Another user who never consented still gets them shown.
+    let other = s.session("az-open-redirect-2").await;
+    let (status, e) = s.start_flow(&other, &cases[1].1).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e.get("redirect_uri").is_none(), "{e}");
+}
 
 /// `prompt=login` asks for a fresh sign-in: a session attested longer ago than
 /// `prompt_login_max_age_seconds` gets `login_required` (redirected: the client asked), at start
@@ -264,6 +352,8 @@ async fn redirect_uri_tricks_are_refused_without_redirect(b: Backend) {
         (CLIENT, "/callback"),
         (CLIENT, "http://127.0.0.1:9999/callback#frag"),
         (CLIENT, "http://127.0.0.1:9999/callback\n"),
+        (CLIENT, "http://127.0.0.1:9999\\evil.com/callback"),
+        ("other-agent", "https://other.example.com\\.evil.com/cb"),
         (CLIENT, " http://127.0.0.1:9999/callback"),
         ("other-agent", "https://other.example.com.evil.com/cb"),
         ("other-agent", "https://other.example.com/cb#frag"),

@@ -241,10 +241,18 @@ async fn serve(
                 "data" => "data:text/html,<script>alert(1)</script>",
                 "vbscript" => "VBScript:msgbox(1)",
                 "http-remote" => "http://agent.example.test/callback",
+                // A browser goes to evil.example; the host shown would be the whole string.
+                "backslash" => "https://evil.example\\agent.example.test/callback",
                 _ => "com.example.agent:/callback",
             };
             let mut d = document(&id);
             d["redirect_uris"] = json!(["https://agent.example.test/callback", bad]);
+            d.to_string()
+        }
+        // Every code goes to loopback: any local program could use this client_id.
+        "/loopback-only" => {
+            let mut d = document(&id);
+            d["redirect_uris"] = json!(["http://127.0.0.1/callback", "http://[::1]/callback"]);
             d.to_string()
         }
         "/not-json" => "<html>hello</html>".into(),
@@ -489,7 +497,8 @@ async fn ip_literal_hosts_are_checked_too() {
         );
         assert_msg(&err, &format!("its host is a special-use address {addr} ("));
     }
-    // Other spellings of an IPv4 literal never get that far: they are not canonical.
+    // Other spellings of an IPv4 literal never get that far: the URI grammar refuses a host a
+    // browser would read as another address.
     for url in [
         "https://2130706433/c",
         "https://0x7f.1/c",
@@ -497,7 +506,7 @@ async fn ip_literal_hosts_are_checked_too() {
     ] {
         let err = resolver.resolve(url).await.unwrap_err();
         assert!(matches!(err, CimdError::InvalidUrl { .. }), "{url}: {err}");
-        assert_msg(&err, "not in canonical form");
+        assert_msg(&err, "its host or port is malformed");
     }
     assert_eq!(dns.lookups(), 0);
     assert_eq!(server.total_hits(), 0);
@@ -662,6 +671,25 @@ async fn a_valid_document_becomes_a_public_client() {
     assert!(!c.verified, "exact entries do not cover subdomains");
 }
 
+/// A document whose redirect URIs are all loopback is never verified, whatever
+/// `trusted_domains` says: its host vouches for a program that any local process can pose as.
+#[tokio::test]
+async fn a_loopback_only_document_is_never_verified() {
+    let pki = pki();
+    let server = start_server(&pki).await;
+    let mut trusted = cfg(&pki, &[format!("127.0.0.1:{}", server.port)]);
+    trusted.trusted_domains = vec!["127.0.0.1".into()];
+    let resolver = CimdResolver::new(&trusted).unwrap();
+    let c = resolver
+        .resolve(&server.url("/loopback-only"))
+        .await
+        .unwrap();
+    assert!(!c.verified, "all redirect URIs are loopback");
+    // The same trusted host with one web redirect URI among them stays verified.
+    let c = resolver.resolve(&server.url("/valid")).await.unwrap();
+    assert!(c.verified);
+}
+
 #[tokio::test]
 async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
     let pki = pki();
@@ -738,6 +766,10 @@ async fn every_broken_document_is_refused_with_the_rule_it_breaks() {
         (
             "/redirect-uri/http-remote",
             "has an invalid redirect_uris[1]: 'http://agent.example.test/callback' is not allowed for application_type 'web'".into(),
+        ),
+        (
+            "/redirect-uri/backslash",
+            "has an invalid redirect_uris[1]: redirect_uri contains characters that are not allowed; expected a URI without '\\'".into(),
         ),
         ("/not-json", "is not valid JSON".into()),
     ];
@@ -1158,9 +1190,31 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
         "unknown CIMD host is unverified"
     );
     assert_eq!(st["redirect_host"], "127.0.0.1");
+    // Unverified and never allowed by this user: an error is shown, not sent to the document's
+    // redirect URI (anyone can host a document).
+    let mut bad_scope = p.clone();
+    bad_scope["scope"] = json!("no-such-scope");
+    let (status, e) = s.start_flow(&session, &bad_scope).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], "invalid_scope");
+    assert!(e.get("redirect_uri").is_none(), "{e}");
     let (status, sub) = s.submit(&session, &p, true).await;
     assert_eq!(status, 200, "{sub}");
     let code = query(sub["redirect_uri"].as_str().unwrap())["code"].clone();
+    // Allowed here: its errors now go back to it. A public client on loopback is still asked
+    // each time (the screen marks what was granted).
+    let (status, e) = s.start_flow(&session, &bad_scope).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["redirect_uri"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("http://127.0.0.1:61234/callback?error=invalid_scope")),
+        "{e}"
+    );
+    let (status, st) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["consent_required"], true, "{st}");
+    assert_eq!(st["scope_results"][0]["already_granted"], true, "{st}");
     let (status, tok) = s
         .token(&[
             ("grant_type", "authorization_code"),

@@ -13,6 +13,8 @@ on_both_backends!(
     one_round_trip_start_attests_and_starts,
     discovery_metadata_and_jwks,
     consent_is_remembered_and_step_up_asks_only_new_scopes,
+    remembered_consent_is_bound_to_the_redirect_uri,
+    native_public_clients_always_see_the_consent_screen,
     prompt_consent_forces_consent_screen,
     prompt_none_without_prior_consent_redirects_consent_required,
     deny_redirects_access_denied_with_state_and_iss,
@@ -243,18 +245,38 @@ async fn discovery_metadata_and_jwks(b: Backend) {
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
 }
 
+/// A config client that is not native: public, with two https redirect URIs.
+const WEB_CLIENT: &str = r#"
+[[clients]]
+client_id = "web-two"
+client_name = "Web two"
+redirect_uris = ["https://a.example/cb", "https://b.example/cb"]
+"#;
+
+/// Authorization parameters for `web-two` at `redirect_uri`.
+fn web_params(pkce: &Pkce, scope: &str, redirect_uri: &str) -> serde_json::Value {
+    let mut p = params(pkce, scope);
+    p["client_id"] = json!("web-two");
+    p["redirect_uri"] = json!(redirect_uri);
+    p
+}
+
 async fn consent_is_remembered_and_step_up_asks_only_new_scopes(b: Backend) {
-    let s = Setup::new(b).start().await;
+    let s = Setup::new(b).extra(WEB_CLIENT).start().await;
     let pkce = Pkce::new();
-    s.code_for("carol", &params(&pkce, "notes:read")).await;
+    let a = "https://a.example/cb";
+    s.code_for("carol", &web_params(&pkce, "notes:read", a))
+        .await;
 
     let session = s.session("carol").await;
-    let (_, st) = s.start_flow(&session, &params(&pkce, "notes:read")).await;
+    let (_, st) = s
+        .start_flow(&session, &web_params(&pkce, "notes:read", a))
+        .await;
     assert_eq!(st["consent_required"], false, "{st}");
     assert_eq!(st["scope_results"][0]["already_granted"], true);
 
     let (_, st) = s
-        .start_flow(&session, &params(&pkce, "notes:read notes:write"))
+        .start_flow(&session, &web_params(&pkce, "notes:read notes:write", a))
         .await;
     assert_eq!(st["consent_required"], true);
     let lines = st["scope_results"].as_array().unwrap();
@@ -263,18 +285,140 @@ async fn consent_is_remembered_and_step_up_asks_only_new_scopes(b: Backend) {
     assert_eq!(find("notes:write")["already_granted"], false);
 
     // consent is per client: another client asks again
-    let other = json!({
-        "client_id": "native-app", "redirect_uri": "http://127.0.0.1:4567/callback",
-        "scope": "notes:read", "code_challenge": pkce.challenge, "code_challenge_method": "S256",
-        "resource": RESOURCE,
-    });
+    let mut other = params(&pkce, "notes:read");
+    other["client_id"] = json!("other-agent");
+    other["redirect_uri"] = json!("https://other.example.com/cb");
     let (status, st) = s.start_flow(&session, &other).await;
     assert_eq!(status, 200, "{st}");
     assert_eq!(st["consent_required"], true);
     // and per user
     let dave = s.session("dave").await;
-    let (_, st) = s.start_flow(&dave, &params(&pkce, "notes:read")).await;
+    let (_, st) = s
+        .start_flow(&dave, &web_params(&pkce, "notes:read", a))
+        .await;
     assert_eq!(st["consent_required"], true);
+}
+
+/// Remembered consent is bound to the redirect URI it was given for: the same client sending
+/// its codes to another of its registered URIs asks again (and `prompt=none` there is refused).
+async fn remembered_consent_is_bound_to_the_redirect_uri(b: Backend) {
+    let s = Setup::new(b).extra(WEB_CLIENT).start().await;
+    let pkce = Pkce::new();
+    let (a, b_uri) = ("https://a.example/cb", "https://b.example/cb");
+    s.code_for("rb1", &web_params(&pkce, "notes:read", a)).await;
+    let session = s.session("rb1").await;
+    let (_, st) = s
+        .start_flow(&session, &web_params(&pkce, "notes:read", a))
+        .await;
+    assert_eq!(st["consent_required"], false, "{st}");
+
+    let (status, st) = s
+        .start_flow(&session, &web_params(&pkce, "notes:read", b_uri))
+        .await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["consent_required"], true, "{st}");
+    assert_eq!(st["scope_results"][0]["already_granted"], false, "{st}");
+    let mut p = web_params(&pkce, "notes:read", b_uri);
+    p["prompt"] = json!("none");
+    let (status, e) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(e["error"], "consent_required");
+
+    // Consenting at b remembers b too, and a keeps its own.
+    s.code_for("rb1", &web_params(&pkce, "notes:read", b_uri))
+        .await;
+    for uri in [a, b_uri] {
+        let (_, st) = s
+            .start_flow(&session, &web_params(&pkce, "notes:read", uri))
+            .await;
+        assert_eq!(st["consent_required"], false, "{uri}: {st}");
+    }
+}
+
+/// RFC 8252 §8.6: any local program can use a public client's id with a loopback redirect URI
+/// (any port) or claim its private-use scheme. Remembered consent never skips the screen for
+/// such a client: the screen marks what was granted before (one click), and `prompt=none` gets
+/// `consent_required`. `remember_consent_for_native_clients = true` restores the skip.
+async fn native_public_clients_always_see_the_consent_screen(b: Backend) {
+    let s = Setup::new(b.clone()).start().await;
+    let pkce = Pkce::new();
+    let native_private_use = json!({
+        "client_id": "native-app", "redirect_uri": "com.example.app:/oauth/cb",
+        "scope": "notes:read", "code_challenge": pkce.challenge, "code_challenge_method": "S256",
+        "resource": RESOURCE, "state": "st-123",
+    });
+    let mut native_loopback = native_private_use.clone();
+    native_loopback["redirect_uri"] = json!("http://127.0.0.1:4567/callback");
+    let mut demo_other_port = params(&pkce, "notes:read");
+    demo_other_port["redirect_uri"] = json!("http://127.0.0.1:1234/callback");
+    for (label, p, again) in [
+        (
+            "loopback",
+            params(&pkce, "notes:read"),
+            demo_other_port.clone(),
+        ),
+        (
+            "private-use",
+            native_private_use.clone(),
+            native_private_use.clone(),
+        ),
+        (
+            "loopback without port",
+            native_loopback.clone(),
+            native_loopback.clone(),
+        ),
+    ] {
+        s.code_for("native-user", &p).await;
+        let session = s.session("native-user").await;
+        let (status, st) = s.start_flow(&session, &again).await;
+        assert_eq!(status, 200, "[{label}] {st}");
+        assert_eq!(st["consent_required"], true, "[{label}] {st}");
+        assert!(
+            st["scope_results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["already_granted"] == true),
+            "[{label}] the screen still marks what was granted: {st}"
+        );
+        let mut none = again.clone();
+        none["prompt"] = json!("none");
+        for (what, got) in [
+            ("start", s.start_flow(&session, &none).await),
+            ("submit", s.submit(&session, &none, true).await),
+        ] {
+            assert_eq!(got.0, 400, "[{label}] {what}: {}", got.1);
+            assert_eq!(got.1["error"], "consent_required", "[{label}] {what}");
+            assert!(
+                got.1["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("remember_consent_for_native_clients"),
+                "[{label}] {what}: {}",
+                got.1
+            );
+            // A verified client: the error goes back to it, never a code.
+            let loc = got.1["redirect_uri"].as_str().unwrap();
+            assert_eq!(query(loc)["error"], "consent_required", "[{label}] {loc}");
+            assert!(!query(loc).contains_key("code"), "[{label}] {loc}");
+        }
+    }
+
+    // The operator may accept the risk.
+    let s = Setup::new(b)
+        .top("remember_consent_for_native_clients", "true")
+        .start()
+        .await;
+    s.code_for("native-user", &params(&pkce, "notes:read"))
+        .await;
+    let session = s.session("native-user").await;
+    let (_, st) = s.start_flow(&session, &demo_other_port).await;
+    assert_eq!(st["consent_required"], false, "{st}");
+    let mut none = demo_other_port.clone();
+    none["prompt"] = json!("none");
+    let (status, sub) = s.submit(&session, &none, true).await;
+    assert_eq!(status, 200, "{sub}");
+    assert!(query(sub["redirect_uri"].as_str().unwrap()).contains_key("code"));
 }
 
 async fn prompt_consent_forces_consent_screen(b: Backend) {

@@ -31,6 +31,7 @@ on_both_backends!(
     rfc7592_read_needs_this_clients_token_and_shows_no_secret,
     rfc7592_update_replaces_metadata_and_redirect_uris_take_effect,
     rfc7592_update_cannot_switch_public_and_confidential,
+    rfc7592_update_does_not_inherit_consent,
     rfc7592_delete_forgets_the_client_and_revokes_its_grants,
     client_auth_secret_basic_is_checked_and_refusals_change_nothing,
     client_auth_basic_credentials_are_form_urlencoded,
@@ -708,6 +709,39 @@ async fn registration_redirect_uris_are_validated_and_nothing_is_stored(b: Backe
         (
             "userinfo",
             json!({"redirect_uris": ["https://app.example@evil.example/cb"]}),
+            &["redirect_uris"],
+        ),
+        // A browser reads '\' as '/' and goes to evil.example; the screen would show the rest.
+        (
+            "backslash",
+            json!({"redirect_uris": ["https://evil.example\\good.example/cb"]}),
+            &["redirect_uris", "'\\'"],
+        ),
+        (
+            "backslash for native",
+            json!({"redirect_uris": ["com.example.app://evil.example\\cb"], "application_type": "native"}),
+            &["redirect_uris", "'\\'"],
+        ),
+        // A browser decodes the host (evil.example) and turns number-ending hosts into an IPv4
+        // address: what the screen would show is not where the browser goes.
+        (
+            "percent-encoded host",
+            json!({"redirect_uris": ["https://evil%2eexample/cb"]}),
+            &["redirect_uris", "evil%2eexample"],
+        ),
+        (
+            "short IPv4 loopback",
+            json!({"redirect_uris": ["http://127.1/cb"]}),
+            &["redirect_uris", "127.1"],
+        ),
+        (
+            "non-canonical IPv6",
+            json!({"redirect_uris": ["http://[0:0:0:0:0:0:0:1]/cb"]}),
+            &["redirect_uris"],
+        ),
+        (
+            "port above 65535",
+            json!({"redirect_uris": ["https://app.example:99999/cb"]}),
             &["redirect_uris"],
         ),
         (
@@ -1410,6 +1444,69 @@ async fn rfc7592_update_replaces_metadata_and_redirect_uris_take_effect(b: Backe
         manage(&srv, Method::GET, id, Some(tok), None).await.status,
         200
     );
+}
+
+/// Remembered consent is bound to a fingerprint of the client's metadata: after an RFC 7592
+/// update (here: one more redirect URI), the consent given before is not inherited, neither at
+/// the old redirect URI nor at the new one, and errors at the new one are shown, not redirected.
+async fn rfc7592_update_does_not_inherit_consent(b: Backend) {
+    let srv = Setup::new(b).start().await;
+    let (a, evil) = ("https://app.example/cb", "https://evil.example/cb");
+    let reg = register_ok(
+        &srv,
+        &json!({"redirect_uris": [a], "client_name": "Inherit", "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    let id = s(&reg["client_id"]);
+    let tok = s(&reg["registration_access_token"]);
+    full_flow(&srv, "inherit-user", &reg, a, Some("notes:read")).await;
+    let session = srv.session("inherit-user").await;
+    let pkce = Pkce::new();
+    let (status, st) = srv
+        .start_flow(&session, &auth_params(id, a, &pkce, Some("notes:read")))
+        .await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(
+        st["consent_required"], false,
+        "remembered before the update: {st}"
+    );
+
+    let r = manage(
+        &srv,
+        Method::PUT,
+        id,
+        Some(tok),
+        Some(&json!({"client_id": id, "redirect_uris": [a, evil], "client_name": "Inherit", "token_endpoint_auth_method": "none"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for uri in [a, evil] {
+        let p = auth_params(id, uri, &pkce, Some("notes:read"));
+        let (status, st) = srv.start_flow(&session, &p).await;
+        assert_eq!(status, 200, "{uri}: {st}");
+        assert_eq!(st["consent_required"], true, "{uri}: {st}");
+        assert_eq!(
+            st["scope_results"][0]["already_granted"], false,
+            "{uri}: {st}"
+        );
+        let mut none = p.clone();
+        none["prompt"] = json!("none");
+        let (status, e) = srv.start_flow(&session, &none).await;
+        assert_eq!(status, 400, "{uri}: {e}");
+        assert_eq!(e["error"], "consent_required", "{uri}: {e}");
+        assert!(e.get("redirect_uri").is_none(), "{uri}: {e}");
+    }
+    // Connected apps still lists the consent given before, and revoking it works.
+    let r = srv
+        .raw(
+            Method::GET,
+            "/v1/connected_apps",
+            &[("authorization", &format!("Bearer {session}"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains(id), "{}", r.text);
 }
 
 async fn rfc7592_update_cannot_switch_public_and_confidential(b: Backend) {

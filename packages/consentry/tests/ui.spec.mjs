@@ -220,12 +220,35 @@ test('the hosted product\'s option names work: authTokenParams.tokenProfileID, p
   expect(await page.evaluate(() => window.events.map((e) => e.type))).toEqual(['consent_shown', 'consent_granted', 'redirecting']);
 });
 
-test('already granted: no consent needed, it goes straight back to the client', async ({ page }) => {
+test('already granted to a loopback public client: the screen is shown again, marked, one click', async ({ page }) => {
   await open(page, { sub: 'returning' });
   await Promise.all([page.waitForURL(`${redirectUri()}?**`), page.getByRole('button', { name: 'Allow' }).click()]);
+  // Any local program can use demo-agent's client_id (RFC 8252 §8.6): never a silent approval.
   await open(page, { sub: 'returning' });
-  await page.waitForURL(`${redirectUri()}?**`);
+  const allow = page.getByRole('button', { name: 'Allow' });
+  await expect(allow).toBeVisible();
+  await expect(page.getByRole('listitem').filter({ hasText: 'Read your notes' })).toContainText('Already allowed');
+  expect(new URL(page.url()).origin).toBe(app.origin);
+  await Promise.all([page.waitForURL(`${redirectUri()}?**`), allow.click()]);
   expect(new URL(page.url()).searchParams.get('code')).toBeTruthy();
+});
+
+test('an unverified client the user never allowed: its errors stay on the page', async ({ page }) => {
+  // Anyone can register a client (open registration) whose redirect URI is their own site.
+  const res = await fetch(`${consentry.url}/oauth2/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ redirect_uris: [redirectUri()], client_name: 'Bouncer', token_endpoint_auth_method: 'none' }),
+  });
+  expect(res.status).toBe(201);
+  const { client_id: bouncer } = await res.json();
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+  await open(page, { q: query({ scope: 'notes:read no-such-scope', extra: { client_id: bouncer } }) });
+  await expect(page.getByRole('alert')).toContainText('no-such-scope');
+  await expect(page.locator('.cnsy-root')).toContainText('invalid_scope');
+  expect(new URL(page.url()).origin).toBe(app.origin);
+  expect(requests.filter((u) => u.startsWith(callback.origin))).toEqual([]);
 });
 
 test('unmount is idempotent and stops an in-flight flow', async ({ page }) => {
