@@ -823,21 +823,26 @@ impl Store {
     }
 
     /// Remove rows that can no longer matter: expired jtis, codes, refresh tokens, deny-list.
-    pub async fn purge_expired(&self, now: i64) -> DbResult<()> {
+    /// Returns how many rows went.
+    pub async fn purge_expired(&self, now: i64) -> DbResult<u64> {
         self.run(move |tx| {
-            for sql in [
-                "DELETE FROM used_tat_jtis WHERE expires_at < $1",
-                "DELETE FROM used_codes WHERE expires_at < $1",
-                "DELETE FROM refresh_tokens WHERE expires_at < $1",
-                "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
-            ] {
-                tx.exec(sql, &args![now])?;
+            let mut removed = 0;
+            for sql in PURGE_STATEMENTS {
+                removed += tx.exec(sql, &args![now])?;
             }
-            Ok(())
+            Ok(removed)
         })
         .await
     }
 }
+
+/// [`Store::purge_expired`]'s statements: `$1` is now.
+const PURGE_STATEMENTS: [&str; 4] = [
+    "DELETE FROM used_tat_jtis WHERE expires_at < $1",
+    "DELETE FROM used_codes WHERE expires_at < $1",
+    "DELETE FROM refresh_tokens WHERE expires_at < $1",
+    "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+];
 
 const LOST_RACE: &str = "lost rotation race";
 
@@ -1002,5 +1007,40 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod purge_tests {
+    use super::*;
+
+    /// Each purge statement finds its rows through an index on `expires_at` (migration 0006),
+    /// not a scan of the table on the one thread every operation waits for.
+    #[tokio::test]
+    async fn every_purge_statement_uses_an_expires_at_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = Store::connect(&url, None).await.unwrap();
+        for sql in PURGE_STATEMENTS {
+            let plan = store
+                .runner
+                .run(false, move |tx| {
+                    tx.query(&format!("EXPLAIN QUERY PLAN {sql}"), &args![0_i64, 500_i64])
+                })
+                .await
+                .unwrap();
+            let details: Vec<String> = plan.iter().map(|r| r.text(3).unwrap()).collect();
+            let table = sql.split_whitespace().nth(2).unwrap();
+            assert!(
+                details.iter().any(|d| d.starts_with(&format!("SEARCH {table} USING"))
+                    && d.contains(&format!("INDEX {table}_expires_at (expires_at<?)"))),
+                "{sql}: {details:?}"
+            );
+            assert!(
+                !details.iter().any(|d| d.starts_with("SCAN")),
+                "{sql}: {details:?}"
+            );
+        }
     }
 }

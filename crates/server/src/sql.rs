@@ -335,6 +335,9 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 /// The shortest time between two background WAL checkpoints.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long the writer waits for a write lock another process holds before failing the batch.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Handle to the SQLite thread.
 #[derive(Clone)]
 pub struct SqliteActor {
@@ -348,6 +351,14 @@ impl SqliteActor {
     }
 
     fn open_with_wal_cap(path: &str, wal_cap: u64) -> DbResult<SqliteActor> {
+        SqliteActor::open_with(path, wal_cap, BUSY_TIMEOUT)
+    }
+
+    fn open_with(
+        path: &str,
+        wal_cap: u64,
+        busy_timeout: std::time::Duration,
+    ) -> DbResult<SqliteActor> {
         let conn = rusqlite::Connection::open(path)?;
         // WAL + NORMAL survives a process crash (toolchain.md); busy_timeout makes a second
         // process on the same file wait for the write lock instead of failing.
@@ -360,6 +371,7 @@ impl SqliteActor {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
              PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
         )?;
+        conn.busy_timeout(busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(128);
         let checkpoints = Checkpoints::start(path, wal_cap)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
@@ -599,6 +611,100 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].int(0).unwrap(), 2);
+    }
+
+    /// A reply means the write is on disk: the writer connection syncs the WAL at every commit
+    /// (`synchronous = FULL`, 2), not only at checkpoints (`NORMAL`, 1), so a power loss or OS
+    /// crash cannot bring back a revoked grant, a used code or a used jti that was acknowledged.
+    #[tokio::test]
+    async fn the_writer_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sync.db");
+        let actor = SqliteActor::open(db.to_str().unwrap()).unwrap();
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA synchronous", &[]))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 2, "synchronous must be FULL (2)");
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA journal_mode", &[]))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].text(0).unwrap(), "wal");
+    }
+
+    /// When `BEGIN IMMEDIATE` fails (here: another connection holds the write lock longer than
+    /// the busy timeout), no job of the batch runs, each gets an error, and nothing any of them
+    /// would have written reaches the file, even if the lock is free by the time a job would run
+    /// (run outside a transaction, each job would commit on its own while its caller hears of a
+    /// failure).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_begin_fails_runs_no_job_and_fails_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("begin.db");
+        let path = db.to_str().unwrap().to_owned();
+        let actor = SqliteActor::open_with(
+            &path,
+            WAL_CAP_BYTES,
+            std::time::Duration::from_millis(50),
+        )
+        .unwrap();
+        actor
+            .run(true, |tx| tx.exec("CREATE TABLE t (v INTEGER)", &[]))
+            .await
+            .unwrap();
+
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // A reader holds the SQLite thread until both writers are queued, so they form one batch.
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let gate = actor.run(false, move |_| {
+            let _ = gate_rx.recv();
+            Ok(())
+        });
+        // The first writer, if it runs at all, tells the test, and waits until the lock is free.
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let (released_tx, released_rx) = std::sync::mpsc::channel::<()>();
+        let first = actor.run(true, move |tx| {
+            let _ = started_tx.send(());
+            let _ = released_rx.recv();
+            tx.exec("INSERT INTO t (v) VALUES (1)", &[])
+        });
+        let second = actor.run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (2)", &[]));
+        let open = async move {
+            let _ = gate_tx.send(());
+            if started_rx.await.is_ok() {
+                // The job ran although BEGIN failed: free the lock so its writes can land.
+                blocker.execute_batch("ROLLBACK").unwrap();
+                let _ = released_tx.send(());
+            }
+            blocker
+        };
+        let (gate, first, second, blocker) = tokio::join!(gate, first, second, open);
+        gate.unwrap();
+        for (name, r) in [("first", &first), ("second", &second)] {
+            let Err(DbError::Other(m)) = r else {
+                panic!("{name}: expected an error, got {r:?}");
+            };
+            assert!(m.contains("begin"), "{name}: {m}");
+        }
+        drop(blocker);
+
+        let direct = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = direct
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "a job of the failed batch wrote to the file");
+        // The thread lives on: with the lock free, writes commit again.
+        actor
+            .run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (3)", &[]))
+            .await
+            .unwrap();
+        let n: i64 = direct
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     fn wal_len(db: &std::path::Path) -> u64 {
