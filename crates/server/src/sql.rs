@@ -659,10 +659,20 @@ mod tests {
 
         // A reader holds the SQLite thread until both writers are queued, so they form one batch.
         let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
-        let gate = actor.run(false, move |_| {
-            let _ = gate_rx.recv();
-            Ok(())
+        let (holding_tx, holding_rx) = oneshot::channel::<()>();
+        let gate = tokio::spawn({
+            let actor = actor.clone();
+            async move {
+                actor
+                    .run(false, move |_| {
+                        let _ = holding_tx.send(());
+                        let _ = gate_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
         });
+        holding_rx.await.unwrap();
         // The first writer, if it runs at all, tells the test, and waits until the lock is free.
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let (released_tx, released_rx) = std::sync::mpsc::channel::<()>();
@@ -681,14 +691,9 @@ mod tests {
             }
             blocker
         };
-        let (gate, first, second, blocker) = tokio::join!(gate, first, second, open);
-        gate.unwrap();
-        for (name, r) in [("first", &first), ("second", &second)] {
-            let Err(DbError::Other(m)) = r else {
-                panic!("{name}: expected an error, got {r:?}");
-            };
-            assert!(m.contains("begin"), "{name}: {m}");
-        }
+        // Polled in order: both writers are queued before the gate opens.
+        let (first, second, blocker) = tokio::join!(first, second, open);
+        gate.await.unwrap().unwrap();
         drop(blocker);
 
         let direct = rusqlite::Connection::open(&path).unwrap();
@@ -696,6 +701,12 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0, "a job of the failed batch wrote to the file");
+        for (name, r) in [("first", &first), ("second", &second)] {
+            let Err(DbError::Other(m)) = r else {
+                panic!("{name}: expected an error, got {r:?}");
+            };
+            assert!(m.contains("cannot begin a transaction"), "{name}: {m}");
+        }
         // The thread lives on: with the lock free, writes commit again.
         actor
             .run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (3)", &[]))
