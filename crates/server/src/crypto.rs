@@ -20,12 +20,19 @@ pub fn random_token(bytes: usize) -> String {
 }
 
 /// [`random_token`] from `rng` (the system generator; another one in tests).
+///
+/// If the generator fails, the process stops (abort) rather than hand out a predictable value:
+/// every caller (refresh tokens, grant and client ids, registration secrets, the session and
+/// code secrets made at first start) would otherwise issue something anyone could guess, and
+/// a generator that fails means the OS has no entropy to give, which no request can work around.
 fn random_token_from(rng: &dyn Fill, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    // SystemRandom only fails if the OS has no entropy source; then nothing is safe to issue.
     if rng.fill_bytes(&mut buf).is_err() {
-        buf.iter_mut().for_each(|b| *b = 0);
-        tracing::error!("system random number generator failed");
+        tracing::error!(
+            "the system random number generator failed: stopping rather than issue a predictable token or secret"
+        );
+        // The log writes to stderr synchronously: the line is out before the process stops.
+        std::process::abort();
     }
     URL_SAFE_NO_PAD.encode(buf)
 }

@@ -169,6 +169,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/0002_clients_and_revocation.sql"),
     ),
+    (6, include_str!("../migrations/0006_purge_indexes.sql")),
 ];
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -823,25 +824,41 @@ impl Store {
     }
 
     /// Remove rows that can no longer matter: expired jtis, codes, refresh tokens, deny-list.
-    /// Returns how many rows went.
+    /// Returns how many rows went. In batches of [`PURGE_BATCH`] rows, each its own short
+    /// transaction found through an `expires_at` index: on SQLite every other operation waits
+    /// behind whatever the one writer thread runs, so no purge may hold it for long.
     pub async fn purge_expired(&self, now: i64) -> DbResult<u64> {
-        self.run(move |tx| {
-            let mut removed = 0;
-            for sql in PURGE_STATEMENTS {
-                removed += tx.exec(sql, &args![now])?;
+        let mut removed = 0;
+        for sql in PURGE_STATEMENTS {
+            loop {
+                let n = self
+                    .run(move |tx| tx.exec(sql, &args![now, PURGE_BATCH]))
+                    .await?;
+                removed += n;
+                if n < PURGE_BATCH as u64 {
+                    break;
+                }
             }
-            Ok(removed)
-        })
-        .await
+        }
+        Ok(removed)
     }
 }
 
-/// [`Store::purge_expired`]'s statements: `$1` is now.
+/// Most rows one purge transaction deletes.
+const PURGE_BATCH: i64 = 500;
+
+/// [`Store::purge_expired`]'s statements: `$1` is now, `$2` the batch size. Each deletes by
+/// primary key what a `LIMIT`ed search of the `expires_at` index found (SQLite's `DELETE …
+/// LIMIT` is a compile-time option; this form works on both databases).
 const PURGE_STATEMENTS: [&str; 4] = [
-    "DELETE FROM used_tat_jtis WHERE expires_at < $1",
-    "DELETE FROM used_codes WHERE expires_at < $1",
-    "DELETE FROM refresh_tokens WHERE expires_at < $1",
-    "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+    "DELETE FROM used_tat_jtis WHERE (issuer, jti) IN \
+     (SELECT issuer, jti FROM used_tat_jtis WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM used_codes WHERE code_id IN \
+     (SELECT code_id FROM used_codes WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM refresh_tokens WHERE token_hash IN \
+     (SELECT token_hash FROM refresh_tokens WHERE expires_at < $1 LIMIT $2)",
+    "DELETE FROM revoked_access_tokens WHERE jti IN \
+     (SELECT jti FROM revoked_access_tokens WHERE expires_at < $1 LIMIT $2)",
 ];
 
 const LOST_RACE: &str = "lost rotation race";

@@ -148,13 +148,16 @@ pub trait Tx {
 // ------------------------------------------------------------------------------------------
 // SQLite: one thread, group commit
 
+/// Answers a job's caller: with what the job returned, or with the batch's error (`Some`: the
+/// transaction failed to begin or to commit, and the job's writes are not in the database).
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
 /// A closure for the SQLite thread. A batch whose jobs all only read runs in a deferred
 /// transaction: no write lock, no savepoints, nothing written to the WAL at commit.
+/// `run(None)` drops the job unrun (its batch could not begin a transaction).
 struct Job {
     writes: bool,
-    run: Box<dyn FnOnce(&rusqlite::Connection) -> Finish + Send>,
+    run: Box<dyn FnOnce(Option<&rusqlite::Connection>) -> Finish + Send>,
 }
 
 /// Statements the thread runs around every closure, kept prepared (parsing them each time
@@ -360,15 +363,19 @@ impl SqliteActor {
         busy_timeout: std::time::Duration,
     ) -> DbResult<SqliteActor> {
         let conn = rusqlite::Connection::open(path)?;
-        // WAL + NORMAL survives a process crash (toolchain.md); busy_timeout makes a second
-        // process on the same file wait for the write lock instead of failing.
+        // WAL + FULL: every commit syncs the WAL before the callers hear of it, so what was
+        // acknowledged (a revocation, a used code or jti, a rotation) survives a power loss or
+        // an OS crash, not only a process crash (NORMAL syncs at checkpoints only). Group commit
+        // spreads that one fsync over every operation of the batch.
+        // busy_timeout makes a second process on the same file wait for the write lock instead
+        // of failing.
         // cache_size: 8 MiB (the default 2 MiB made token lookups preads once the tables outgrew
         // it; 32 MiB cost more than it saved: SQLite walks its page cache on every commit, and
         // resident memory tripled); pages are only allocated as the database grows.
         // wal_autocheckpoint = 0: the checkpoints run on a thread of their own (below), not
         // inside a commit on this one.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.busy_timeout(busy_timeout)?;
@@ -387,19 +394,28 @@ impl SqliteActor {
                         }
                     }
                     let writes = batch.iter().any(|j| j.writes);
-                    let begun = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" });
+                    // Without its transaction a job would run in autocommit: each statement
+                    // committed alone while its caller hears of a failure. So none runs.
+                    if let Err(e) =
+                        control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
+                    {
+                        tracing::warn!("SQLite: cannot begin a transaction: {e}");
+                        let err = format!("cannot begin a transaction: {e}");
+                        for job in batch {
+                            (job.run)(None)(Some(&err));
+                        }
+                        continue;
+                    }
                     let mut finishers = Vec::with_capacity(batch.len());
                     for job in batch {
-                        finishers.push((job.run)(&conn));
+                        finishers.push((job.run)(Some(&conn)));
                     }
-                    let outcome = match begun {
-                        Ok(()) => control(&conn, "COMMIT").map_err(|e| {
+                    let err = control(&conn, "COMMIT")
+                        .map_err(|e| {
                             let _ = control(&conn, "ROLLBACK");
-                            e.to_string()
-                        }),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let err = outcome.err();
+                            format!("commit failed: {e}")
+                        })
+                        .err();
                     for f in finishers {
                         f(err.as_deref());
                     }
@@ -419,7 +435,13 @@ impl SqliteActor {
         F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<DbResult<T>>();
-        let run = Box::new(move |conn: &rusqlite::Connection| -> Finish {
+        let run = Box::new(move |conn: Option<&rusqlite::Connection>| -> Finish {
+            let Some(conn) = conn else {
+                return Box::new(move |batch_error: Option<&str>| {
+                    let e = batch_error.unwrap_or("the operation was not run");
+                    let _ = tx.send(Err(DbError::Other(e.to_owned())));
+                });
+            };
             // Each writing closure in its own savepoint: a failing one leaves no trace in the
             // batch. A reader has nothing to undo.
             // A panic inside one operation (none is known) fails that operation only: the
@@ -443,9 +465,9 @@ impl SqliteActor {
                     Err(e) => Err(e.into()),
                 }
             };
-            Box::new(move |commit_error: Option<&str>| {
-                let out = match commit_error {
-                    Some(e) => Err(DbError::Other(format!("commit failed: {e}"))),
+            Box::new(move |batch_error: Option<&str>| {
+                let out = match batch_error {
+                    Some(e) => Err(DbError::Other(e.to_owned())),
                     None => res,
                 };
                 let _ = tx.send(out);
