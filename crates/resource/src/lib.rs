@@ -120,7 +120,13 @@ impl Caller {
             return Ok(());
         }
         let mut all: Vec<&str> = Vec::with_capacity(self.info.required.len() + needed.len());
-        for s in self.info.required.iter().map(String::as_str).chain(needed.iter().copied()) {
+        for s in self
+            .info
+            .required
+            .iter()
+            .map(String::as_str)
+            .chain(needed.iter().copied())
+        {
             if !all.contains(&s) {
                 all.push(s);
             }

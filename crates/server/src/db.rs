@@ -1050,8 +1050,10 @@ mod purge_tests {
             let details: Vec<String> = plan.iter().map(|r| r.text(3).unwrap()).collect();
             let table = sql.split_whitespace().nth(2).unwrap();
             assert!(
-                details.iter().any(|d| d.starts_with(&format!("SEARCH {table} USING"))
-                    && d.contains(&format!("INDEX {table}_expires_at (expires_at<?)"))),
+                details
+                    .iter()
+                    .any(|d| d.starts_with(&format!("SEARCH {table} USING"))
+                        && d.contains(&format!("INDEX {table}_expires_at (expires_at<?)"))),
                 "{sql}: {details:?}"
             );
             assert!(

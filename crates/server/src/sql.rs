@@ -396,8 +396,7 @@ impl SqliteActor {
                     let writes = batch.iter().any(|j| j.writes);
                     // Without its transaction a job would run in autocommit: each statement
                     // committed alone while its caller hears of a failure. So none runs.
-                    if let Err(e) =
-                        control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
+                    if let Err(e) = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
                     {
                         tracing::warn!("SQLite: cannot begin a transaction: {e}");
                         let err = format!("cannot begin a transaction: {e}");
@@ -665,12 +664,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("begin.db");
         let path = db.to_str().unwrap().to_owned();
-        let actor = SqliteActor::open_with(
-            &path,
-            WAL_CAP_BYTES,
-            std::time::Duration::from_millis(50),
-        )
-        .unwrap();
+        let actor =
+            SqliteActor::open_with(&path, WAL_CAP_BYTES, std::time::Duration::from_millis(50))
+                .unwrap();
         actor
             .run(true, |tx| tx.exec("CREATE TABLE t (v INTEGER)", &[]))
             .await

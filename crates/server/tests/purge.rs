@@ -21,7 +21,8 @@ async fn raw(url: &str, sql: &str) {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .unwrap();
-        conn.execute_batch(&format!("BEGIN; {sql}; COMMIT;")).unwrap();
+        conn.execute_batch(&format!("BEGIN; {sql}; COMMIT;"))
+            .unwrap();
     } else {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
@@ -79,7 +80,10 @@ async fn a_purge_over_more_rows_than_a_batch_removes_exactly_the_expired_ones(ba
         for chunk in rows.chunks(400) {
             raw(
                 &url,
-                &format!("INSERT INTO {table} ({columns}) VALUES {}", chunk.join(", ")),
+                &format!(
+                    "INSERT INTO {table} ({columns}) VALUES {}",
+                    chunk.join(", ")
+                ),
             )
             .await;
         }
@@ -93,12 +97,20 @@ async fn a_purge_over_more_rows_than_a_batch_removes_exactly_the_expired_ones(ba
     assert_eq!(removed, 4 * EXPIRED as u64);
     for (table, _, _) in tables() {
         assert_eq!(
-            count(&url, &format!("SELECT count(*) FROM {table} WHERE expires_at < {now}")).await,
+            count(
+                &url,
+                &format!("SELECT count(*) FROM {table} WHERE expires_at < {now}")
+            )
+            .await,
             0,
             "{table}: expired rows left"
         );
         assert_eq!(
-            count(&url, &format!("SELECT count(*) FROM {table} WHERE expires_at >= {now}")).await,
+            count(
+                &url,
+                &format!("SELECT count(*) FROM {table} WHERE expires_at >= {now}")
+            )
+            .await,
             LIVE,
             "{table}: live rows lost"
         );
