@@ -152,12 +152,15 @@ pub trait Tx {
 /// transaction failed to begin or to commit, and the job's writes are not in the database).
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
 
+/// Runs a job's operation on the connection; given `None` (its batch could not begin a
+/// transaction) it drops the operation unrun.
+type RunJob = Box<dyn FnOnce(Option<&rusqlite::Connection>) -> Finish + Send>;
+
 /// A closure for the SQLite thread. A batch whose jobs all only read runs in a deferred
 /// transaction: no write lock, no savepoints, nothing written to the WAL at commit.
-/// `run(None)` drops the job unrun (its batch could not begin a transaction).
 struct Job {
     writes: bool,
-    run: Box<dyn FnOnce(Option<&rusqlite::Connection>) -> Finish + Send>,
+    run: RunJob,
 }
 
 /// Statements the thread runs around every closure, kept prepared (parsing them each time

@@ -44,8 +44,11 @@ async fn count(url: &str, sql: &str) -> i64 {
     }
 }
 
-/// `(columns, one row's values for key i and expiry e)` of each purged table.
-fn tables() -> Vec<(&'static str, &'static str, fn(i64, i64) -> String)> {
+/// One row's values, for key `i` and expiry `e`.
+type RowOf = fn(i64, i64) -> String;
+
+/// `(table, columns, row)` of each purged table.
+fn tables() -> Vec<(&'static str, &'static str, RowOf)> {
     vec![
         ("used_tat_jtis", "issuer, jti, expires_at", |i, e| {
             format!("('urn:iss:{}', 'jti-{i}', {e})", i % 3)
