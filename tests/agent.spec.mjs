@@ -146,7 +146,7 @@ test('(2) Deny → the agent receives access_denied with its state and the issue
   }
 });
 
-test('(3) step-up: add_note → 403 insufficient_scope → consent shows only notes:write as new → add_note succeeds', async ({ page }) => {
+test('(3) step-up: add_note → 403 naming every scope it needs → the agent asks for exactly that → consent shows only notes:write as new → read and write tools both work', async ({ page }) => {
   const name = 'E2E agent step-up';
   const a = await newAgent(name, { scope: 'notes:read' });
   try {
@@ -159,9 +159,13 @@ test('(3) step-up: add_note → 403 insufficient_scope → consent shows only no
     const second = await a.nextUrl();
     const refused = a.agent.http.find((x) => x.status === 403);
     expect(refused.wwwAuthenticate).toContain('error="insufficient_scope"');
-    // The resource names what add_note needs; the agent asks for that plus what it holds.
-    expect(refused.wwwAuthenticate).toContain('scope="notes:write"');
-    expect(second.searchParams.get('scope')?.split(' ').sort()).toEqual(['notes:read', 'notes:write']);
+    // The challenge names every scope the call needs: the MCP server's baseline (notes:read, for
+    // every request) and add_note's own (notes:write). The SDK follows it literally (MCP
+    // 2025-11-25, Scope Challenge Handling): the new authorization request carries exactly the
+    // challenged scope, nothing accumulated by the agent.
+    const challenged = /scope="([^"]*)"/.exec(refused.wwwAuthenticate)?.[1];
+    expect(challenged).toBe('notes:read notes:write');
+    expect(second.searchParams.get('scope')).toBe(challenged);
 
     await page.goto(second.href);
     await logInIfAsked(page);
@@ -176,8 +180,13 @@ test('(3) step-up: add_note → 403 insufficient_scope → consent shows only no
     expect(added).toMatchObject({ user: 'user-alice', note: { text: 'written after step-up' } });
     const latest = tokenResponses(a.agent).at(-1);
     expect(latest.body.scope.split(' ').sort()).toEqual(['notes:read', 'notes:write']);
+    // With the token the challenged scope bought, the read tool and the write tool both work,
+    // and nothing asks the user again.
+    a.state.interactive = false;
     const listed = structured(await a.agent.callTool('list_notes'));
     expect(listed.notes.map((n) => n.text)).toContain('written after step-up');
+    structured(await a.agent.callTool('add_note', { text: 'written again' }));
+    expect(a.agent.http.filter((x) => x.status === 403)).toHaveLength(1);
   } finally {
     await a.close();
   }

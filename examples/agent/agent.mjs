@@ -179,9 +179,10 @@ export class Agent {
     }
     this.http.push(entry);
     this.log(`${method} ${url} → ${res.status}`);
+    // Step-up: the SDK re-authorizes with exactly the scope the challenge names (every scope
+    // the call needs, those already granted included: MCP 2025-11-25, Scope Challenge Handling).
     if (res.status === 403 && /error="insufficient_scope"/.test(entry.wwwAuthenticate ?? '')) {
       this.provider.stepUpNeeded = true;
-      return this._withAccumulatedScope(res, entry.wwwAuthenticate);
     }
     return res;
   };
@@ -198,21 +199,6 @@ export class Agent {
     if (metadata.scope === undefined || offered.length === 0) return body;
     const scopes = [...new Set([...metadata.scope.split(' ').filter(Boolean), ...offered])];
     return JSON.stringify({ ...metadata, scope: scopes.join(' ') });
-  }
-
-  /**
-   * A step-up challenge names the scopes the failed call needs (RFC 6750 §3.1), not all the
-   * client holds; MCP 2026-07-28 (SEP-2350) leaves accumulating them to the client. SDK 1.32
-   * re-authorizes with the challenge's scope alone, so the new token would lose what was granted
-   * before: hand the SDK a challenge naming the union of granted and needed scopes instead.
-   */
-  _withAccumulatedScope(res, header) {
-    const needed = /scope="([^"]*)"/.exec(header)?.[1]?.split(' ').filter(Boolean) ?? [];
-    const granted = this.provider._tokens?.scope?.split(' ').filter(Boolean) ?? [];
-    const union = [...new Set([...granted, ...needed])].join(' ');
-    const headers = new Headers(res.headers);
-    headers.set('www-authenticate', /scope="/.test(header) ? header.replace(/scope="[^"]*"/, `scope="${union}"`) : `${header}, scope="${union}"`);
-    return new Response(res.body, { status: res.status, statusText: res.statusText, headers });
   }
 
   _newTransport() {

@@ -362,7 +362,14 @@ fn wait_http_ok(port: u16, path: &str, supervisor: &mut std::process::Child) -> 
 
 /// Debug builds: the same binaries `cargo test --workspace` and the browser tests use.
 fn build_demo_binaries() -> Result<(PathBuf, PathBuf)> {
-    let debug = build_debug(&["-p", "consentry-example-mcp-server"])?;
+    // `--bin` of its own: build_debug's `--bin consentry` alone would skip the MCP server's binary
+    // and leave a stale one in place.
+    let debug = build_debug(&[
+        "-p",
+        "consentry-example-mcp-server",
+        "--bin",
+        "consentry-example-mcp-server",
+    ])?;
     Ok((
         debug.join("consentry"),
         debug.join("consentry-example-mcp-server"),

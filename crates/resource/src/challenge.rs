@@ -7,6 +7,10 @@ use std::fmt;
 pub(crate) struct ChallengeInfo {
     /// The RFC 9728 metadata URL (`resource_metadata`).
     pub metadata_url: String,
+    /// Scopes the bearer layer requires of every request: a `403 insufficient_scope` names
+    /// them too, since the request needs them as well (MCP 2025-11-25 "Scope Challenge
+    /// Handling": a client re-authorizes with exactly the challenged scope).
+    pub required: Vec<String>,
 }
 
 /// One `Bearer` challenge. Values are reduced to the characters RFC 6750 allows inside its

@@ -107,7 +107,9 @@ impl Caller {
     }
 
     /// `Ok` when the token has every scope in `needed`; otherwise a `403 insufficient_scope`
-    /// rejection (return it from a handler) naming all of `needed`.
+    /// rejection (return it from a handler) naming every scope the request needs: those the
+    /// layer requires of every request ([`Builder::required_scopes`]), then `needed`, each once.
+    /// A client that re-authorizes with exactly that scope can make the request.
     pub fn require_scopes(&self, needed: &[&str]) -> Result<(), Rejection> {
         let missing: Vec<&str> = needed
             .iter()
@@ -117,6 +119,19 @@ impl Caller {
         if missing.is_empty() {
             return Ok(());
         }
+        let mut all: Vec<&str> = Vec::with_capacity(self.info.required.len() + needed.len());
+        for s in self
+            .info
+            .required
+            .iter()
+            .map(String::as_str)
+            .chain(needed.iter().copied())
+        {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        let needed = &all[..];
         let quoted = |v: &[&str]| {
             v.iter()
                 .map(|s| format!("'{s}'"))
@@ -403,7 +418,10 @@ impl Builder {
                 resource: self.resource,
                 metadata,
                 metadata_path,
-                info: Arc::new(ChallengeInfo { metadata_url }),
+                info: Arc::new(ChallengeInfo {
+                    metadata_url,
+                    required: self.required.clone(),
+                }),
                 algorithms: self.algorithms,
                 leeway: i64::try_from(self.leeway.as_secs()).unwrap_or(300),
                 required: self.required,

@@ -561,7 +561,7 @@ async fn a_missing_scope_is_403_naming_the_scope() {
         let c = a.challenge.unwrap();
         assert!(
             c.starts_with(&format!(
-                "Bearer resource_metadata=\"{}\", scope=\"notes:write\", error=\"insufficient_scope\", error_description=",
+                "Bearer resource_metadata=\"{}\", scope=\"notes:read notes:write\", error=\"insufficient_scope\", error_description=",
                 metadata_url()
             )),
             "{c}"
@@ -582,6 +582,88 @@ async fn a_missing_scope_is_403_naming_the_scope() {
     let a = get_with(&format!("{base}/mcp"), &write_only).await;
     assert_eq!(a.status, 403);
     assert!(a.challenge.unwrap().contains("scope=\"notes:read\""));
+}
+
+/// MCP 2025-11-25 "Scope Challenge Handling" (RFC 6750 §3): the `scope` of a step-up challenge
+/// names every scope the request needs, those the token already has included. `ToolScopes`
+/// once named only the tool's (`notes:write`) although the layer requires `notes:read` of every
+/// request: a client that re-authorized with exactly the challenged scope got a token that
+/// could call nothing, `initialize` included. Here the client does just that and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reauthorizes_with_exactly_the_challenged_scope_can_read_and_write() {
+    let s = server().await;
+    let res = notes(&s).build().unwrap();
+    let app = Router::new()
+        .route("/mcp", post(|| async { "ok" }))
+        .layer(
+            consentry_resource::mcp::ToolScopes::new()
+                .tool("list_notes", ["notes:read"])
+                .tool("add_note", ["notes:write"]),
+        )
+        .layer(res.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let rpc = |token: &str, body: Value| {
+        let (url, h) = (format!("{base}/mcp"), format!("Bearer {token}"));
+        async move {
+            let body = serde_json::to_vec(&body).unwrap();
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("authorization", h)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let challenge = r
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), challenge)
+        }
+    };
+    let call = |tool: &str| json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}});
+
+    let read_only = access_token(&s, "notes:read").await;
+    assert_eq!(rpc(&read_only, call("list_notes")).await.0, 200);
+    let (status, challenge) = rpc(&read_only, call("add_note")).await;
+    assert_eq!(status, 403);
+    let challenge = challenge.unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    let challenged = challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    // The layer's scopes first, then the tool's, each once.
+    assert_eq!(challenged, "notes:read notes:write", "{challenge}");
+
+    // Re-authorize with exactly the challenged scope, as the spec tells a client to.
+    let stepped_up = access_token(&s, &challenged).await;
+    for body in [initialize, call("list_notes"), call("add_note")] {
+        let (status, challenge) = rpc(&stepped_up, body.clone()).await;
+        assert_eq!(status, 200, "{body}: {challenge:?}");
+    }
+    // A batch asking for a tool needing only what the layer requires names it once.
+    let (status, challenge) = rpc(
+        &read_only,
+        json!([call("list_notes"), call("add_note"), call("list_notes")]),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        challenge
+            .unwrap()
+            .contains("scope=\"notes:read notes:write\""),
+    );
 }
 
 async fn revoke_grant(s: &TestServer, refresh_token: &str) {

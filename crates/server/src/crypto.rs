@@ -16,13 +16,39 @@ const CODE_AAD: &[u8] = b"consentry authorization code v1";
 
 /// Random bytes, base64url: for refresh tokens, ids, secrets.
 pub fn random_token(bytes: usize) -> String {
+    random_token_from(&SystemRandom::new(), bytes)
+}
+
+/// [`random_token`] from `rng` (the system generator; another one in tests).
+///
+/// If the generator fails, the process stops (abort) rather than hand out a predictable value:
+/// every caller (refresh tokens, grant and client ids, registration secrets, the session and
+/// code secrets made at first start) would otherwise issue something anyone could guess, and
+/// a generator that fails means the OS has no entropy to give, which no request can work around.
+fn random_token_from(rng: &dyn Fill, bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    // SystemRandom only fails if the OS has no entropy source; then nothing is safe to issue.
-    if SystemRandom::new().fill(&mut buf).is_err() {
-        buf.iter_mut().for_each(|b| *b = 0);
-        tracing::error!("system random number generator failed");
+    if rng.fill_bytes(&mut buf).is_err() {
+        tracing::error!(
+            "the system random number generator failed: stopping rather than issue a predictable token or secret"
+        );
+        // The log writes to stderr synchronously: the line is out before the process stops.
+        std::process::abort();
     }
     URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A source of random bytes: [`SystemRandom`], or in tests one that fails. (aws-lc-rs seals
+/// its `SecureRandom` trait: only its `dev-tests-only` feature lets a crate implement it, and
+/// that feature refuses to build in release, which `cargo xtask bench` does with this crate's
+/// dev-dependencies.)
+trait Fill {
+    fn fill_bytes(&self, dest: &mut [u8]) -> Result<(), aws_lc_rs::error::Unspecified>;
+}
+
+impl<T: SecureRandom> Fill for T {
+    fn fill_bytes(&self, dest: &mut [u8]) -> Result<(), aws_lc_rs::error::Unspecified> {
+        self.fill(dest)
+    }
 }
 
 pub fn sha256_hex(s: &str) -> String {
@@ -206,6 +232,74 @@ mod tests {
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).expect("utf8");
         assert_eq!(s.open::<Vec<String>>(&tampered), None);
+    }
+
+    /// A generator that writes `byte` into part of the buffer, then fails (as an OS call
+    /// failing midway could).
+    struct Failing {
+        byte: u8,
+    }
+
+    impl Fill for Failing {
+        fn fill_bytes(&self, dest: &mut [u8]) -> Result<(), aws_lc_rs::error::Unspecified> {
+            let half = dest.len() / 2;
+            dest[..half].fill(self.byte);
+            Err(aws_lc_rs::error::Unspecified)
+        }
+    }
+
+    const CHILD_ENV: &str = "CONSENTRY_TEST_FAILING_RNG_CHILD";
+
+    /// Run inside the child process of the test below: make a token from a failing generator
+    /// and print it. It must never get to print.
+    #[test]
+    fn failing_rng_child() {
+        let Ok(byte) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let byte: u8 = byte.parse().expect("byte");
+        let token = random_token_from(&Failing { byte }, 32);
+        println!("TOKEN={token}");
+    }
+
+    /// When the random generator fails, no token comes out (neither all zeros nor a partly
+    /// filled one): the process stops. Run in a child process, since it aborts.
+    #[test]
+    fn a_failing_random_generator_stops_the_process_and_yields_no_token() {
+        // In a directory of its own: a core dump, where the system makes them, lands there.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for byte in [0u8, 0x41] {
+            let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+                .current_dir(dir.path())
+                .args([
+                    "--exact",
+                    "crypto::tests::failing_rng_child",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, byte.to_string())
+                .output()
+                .expect("run the child");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !stdout.contains("TOKEN="),
+                "a token came out of a failing generator: {stdout}"
+            );
+            assert!(
+                !out.status.success(),
+                "the child should have stopped: {stdout}"
+            );
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::ExitStatusExt;
+                assert_eq!(out.status.signal(), Some(6), "expected SIGABRT: {out:?}");
+            }
+        }
+        // The real generator still works: different tokens of the right length, never zeros.
+        let (a, b) = (random_token(32), random_token(32));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_ne!(URL_SAFE_NO_PAD.decode(&a).expect("base64"), vec![0u8; 32]);
     }
 
     #[test]

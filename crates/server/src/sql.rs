@@ -148,13 +148,19 @@ pub trait Tx {
 // ------------------------------------------------------------------------------------------
 // SQLite: one thread, group commit
 
+/// Answers a job's caller: with what the job returned, or with the batch's error (`Some`: the
+/// transaction failed to begin or to commit, and the job's writes are not in the database).
 type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// Runs a job's operation on the connection; given `None` (its batch could not begin a
+/// transaction) it drops the operation unrun.
+type RunJob = Box<dyn FnOnce(Option<&rusqlite::Connection>) -> Finish + Send>;
 
 /// A closure for the SQLite thread. A batch whose jobs all only read runs in a deferred
 /// transaction: no write lock, no savepoints, nothing written to the WAL at commit.
 struct Job {
     writes: bool,
-    run: Box<dyn FnOnce(&rusqlite::Connection) -> Finish + Send>,
+    run: RunJob,
 }
 
 /// Statements the thread runs around every closure, kept prepared (parsing them each time
@@ -335,6 +341,9 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
 /// The shortest time between two background WAL checkpoints.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How long the writer waits for a write lock another process holds before failing the batch.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Handle to the SQLite thread.
 #[derive(Clone)]
 pub struct SqliteActor {
@@ -348,18 +357,31 @@ impl SqliteActor {
     }
 
     fn open_with_wal_cap(path: &str, wal_cap: u64) -> DbResult<SqliteActor> {
+        SqliteActor::open_with(path, wal_cap, BUSY_TIMEOUT)
+    }
+
+    fn open_with(
+        path: &str,
+        wal_cap: u64,
+        busy_timeout: std::time::Duration,
+    ) -> DbResult<SqliteActor> {
         let conn = rusqlite::Connection::open(path)?;
-        // WAL + NORMAL survives a process crash (toolchain.md); busy_timeout makes a second
-        // process on the same file wait for the write lock instead of failing.
+        // WAL + FULL: every commit syncs the WAL before the callers hear of it, so what was
+        // acknowledged (a revocation, a used code or jti, a rotation) survives a power loss or
+        // an OS crash, not only a process crash (NORMAL syncs at checkpoints only). Group commit
+        // spreads that one fsync over every operation of the batch.
+        // busy_timeout makes a second process on the same file wait for the write lock instead
+        // of failing.
         // cache_size: 8 MiB (the default 2 MiB made token lookups preads once the tables outgrew
         // it; 32 MiB cost more than it saved: SQLite walks its page cache on every commit, and
         // resident memory tripled); pages are only allocated as the database grows.
         // wal_autocheckpoint = 0: the checkpoints run on a thread of their own (below), not
         // inside a commit on this one.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
         )?;
+        conn.busy_timeout(busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(128);
         let checkpoints = Checkpoints::start(path, wal_cap)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
@@ -375,19 +397,27 @@ impl SqliteActor {
                         }
                     }
                     let writes = batch.iter().any(|j| j.writes);
-                    let begun = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" });
+                    // Without its transaction a job would run in autocommit: each statement
+                    // committed alone while its caller hears of a failure. So none runs.
+                    if let Err(e) = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
+                    {
+                        tracing::warn!("SQLite: cannot begin a transaction: {e}");
+                        let err = format!("cannot begin a transaction: {e}");
+                        for job in batch {
+                            (job.run)(None)(Some(&err));
+                        }
+                        continue;
+                    }
                     let mut finishers = Vec::with_capacity(batch.len());
                     for job in batch {
-                        finishers.push((job.run)(&conn));
+                        finishers.push((job.run)(Some(&conn)));
                     }
-                    let outcome = match begun {
-                        Ok(()) => control(&conn, "COMMIT").map_err(|e| {
+                    let err = control(&conn, "COMMIT")
+                        .map_err(|e| {
                             let _ = control(&conn, "ROLLBACK");
-                            e.to_string()
-                        }),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let err = outcome.err();
+                            format!("commit failed: {e}")
+                        })
+                        .err();
                     for f in finishers {
                         f(err.as_deref());
                     }
@@ -407,7 +437,13 @@ impl SqliteActor {
         F: FnOnce(&mut dyn Tx) -> DbResult<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<DbResult<T>>();
-        let run = Box::new(move |conn: &rusqlite::Connection| -> Finish {
+        let run = Box::new(move |conn: Option<&rusqlite::Connection>| -> Finish {
+            let Some(conn) = conn else {
+                return Box::new(move |batch_error: Option<&str>| {
+                    let e = batch_error.unwrap_or("the operation was not run");
+                    let _ = tx.send(Err(DbError::Other(e.to_owned())));
+                });
+            };
             // Each writing closure in its own savepoint: a failing one leaves no trace in the
             // batch. A reader has nothing to undo.
             // A panic inside one operation (none is known) fails that operation only: the
@@ -431,9 +467,9 @@ impl SqliteActor {
                     Err(e) => Err(e.into()),
                 }
             };
-            Box::new(move |commit_error: Option<&str>| {
-                let out = match commit_error {
-                    Some(e) => Err(DbError::Other(format!("commit failed: {e}"))),
+            Box::new(move |batch_error: Option<&str>| {
+                let out = match batch_error {
+                    Some(e) => Err(DbError::Other(e.to_owned())),
                     None => res,
                 };
                 let _ = tx.send(out);
@@ -599,6 +635,108 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].int(0).unwrap(), 2);
+    }
+
+    /// A reply means the write is on disk: the writer connection syncs the WAL at every commit
+    /// (`synchronous = FULL`, 2), not only at checkpoints (`NORMAL`, 1), so a power loss or OS
+    /// crash cannot bring back a revoked grant, a used code or a used jti that was acknowledged.
+    #[tokio::test]
+    async fn the_writer_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sync.db");
+        let actor = SqliteActor::open(db.to_str().unwrap()).unwrap();
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA synchronous", &[]))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 2, "synchronous must be FULL (2)");
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA journal_mode", &[]))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].text(0).unwrap(), "wal");
+    }
+
+    /// When `BEGIN IMMEDIATE` fails (here: another connection holds the write lock longer than
+    /// the busy timeout), no job of the batch runs, each gets an error, and nothing any of them
+    /// would have written reaches the file, even if the lock is free by the time a job would run
+    /// (run outside a transaction, each job would commit on its own while its caller hears of a
+    /// failure).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_whose_begin_fails_runs_no_job_and_fails_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("begin.db");
+        let path = db.to_str().unwrap().to_owned();
+        let actor =
+            SqliteActor::open_with(&path, WAL_CAP_BYTES, std::time::Duration::from_millis(50))
+                .unwrap();
+        actor
+            .run(true, |tx| tx.exec("CREATE TABLE t (v INTEGER)", &[]))
+            .await
+            .unwrap();
+
+        let blocker = rusqlite::Connection::open(&path).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        // A reader holds the SQLite thread until both writers are queued, so they form one batch.
+        let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+        let (holding_tx, holding_rx) = oneshot::channel::<()>();
+        let gate = tokio::spawn({
+            let actor = actor.clone();
+            async move {
+                actor
+                    .run(false, move |_| {
+                        let _ = holding_tx.send(());
+                        let _ = gate_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        holding_rx.await.unwrap();
+        // The first writer, if it runs at all, tells the test, and waits until the lock is free.
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let (released_tx, released_rx) = std::sync::mpsc::channel::<()>();
+        let first = actor.run(true, move |tx| {
+            let _ = started_tx.send(());
+            let _ = released_rx.recv();
+            tx.exec("INSERT INTO t (v) VALUES (1)", &[])
+        });
+        let second = actor.run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (2)", &[]));
+        let open = async move {
+            let _ = gate_tx.send(());
+            if started_rx.await.is_ok() {
+                // The job ran although BEGIN failed: free the lock so its writes can land.
+                blocker.execute_batch("ROLLBACK").unwrap();
+                let _ = released_tx.send(());
+            }
+            blocker
+        };
+        // Polled in order: both writers are queued before the gate opens.
+        let (first, second, blocker) = tokio::join!(first, second, open);
+        gate.await.unwrap().unwrap();
+        drop(blocker);
+
+        let direct = rusqlite::Connection::open(&path).unwrap();
+        let n: i64 = direct
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0, "a job of the failed batch wrote to the file");
+        for (name, r) in [("first", &first), ("second", &second)] {
+            let Err(DbError::Other(m)) = r else {
+                panic!("{name}: expected an error, got {r:?}");
+            };
+            assert!(m.contains("cannot begin a transaction"), "{name}: {m}");
+        }
+        // The thread lives on: with the lock free, writes commit again.
+        actor
+            .run(true, |tx| tx.exec("INSERT INTO t (v) VALUES (3)", &[]))
+            .await
+            .unwrap();
+        let n: i64 = direct
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
     }
 
     fn wal_len(db: &std::path::Path) -> u64 {

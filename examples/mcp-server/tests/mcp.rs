@@ -369,7 +369,7 @@ async fn add_note_with_a_read_only_token_is_403_and_step_up_fixes_it() {
     let c = r.challenge.unwrap();
     assert!(
         c.starts_with(&format!(
-            "Bearer resource_metadata=\"{}\", scope=\"notes:write\", error=\"insufficient_scope\"",
+            "Bearer resource_metadata=\"{}\", scope=\"notes:read notes:write\", error=\"insufficient_scope\"",
             metadata_url(&m)
         )),
         "{c}"
@@ -388,8 +388,15 @@ async fn add_note_with_a_read_only_token_is_403_and_step_up_fixes_it() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.message["result"]["structuredContent"]["notes"], json!([]));
 
-    // Step up: authorize again with the challenged scope added, retry in the same session.
-    let stepped = access_token(&s, &m, "carol", "notes:read notes:write").await;
+    // Step up: authorize again with exactly the challenged scope (it names every scope the
+    // call needs, the baseline notes:read included), retry in the same session.
+    let challenged = c
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert_eq!(challenged, "notes:read notes:write");
+    let stepped = access_token(&s, &m, "carol", challenged).await;
     let r = call_tool(
         &m,
         &stepped,
@@ -401,6 +408,13 @@ async fn add_note_with_a_read_only_token_is_403_and_step_up_fixes_it() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.message["result"]["structuredContent"]["user"], "carol");
+    // The same token reads too.
+    let r = call_tool(&m, &stepped, &sid, 7, "list_notes", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.message["result"]["structuredContent"]["notes"][0]["text"],
+        "after step-up"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -306,7 +306,7 @@ fn newest_mtime(paths: &[PathBuf]) -> SystemTime {
     newest
 }
 
-async fn fresh_postgres_database(admin_url: &str) -> String {
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
     use sqlx::Connection;
     let name = format!("consentry_test_{}", random_id());
     let mut conn = sqlx::PgConnection::connect(admin_url)
