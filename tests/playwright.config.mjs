@@ -13,4 +13,10 @@ export default defineConfig({
   reporter: [['list']],
   outputDir: 'test-results',
   use: chromiumUse,
+  // The agent's flows run against both example MCP servers: Rust (consentry-resource) and
+  // TypeScript (consentry/server); the stack reads `metadata.mcp` (support/stack.mjs).
+  projects: [
+    { name: 'rust-mcp', metadata: { mcp: 'rust' } },
+    { name: 'ts-mcp', testMatch: 'agent.spec.mjs', metadata: { mcp: 'ts' } },
+  ],
 });

@@ -17,6 +17,7 @@ export { freePort, stopAllGroups };
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NEXT_APP_DIR = path.join(REPO_ROOT, 'examples/nextjs-app');
 export const VITE_HEADLESS_DIR = path.join(REPO_ROOT, 'examples/vite-headless');
+export const MCP_SERVER_TS_DIR = path.join(REPO_ROOT, 'examples/mcp-server-ts');
 const bin = (name, env) => process.env[env] || path.join(REPO_ROOT, 'target/debug', name);
 export const CONSENTRY_BIN = bin('consentry', 'CONSENTRY_BIN');
 export const MCP_SERVER_BIN = bin('consentry-example-mcp-server', 'MCP_SERVER_BIN');
@@ -74,9 +75,11 @@ async function startDocumentServer(pki, port) {
  * Start everything. The Next app must be built already (global-setup.mjs). Consentry runs in dev
  * mode; its generated config carries the MCP resource's introspection secret (so a revoked grant
  * stops working at once) and gets `[cimd]` trust for the loopback document server before the real
- * start.
+ * start. `mcp`: which example MCP server protects the notes: `rust` (examples/mcp-server,
+ * consentry-resource) or `ts` (examples/mcp-server-ts, consentry/server + the official TypeScript
+ * SDK); the Playwright project picks it (playwright.config.mjs).
  */
-export async function startStack() {
+export async function startStack({ mcp: mcpKind = 'rust' } = {}) {
   const [consentryPort, mcpPort, appPort, cimdPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const dir = mkdtempSync(path.join(tmpdir(), 'consentry-e2e-'));
   const origin = `http://127.0.0.1:${appPort}`;
@@ -106,8 +109,11 @@ export async function startStack() {
   procs.push(consentry);
   await waitFor(`${consentryUrl}/healthz`, consentry);
 
-  const mcp = startGroup(MCP_SERVER_BIN, ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
-    '--introspection-secret', introspectionSecret], { env: { MCP_LOG: 'warn' } });
+  const mcpArgs = ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
+    '--introspection-secret', introspectionSecret];
+  const mcp = mcpKind === 'ts'
+    ? startGroup('node', [path.join(MCP_SERVER_TS_DIR, 'server.mjs'), ...mcpArgs], { cwd: MCP_SERVER_TS_DIR })
+    : startGroup(MCP_SERVER_BIN, mcpArgs, { env: { MCP_LOG: 'warn' } });
   procs.push(mcp);
   await waitFor(`http://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`, mcp);
 
@@ -144,9 +150,9 @@ export async function startStack() {
 export function useStack(test, start) {
   const stack = {};
   let started = false;
-  test.beforeAll(async () => {
+  test.beforeAll(async ({}, testInfo) => {
     test.setTimeout(120_000);
-    Object.assign(stack, await start());
+    Object.assign(stack, await start(testInfo.project.metadata ?? {}));
     started = true;
   });
   test.afterAll(async () => {

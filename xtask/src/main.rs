@@ -442,8 +442,7 @@ fn npm_ci_if_stale(dir: &Path) -> Result<()> {
         .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
 }
 
-const E2E_TEST_STEP: &str =
-    "end to end: the example agent (MCP TS SDK) x consentry x MCP server x Next app, in Chromium";
+const E2E_TEST_STEP: &str = "end to end: the example agent (MCP TS SDK) x consentry x MCP server (Rust and TS) x Next app, in Chromium";
 
 /// tests/: the whole demo for real (consentry dev, the MCP server binary, the Next app's
 /// production build, reused when current) driven by examples/agent, the user in Chromium; and the
@@ -454,6 +453,7 @@ fn test_e2e() -> Result<()> {
     let (consentry, mcp_server) = build_demo_binaries()?;
     ensure_example_packages(&root.join(NEXT_APP))?;
     ensure_example_packages(&root.join("examples/vite-headless"))?;
+    ensure_example_packages(&root.join(MCP_SERVER_TS))?;
     npm_ci_if_stale(&root.join(AGENT))?;
     npm_ci_if_stale(&root.join(E2E_DIR))?;
     let dir = root.join(E2E_DIR);
