@@ -42,7 +42,8 @@ function render(root: HTMLElement, consent: ConsentDetails, answer: (granted: bo
     client.verified ? '' : h('p', { className: 'warning' }, `Unverified app (${client.clientId}): only continue if you started this.`),
     h('p', {}, `Signed in as ${user.email ?? user.userId}`),
     h('h2', {}, 'It will be able to'),
-    h('ul', {}, ...scopeResults.map((s) => h('li', {}, s.description, s.isGrantable ? '' : ' (not available to your account)'))),
+    h('ul', {}, ...scopeResults.map((s) => h('li', {}, s.description,
+      !s.isGrantable ? ' (not available to your account)' : s.alreadyGranted ? ' (allowed before)' : ''))),
     h('p', {}, 'You will be sent to ', h('strong', {}, redirectHost)),
     h('div', { className: 'actions' }, deny, allow),
   );
@@ -79,7 +80,9 @@ export async function consentPage(root: HTMLElement) {
       showError(root, e);
     }
   };
-  // Granted before (same client, same scopes): nothing to ask.
+  // Granted before (same client, same redirect URI, same scopes) and not an app any local program
+  // could pose as: nothing to ask. A native app (loopback or private-use redirect) is always asked,
+  // with what it was allowed before marked.
   if (!consent.consentRequired) return submit(true);
   render(root, consent, submit);
 }

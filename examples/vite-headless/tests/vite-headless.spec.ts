@@ -101,7 +101,7 @@ test('signed out: IdP login, back to the custom consent page with the request in
   expect(jwtClaims(tat)).toMatchObject({ iss: idpUrl, aud: 'vite-headless-example', sub: 'idp|alice' });
 });
 
-test('granted before: no question, straight back to the agent with a new code', async ({ page }) => {
+test('granted before to a loopback agent: asked again (any local program can use its client_id), marked, one click', async ({ page }) => {
   const first = agent.request(authorizationEndpoint, RESOURCE, 'tasks:read');
   await page.goto(first.url);
   await idpLogIn(page, 'bob', 'builder');
@@ -109,7 +109,8 @@ test('granted before: no question, straight back to the agent with a new code', 
 
   const again = agent.request(authorizationEndpoint, RESOURCE, 'tasks:read');
   await page.goto(again.url);
-  await page.waitForURL(`${agent.redirectUri}?**`);
+  await expect(page.getByRole('listitem').first()).toContainText('(allowed before)');
+  await Promise.all([page.waitForURL(`${agent.redirectUri}?**`), page.getByRole('button', { name: 'Allow' }).click()]);
   const landed = new URL(page.url());
   expect(landed.searchParams.get('state')).toBe(again.state);
   expect((await agent.exchange(landed.searchParams.get('code')!, again.verifier, RESOURCE)).status).toBe(200);
