@@ -795,8 +795,8 @@ export function withAuth(verifier, handler, { tools, maxBodyBytes = 4 * 1024 * 1
     const result = await verifier.verify(request);
     if (!result.ok) return result.response;
     if (tools && request.method === 'POST') {
-      const text = await request.clone().text();
-      if (new TextEncoder().encode(text).length > maxBodyBytes) {
+      const text = await readCapped(request.clone(), maxBodyBytes);
+      if (text === null) {
         return jsonResponse(413, { error: 'request_too_large', error_description: `the request body is over ${maxBodyBytes} bytes` });
       }
       const denied = verifier.requireScopes(result.caller, scopesForToolCalls(tools, text));
@@ -804,6 +804,34 @@ export function withAuth(verifier, handler, { tools, maxBodyBytes = 4 * 1024 * 1
     }
     return handler(request, result.caller, ...rest);
   };
+}
+
+/** The body as text, or null past `max` bytes (read chunk by chunk: never more than `max` kept). */
+async function readCapped(request, max) {
+  const declared = Number(request.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > max) return null;
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      // Not awaited: a clone's branch of a tee is cancelled for good only when the original is too.
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.byteLength;
+  }
+  return new TextDecoder().decode(all);
 }
 
 async function sendWebResponse(res, response) {

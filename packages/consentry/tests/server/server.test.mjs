@@ -386,6 +386,15 @@ test('withAuth: the handler sees the caller; tools need their scopes; a prefligh
   const denied = await handler(request(read.access_token, { method: 'POST', body: JSON.stringify(add) }));
   assert.equal(denied.status, 403);
   assert.ok(denied.headers.get('www-authenticate').includes('scope="notes:read notes:write"'));
+  // A body past the cap is refused before it is read whole (a stream without Content-Length too).
+  const small = withAuth(v, () => new Response('reached'), { tools: { add_note: ['notes:write'] }, maxBodyBytes: 1024 });
+  const big = await small(request(read.access_token, { method: 'POST', body: 'x'.repeat(2048) }));
+  assert.equal(big.status, 413);
+  let pulled = 0;
+  const endless = new ReadableStream({ pull(c) { pulled += 1; c.enqueue(new Uint8Array(512)); } });
+  const streamed = await small(request(read.access_token, { method: 'POST', body: endless, duplex: 'half' }));
+  assert.equal(streamed.status, 413);
+  assert.ok(pulled < 10, `read ${pulled} chunks`);
   const none = await handler(request(undefined, { method: 'POST', body: '{}' }));
   assert.equal(none.status, 401);
   const preflight = await handler(new Request('http://127.0.0.1:8788/mcp', { method: 'OPTIONS', headers: { origin: 'http://x', 'access-control-request-method': 'POST' } }));
