@@ -109,8 +109,9 @@ export async function startStack({ mcp: mcpKind = 'rust' } = {}) {
   procs.push(consentry);
   await waitFor(`${consentryUrl}/healthz`, consentry);
 
+  // `--flag=value`: a random base64url secret may start with '-', which a parser would take for a flag.
   const mcpArgs = ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
-    '--introspection-secret', introspectionSecret];
+    `--introspection-secret=${introspectionSecret}`];
   const mcp = mcpKind === 'ts'
     ? startGroup('node', [path.join(MCP_SERVER_TS_DIR, 'server.mjs'), ...mcpArgs], { cwd: MCP_SERVER_TS_DIR })
     : startGroup(MCP_SERVER_BIN, mcpArgs, { env: { MCP_LOG: 'warn' } });
@@ -260,7 +261,7 @@ introspection_secret = "${introspectionSecret}"
     await waitFor(`${consentryUrl}/healthz`, consentry);
 
     const mcp = startGroup(MCP_SERVER_BIN, ['--listen', `127.0.0.1:${mcpPort}`, '--issuer', consentryUrl, '--resource', mcpUrl,
-      '--introspection-secret', introspectionSecret], { env: { MCP_LOG: 'warn' } });
+      `--introspection-secret=${introspectionSecret}`], { env: { MCP_LOG: 'warn' } });
     procs.push(mcp);
     await waitFor(`http://127.0.0.1:${mcpPort}/.well-known/oauth-protected-resource/mcp`, mcp);
 

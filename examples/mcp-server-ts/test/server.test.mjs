@@ -65,7 +65,9 @@ before(async () => {
   consentry = start(BIN, ['dev', '--dir', dir, '--port', String(cPort), '--resource', resource], { CONSENTRY_LOG: 'warn' });
   await waitFor(`${issuer}/healthz`, consentry);
   const secret = readFileSync(path.join(dir, 'introspection_secret'), 'utf8').trim();
-  mcp = start('node', [path.join(HERE, '../server.mjs'), '--listen', `127.0.0.1:${mPort}`, '--issuer', issuer, '--resource', resource, '--introspection-secret', secret]);
+  mcp = start('node', [path.join(HERE, '../server.mjs'), '--listen', `127.0.0.1:${mPort}`, '--issuer', issuer, '--resource', resource,
+    // `=`: the random base64url secret may start with '-', which would read as a flag.
+    `--introspection-secret=${secret}`]);
   await waitFor(`http://127.0.0.1:${mPort}/.well-known/oauth-protected-resource/mcp`, mcp);
 });
 
