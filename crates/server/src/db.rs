@@ -752,19 +752,7 @@ impl Store {
     pub async fn delete_client(&self, client_id: &str, now: i64) -> DbResult<bool> {
         let id = client_id.to_owned();
         let deleted = self
-            .run(move |tx| {
-                let n = tx.exec("DELETE FROM clients WHERE client_id = $1", &args![&id])?;
-                tx.exec(
-                    "DELETE FROM consent_grants WHERE client_id = $1",
-                    &args![&id],
-                )?;
-                tx.exec(
-                    "UPDATE token_families SET revoked_at = $2, revoked_reason = 'client_deleted' \
-                 WHERE client_id = $1 AND revoked_at IS NULL",
-                    &args![&id, now],
-                )?;
-                Ok(n == 1)
-            })
+            .run(move |tx| Ok(delete_client_rows(tx, &id, "client_deleted", now)? == 1))
             .await;
         self.forget_client(client_id);
         deleted
@@ -821,17 +809,7 @@ impl Store {
                         }
                     }
                     for id in &ids {
-                        tx.exec("DELETE FROM clients WHERE client_id = $1", &args![id])?;
-                        tx.exec(
-                            "DELETE FROM consent_grants WHERE client_id = $1",
-                            &args![id],
-                        )?;
-                        tx.exec(
-                            "UPDATE token_families SET revoked_at = $2, \
-                             revoked_reason = 'client_expired' \
-                             WHERE client_id = $1 AND revoked_at IS NULL",
-                            &args![id, now],
-                        )?;
+                        delete_client_rows(tx, id, "client_expired", now)?;
                     }
                     Ok(ids)
                 })
@@ -1107,6 +1085,25 @@ fn rotate(
         return Err(DbError::RolledBack(LOST_RACE));
     }
     insert_refresh(tx, new_hash, family_id, new_expires_at, now)
+}
+
+/// Delete a client with its consents and revoke every grant it holds (`reason`); how many client
+/// rows went (0 or 1). RFC 7592 DELETE, the admin API and the unused-client purge all go here.
+fn delete_client_rows(tx: &mut dyn Tx, client_id: &str, reason: &str, now: i64) -> DbResult<u64> {
+    let n = tx.exec(
+        "DELETE FROM clients WHERE client_id = $1",
+        &args![client_id],
+    )?;
+    tx.exec(
+        "DELETE FROM consent_grants WHERE client_id = $1",
+        &args![client_id],
+    )?;
+    tx.exec(
+        "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
+         WHERE client_id = $1 AND revoked_at IS NULL",
+        &args![client_id, now, reason],
+    )?;
+    Ok(n)
 }
 
 fn revoke_family(tx: &mut dyn Tx, family_id: &str, reason: &str, now: i64) -> DbResult<()> {
