@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,6 +18,7 @@ use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use crate::body_limit::{self, Limit};
 use crate::clients::Client;
 use crate::config::Config;
 use crate::crypto::{Sealer, SessionClaims, SessionError};
@@ -189,7 +191,21 @@ pub fn router(state: Shared) -> Router {
         // (OPTIONS) reaches a route's method fallback, and set afterwards the fallback would
         // replace the layered one and answer every preflight 405 without CORS headers.
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(Limit::default(), body_limit::middleware))
         .layer(browser_cors);
+
+    let registration = Router::new()
+        .route("/oauth2/register", post(crate::register::register))
+        .route(
+            "/oauth2/register/{client_id}",
+            get(crate::register::read)
+                .put(crate::register::update)
+                .delete(crate::register::delete),
+        )
+        .layer(from_fn_with_state(
+            crate::register::BODY_LIMIT,
+            body_limit::middleware,
+        ));
 
     let public = Router::new()
         .route(
@@ -199,13 +215,6 @@ pub fn router(state: Shared) -> Router {
         .route("/.well-known/openid-configuration", get(metadata_handler))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth2/token", post(crate::token::token))
-        .route("/oauth2/register", post(crate::register::register))
-        .route(
-            "/oauth2/register/{client_id}",
-            get(crate::register::read)
-                .put(crate::register::update)
-                .delete(crate::register::delete),
-        )
         .route("/oauth2/introspect", post(crate::introspect::introspect))
         .route("/oauth2/revoke", post(crate::introspect::revoke))
         .route(
@@ -213,6 +222,8 @@ pub fn router(state: Shared) -> Router {
             get(crate::oidc::userinfo).post(crate::oidc::userinfo),
         )
         .route("/healthz", get(healthz))
+        .layer(from_fn_with_state(Limit::default(), body_limit::middleware))
+        .merge(registration)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(public_cors);
 
@@ -239,6 +250,7 @@ pub fn router(state: Shared) -> Router {
             "/admin/v1/clients/{client_id}",
             get(crate::apps::admin_client).delete(crate::apps::admin_delete_client),
         )
+        .layer(from_fn_with_state(Limit::default(), body_limit::middleware))
         .method_not_allowed_fallback(method_not_allowed);
 
     Router::new()
@@ -250,7 +262,9 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             crate::client_ip::middleware,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::body_limit::MAX_BODY_BYTES,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal("a request handler panicked").into_response()
         }))

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod apps;
 pub mod authorize;
+pub mod body_limit;
 pub mod cimd;
 pub mod client_ip;
 pub mod clients;

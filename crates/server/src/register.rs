@@ -339,6 +339,17 @@ pub fn per_ip_limiter() -> RateLimiter<IpAddr> {
 /// The largest registration or RFC 7592 update body accepted, in bytes.
 pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 
+/// Registration and RFC 7592 bodies over [`MAX_REGISTRATION_BYTES`] are refused before the
+/// handler runs, as invalid client metadata naming the limit.
+pub const BODY_LIMIT: crate::body_limit::Limit = crate::body_limit::Limit {
+    max: MAX_REGISTRATION_BYTES,
+    refuse: |max| {
+        bad_metadata(format!(
+            "the client metadata is larger than the limit of {max} bytes (16 KB)"
+        ))
+    },
+};
+
 /// The JSON value of a registration (or update) body of at most [`MAX_REGISTRATION_BYTES`].
 fn registration_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
     let too_large = |len: Option<usize>| {
