@@ -937,9 +937,9 @@ fn parse_document(
     }
     // The same rule as Dynamic Client Registration: no javascript:/data:/… scheme, http only on
     // loopback, private-use schemes for native apps.
-    let application_type = crate::register::default_application_type(&uris);
+    let application_type = crate::http::register::default_application_type(&uris);
     for (i, uri) in uris.iter().enumerate() {
-        if let Some(problem) = crate::register::redirect_uri_problem(uri, application_type) {
+        if let Some(problem) = crate::http::register::redirect_uri_problem(uri, application_type) {
             return Err(format!("has an invalid redirect_uris[{i}]: {problem}"));
         }
     }
@@ -1280,9 +1280,10 @@ impl CimdResolver {
             });
         }
         if let Some(ip) = caller
-            && let Err(retry_after) = self
-                .per_client
-                .hit(&crate::client_ip::rate_key(ip), self.fetches_per_client)
+            && let Err(retry_after) = self.per_client.hit(
+                &crate::http::client_ip::rate_key(ip),
+                self.fetches_per_client,
+            )
         {
             return Err(CimdError::Throttled {
                 url: client_id.to_owned(),

@@ -68,7 +68,7 @@ impl Client {
         let uri = self.matching_redirect_uri(requested)?;
         // Registration refuses these schemes; checked again here, where a code or an error is
         // about to be sent, whatever registered the client and whenever.
-        if let Some(scheme) = crate::register::forbidden_scheme(&uri) {
+        if let Some(scheme) = crate::http::register::forbidden_scheme(&uri) {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidRedirectUri,
                 format!(

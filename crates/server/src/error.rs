@@ -96,8 +96,8 @@ impl From<ParamError> for ApiError {
     }
 }
 
-impl From<crate::sql::DbError> for ApiError {
-    fn from(e: crate::sql::DbError) -> Self {
+impl From<crate::store::sql::DbError> for ApiError {
+    fn from(e: crate::store::sql::DbError) -> Self {
         ApiError::internal(e)
     }
 }

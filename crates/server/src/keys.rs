@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 use tokio::sync::RwLock;
 
-use crate::db::{SigningKeyRow, Store};
+use crate::store::{SigningKeyRow, Store};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SigningAlg {

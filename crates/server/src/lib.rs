@@ -4,35 +4,29 @@
 //! and JWKS), `crypto` (sessions, sealed codes, PKCE), `tat` (Trusted Auth Token verification),
 //! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
 
-pub mod app;
-pub mod apps;
-pub mod authorize;
-pub mod body_limit;
 pub mod cimd;
-pub mod client_ip;
 pub mod clients;
 pub mod config;
 pub mod crypto;
-pub mod db;
 pub mod dev;
+pub mod domain;
 pub mod error;
-pub mod introspect;
+pub mod flows;
+pub mod http;
 pub mod keys;
 pub mod limits;
 pub mod mint;
-pub mod oidc;
-pub mod register;
-pub mod sql;
+pub mod state;
+pub mod store;
 pub mod tat;
-pub mod token;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::app::{AppState, now};
 use crate::config::Config;
+use crate::state::{AppState, now};
 
 /// Process-wide crypto providers: aws-lc for both jsonwebtoken and rustls.
 pub fn install_crypto_providers() {
@@ -55,7 +49,7 @@ pub async fn serve(
     let local = listener.local_addr()?;
     tracing::info!(
         issuer = %state.cfg.issuer,
-        database = %db::redact(&state.cfg.database_url),
+        database = %store::redact(&state.cfg.database_url),
         "consentry listening on http://{local}"
     );
     spawn_maintenance(state.clone());
@@ -68,7 +62,7 @@ pub async fn serve(
     });
     axum::serve(
         listener,
-        app::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use consentry_server::config::Config;
-use consentry_server::{app::now, db::Store, dev, keys, mint};
+use consentry_server::{dev, keys, mint, state::now, store::Store};
 
 #[derive(Parser)]
 #[command(

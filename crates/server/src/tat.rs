@@ -358,7 +358,7 @@ impl TatVerifier {
 
     async fn fetch_jwks(&self, url: &str) -> Result<JwkSet, TatError> {
         // The message reaches the browser: no credentials or query string of the URL in it.
-        let shown = crate::db::redact(url.split(['?', '#']).next().unwrap_or(url));
+        let shown = crate::store::redact(url.split(['?', '#']).next().unwrap_or(url));
         let unavailable =
             |why: String| TatError::Unavailable(format!("cannot fetch the JWKS at {shown}: {why}"));
         let mut resp = self

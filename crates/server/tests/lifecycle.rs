@@ -1818,7 +1818,7 @@ async fn unused_and_idle_registered_clients_are_deleted(b: Backend) {
 
     s.stop();
     let cfg = consentry_server::config::Config::load(&s.config_path).unwrap();
-    let state = consentry_server::app::AppState::new(cfg).await.unwrap();
+    let state = consentry_server::state::AppState::new(cfg).await.unwrap();
     let exists = |client_id: String| {
         let state = &state;
         async move { state.store.client(&client_id).await.unwrap().is_some() }

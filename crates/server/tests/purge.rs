@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use consentry_server::db::Store;
+use consentry_server::store::Store;
 
 on_both_backends!(a_purge_over_more_rows_than_a_batch_removes_exactly_the_expired_ones);
 

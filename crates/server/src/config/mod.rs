@@ -803,7 +803,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         }
         for u in &c.redirect_uris {
             validate_redirect_uri(u).map_err(|e| anyhow::anyhow!("{k}.redirect_uris: {e}"))?;
-            if let Some(scheme) = crate::register::forbidden_scheme(u) {
+            if let Some(scheme) = crate::http::register::forbidden_scheme(u) {
                 bail!(
                     "{k}.redirect_uris: '{u}' uses the scheme '{scheme}', which is never a redirect target; expected https, loopback http or a private-use scheme"
                 );
@@ -838,7 +838,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            crate::client_ip::parse_proxy(e)
+            crate::http::client_ip::parse_proxy(e)
                 .map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use consentry_protocol::ErrorCode;
 use serde_json::{Map, Value, json};
 
-use crate::app::{Shared, now};
 use crate::clients::{Client, truncate};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
-use crate::token::{
+use crate::http::token::{
     Form, REFRESH_PREFIX, authenticate_client, is_metadata_document_id, presented_client,
 };
+use crate::state::{Shared, now};
 
 /// Verify an access token this server signed and check it was not revoked (one by one, or with
 /// its grant). `None` when it is not active.
@@ -39,7 +39,7 @@ enum Caller {
 }
 
 async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Caller> {
-    if let Some(presented) = crate::app::bearer(headers) {
+    if let Some(presented) = crate::http::extract::bearer(headers) {
         for r in &s.cfg.resources {
             if let Some(secret) = &r.introspection_secret
                 && aws_lc_rs::constant_time::verify_slices_are_equal(

@@ -86,7 +86,7 @@ impl From<Option<i64>> for Val {
 /// Build an array of parameters (`&args![a, b]` is a `&[Val]`).
 #[macro_export]
 macro_rules! args {
-    ($($v:expr),* $(,)?) => { [$($crate::sql::Val::from($v)),*] };
+    ($($v:expr),* $(,)?) => { [$($crate::store::sql::Val::from($v)),*] };
 }
 
 /// A result row.

@@ -8,8 +8,9 @@ use axum::http::HeaderMap;
 use consentry_protocol::ErrorCode;
 use serde_json::{Map, Value, json};
 
-use crate::app::{Shared, bearer};
 use crate::error::{ApiError, ApiResult};
+use crate::http::extract::bearer;
+use crate::state::Shared;
 
 pub const OIDC_SCOPES: [(&str, &str); 3] = [
     ("openid", "Sign you in with your account"),
@@ -90,7 +91,7 @@ pub async fn userinfo(
             "Authorization: Bearer <access_token> is required",
         )
     })?;
-    let claims = crate::introspect::active_access_token(&s, token)
+    let claims = crate::http::introspect::active_access_token(&s, token)
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized(

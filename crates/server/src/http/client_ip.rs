@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
-use crate::app::Shared;
+use crate::state::Shared;
 
 /// Parse a `trusted_proxies` entry: a CIDR block (`10.0.0.0/8`, `fd00::/8`) or one address.
 pub fn parse_proxy(entry: &str) -> Result<IpNet, String> {

@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Query, State};
 
-use crate::app::PathParams;
+use crate::http::extract::PathParams;
 use axum::http::{HeaderMap, StatusCode};
 use consentry_protocol::ErrorCode;
 use consentry_protocol::wire::ConnectedApp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{Session, Shared, bearer, now};
 use crate::clients::truncate;
 use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{Session, bearer};
+use crate::state::{Shared, now};
 
 async fn connected_apps_of(s: &Shared, user_id: &str) -> ApiResult<Vec<ConnectedApp>> {
     let rows = s.store.connected_apps(user_id).await?;
@@ -228,7 +229,7 @@ pub async fn admin_clients(
     // The first `limit` registered clients after `after` hold every one this page can show.
     for r in &s.store.clients(limit, &after).await? {
         if !s.cfg.clients.contains_key(&r.client_id) {
-            clients.push(crate::register::client_from_row(r)?);
+            clients.push(crate::http::register::client_from_row(r)?);
         }
     }
     clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));

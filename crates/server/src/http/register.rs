@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 
-use crate::app::PathParams;
+use crate::http::extract::PathParams;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
@@ -18,13 +18,14 @@ use consentry_protocol::{ErrorCode, is_forbidden_redirect_scheme, is_loopback_ho
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::app::{Shared, bearer, now};
-use crate::client_ip::ClientIp;
 use crate::clients::{Client, ClientSource, truncate};
 use crate::crypto::{random_token, sha256_hex};
-use crate::db::ClientRow;
 use crate::error::{ApiError, ApiResult};
+use crate::http::client_ip::ClientIp;
+use crate::http::extract::bearer;
 use crate::limits::RateLimiter;
+use crate::state::{Shared, now};
+use crate::store::ClientRow;
 
 /// The metadata a client registers (RFC 7591 §2), as stored and returned.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -298,7 +299,7 @@ pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<Client
         let scopes = parse_scope(Some(scope)).map_err(|e| bad_metadata(e.to_string()))?;
         if let Some(unknown) = scopes
             .iter()
-            .find(|sc| !s.cfg.scopes.contains_key(*sc) && !crate::oidc::is_oidc_scope(sc))
+            .find(|sc| !s.cfg.scopes.contains_key(*sc) && !crate::http::oidc::is_oidc_scope(sc))
         {
             return Err(bad_metadata(format!(
                 "scope: '{}' is not offered by this server; offered: {}",
@@ -341,7 +342,7 @@ pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
 
 /// Registration and RFC 7592 bodies over [`MAX_REGISTRATION_BYTES`] are refused before the
 /// handler runs, as invalid client metadata naming the limit.
-pub const BODY_LIMIT: crate::body_limit::Limit = crate::body_limit::Limit {
+pub const BODY_LIMIT: crate::http::body_limit::Limit = crate::http::body_limit::Limit {
     max: MAX_REGISTRATION_BYTES,
     refuse: |max| {
         bad_metadata(format!(

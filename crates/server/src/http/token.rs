@@ -14,12 +14,12 @@ use consentry_protocol::wire::TokenResponse;
 use consentry_protocol::{ErrorCode, is_valid_code_verifier, parse_scope, percent_decode};
 use serde_json::{Value, json};
 
-use crate::app::{Shared, now};
-use crate::authorize::CodePayload;
 use crate::clients::{Client, ClientSource, quoted_list, truncate};
 use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
-use crate::db::{CodeRedemption, FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
 use crate::error::{ApiError, ApiResult};
+use crate::http::authorize::CodePayload;
+use crate::state::{Shared, now};
+use crate::store::{CodeRedemption, FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
 
 pub(crate) const REFRESH_PREFIX: &str = "cyr_";
 
@@ -787,7 +787,7 @@ async fn issue(
     let kept: Vec<String> = scopes
         .iter()
         .filter(|sc| {
-            crate::oidc::is_oidc_scope(sc)
+            crate::http::oidc::is_oidc_scope(sc)
                 || audience
                     .iter()
                     .any(|a| s.cfg.resource(a).is_some_and(|r| r.scopes.contains(sc)))
@@ -819,7 +819,7 @@ async fn issue(
     let access_token = keys.current.sign_jwt("at+jwt", &claims)?;
     let id_token = match id {
         Some(input) if kept.iter().any(|sc| sc == "openid") => Some(
-            crate::oidc::id_token(
+            crate::http::oidc::id_token(
                 s,
                 grant.subject,
                 grant.client_id,

@@ -1,7 +1,9 @@
 //! Storage: one `Store` over SQLite (embedded, the default) or PostgreSQL (many stateless
-//! instances). Every operation is written once, as a closure over [`crate::sql::Tx`] in the SQL
+//! instances). Every operation is written once, as a closure over [`crate::store::sql::Tx`] in the SQL
 //! both engines share (`$N` placeholders, `ON CONFLICT`), and runs as one transaction on either
 //! backend (see `sql.rs`), so the two are tested by the same suite.
+
+pub mod sql;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::args;
-pub use crate::sql::{DbError, DbResult};
-use crate::sql::{PgRunner, Row, Runner, SqliteActor, Tx};
+pub use crate::store::sql::{DbError, DbResult};
+use crate::store::sql::{PgRunner, Row, Runner, SqliteActor, Tx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -168,14 +170,17 @@ pub enum CodeRedemption {
 /// them through sqlx (with its advisory lock for concurrent instances), SQLite through
 /// `migrate_sqlite` on its one thread.
 const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../migrations/0001_init.sql")),
+    (1, include_str!("../../migrations/0001_init.sql")),
     (
         2,
-        include_str!("../migrations/0002_clients_and_revocation.sql"),
+        include_str!("../../migrations/0002_clients_and_revocation.sql"),
     ),
-    (3, include_str!("../migrations/0003_consent_bindings.sql")),
-    (5, include_str!("../migrations/0005_client_last_use.sql")),
-    (6, include_str!("../migrations/0006_purge_indexes.sql")),
+    (
+        3,
+        include_str!("../../migrations/0003_consent_bindings.sql"),
+    ),
+    (5, include_str!("../../migrations/0005_client_last_use.sql")),
+    (6, include_str!("../../migrations/0006_purge_indexes.sql")),
 ];
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -229,7 +234,7 @@ impl Store {
             let path = sqlite_path(url)?;
             let actor = SqliteActor::open(&path)
                 .with_context(|| format!("cannot open database '{path}'"))?;
-            let now = crate::app::now();
+            let now = crate::state::now();
             actor
                 .run(true, move |tx| migrate_sqlite(tx, now))
                 .await

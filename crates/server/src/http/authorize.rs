@@ -14,12 +14,13 @@ use consentry_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::app::{AuthorizeBody, JsonBody, Session, Shared, now, session_from_token};
 use crate::clients::{Client, quoted_list, truncate};
 use crate::config::ResourceConfig;
 use crate::crypto::SessionClaims;
-use crate::db::{AttestOutcome, UserRow};
 use crate::error::{ApiError, ApiResult};
+use crate::http::extract::{AuthorizeBody, JsonBody, Session, session_from_token};
+use crate::state::{Shared, now};
+use crate::store::{AttestOutcome, UserRow};
 use crate::tat::TatError;
 
 const DEFAULT_SESSION_MINUTES: u32 = 10;
@@ -381,7 +382,7 @@ async fn evaluate(
     let mut lines = Vec::new();
     for sc in &scopes {
         // OpenID scopes are about this server's own userinfo: granted on the issuer.
-        if let Some(description) = crate::oidc::oidc_description(sc) {
+        if let Some(description) = crate::http::oidc::oidc_description(sc) {
             lines.push(ScopeLine {
                 resource: cfg.issuer.clone(),
                 scope: sc.clone(),
@@ -465,7 +466,10 @@ pub async fn start(
     headers: axum::http::HeaderMap,
     AuthorizeBody(body): AuthorizeBody<AuthorizeStartRequest>,
 ) -> ApiResult<Json<AuthorizeStartResponse>> {
-    let (session, new_session) = match (&body.trusted_auth_token, crate::app::bearer(&headers)) {
+    let (session, new_session) = match (
+        &body.trusted_auth_token,
+        crate::http::extract::bearer(&headers),
+    ) {
         (Some(tat), _) => {
             let profile_id = body.profile_id.as_deref().ok_or_else(|| {
                 ApiError::invalid_request("profile_id is required with trusted_auth_token")

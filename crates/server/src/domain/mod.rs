@@ -1,0 +1,1 @@
+//! Pure rules: no axum, no database, no clock (time is a parameter).
