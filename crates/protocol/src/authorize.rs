@@ -124,7 +124,7 @@ const MAX_RESOURCES: usize = 16;
 const MAX_ID: usize = 2048;
 
 impl ParamError {
-    fn new(param: &'static str, problem: ParamProblem) -> Self {
+    pub(crate) fn new(param: &'static str, problem: ParamProblem) -> Self {
         ParamError { param, problem }
     }
 
@@ -506,36 +506,19 @@ fn parse_prompt(value: Option<&str>) -> Result<Prompt, ParamError> {
 /// Written by hand rather than with the `url` crate: that crate's IDNA tables would add tens of KB
 /// to the browser SDK for the one thing needed here, which is splitting and percent-decoding.
 pub fn parse_query(input: &str) -> Result<AuthorizeParams, ParamError> {
-    let query = query_part(input);
-    let mut p = AuthorizeParams::default();
-    for pair in query.split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = percent_decode(k).ok_or(ParamError::new("query", ParamProblem::BadEncoding))?;
-        let slot = match key.as_str() {
-            "client_id" => &mut p.client_id,
-            "redirect_uri" => &mut p.redirect_uri,
-            "response_type" => &mut p.response_type,
-            "scope" => &mut p.scope,
-            "state" => &mut p.state,
-            "code_challenge" => &mut p.code_challenge,
-            "code_challenge_method" => &mut p.code_challenge_method,
-            "prompt" => &mut p.prompt,
-            "nonce" => &mut p.nonce,
-            "resource" => {
-                let value = percent_decode(v)
-                    .ok_or(ParamError::new("resource", ParamProblem::BadEncoding))?;
-                p.resource.push(value);
-                continue;
-            }
-            _ => continue,
-        };
-        let name = param_name(&key);
-        if slot.is_some() {
-            return Err(ParamError::new(name, ParamProblem::Repeated));
-        }
-        *slot = Some(percent_decode(v).ok_or(ParamError::new(name, ParamProblem::BadEncoding))?);
-    }
-    Ok(p)
+    let form = crate::form::Form::parse(query_part(input), "query")?;
+    Ok(AuthorizeParams {
+        client_id: form.one("client_id")?,
+        redirect_uri: form.one("redirect_uri")?,
+        response_type: form.one("response_type")?,
+        scope: form.one("scope")?,
+        state: form.one("state")?,
+        code_challenge: form.one("code_challenge")?,
+        code_challenge_method: form.one("code_challenge_method")?,
+        resource: form.all("resource")?,
+        prompt: form.one("prompt")?,
+        nonce: form.one("nonce")?,
+    })
 }
 
 /// The query of `input`: a URL (absolute, or a path), `?query`, or a bare `query`.
@@ -562,22 +545,6 @@ fn is_scheme(s: &str) -> bool {
     let mut b = s.bytes();
     b.next().is_some_and(|c| c.is_ascii_alphabetic())
         && b.all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
-}
-
-fn param_name(key: &str) -> &'static str {
-    match key {
-        "client_id" => "client_id",
-        "redirect_uri" => "redirect_uri",
-        "response_type" => "response_type",
-        "scope" => "scope",
-        "state" => "state",
-        "code_challenge" => "code_challenge",
-        "code_challenge_method" => "code_challenge_method",
-        "prompt" => "prompt",
-        "nonce" => "nonce",
-        "resource" => "resource",
-        _ => "query",
-    }
 }
 
 /// application/x-www-form-urlencoded decoding. `None` on a bad escape or non-UTF-8 result.

@@ -10,6 +10,7 @@
 
 pub mod authorize;
 pub mod error;
+pub mod form;
 pub mod wire;
 
 pub use authorize::{
@@ -19,3 +20,4 @@ pub use authorize::{
     redirect_host, redirect_uri_matches, split_uri,
 };
 pub use error::{ErrorBody, ErrorCode};
+pub use form::Form;

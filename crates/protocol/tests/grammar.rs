@@ -266,12 +266,10 @@ fn parse_query_accepts_urls_and_queries() {
             ap(&[("client_id", "abc")]),
         ),
         // --- shapes of pairs ---
-        ("key without =", "prompt", ap(&[("prompt", "")])),
-        (
-            "key with empty value",
-            "client_id=",
-            ap(&[("client_id", "")]),
-        ),
+        // Sent without a value is omitted (RFC 6749 §3.1), as in a token request's body: the
+        // one form decoder reads both.
+        ("key without = is omitted", "prompt", ap(&[])),
+        ("key with empty value is omitted", "client_id=", ap(&[])),
         (
             "empty pairs (&&) ignored",
             "&&client_id=abc&&state=s&",
@@ -303,9 +301,9 @@ fn parse_query_accepts_urls_and_queries() {
             ]),
         ),
         (
-            "empty resource kept (skipped at validation)",
+            "empty resource dropped: sent without a value is omitted (RFC 6749 §3.1)",
             "resource=&resource=https://a.example/",
-            ap(&[("resource", ""), ("resource", "https://a.example/")]),
+            ap(&[("resource", "https://a.example/")]),
         ),
         // --- everything at once ---
         (

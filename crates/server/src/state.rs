@@ -123,7 +123,7 @@ fn metadata(cfg: &Config) -> Value {
             .scopes
             .keys()
             .map(String::as_str)
-            .chain(crate::http::oidc::OIDC_SCOPES.iter().map(|(sc, _)| *sc))
+            .chain(crate::domain::OIDC_SCOPES.iter().map(|(sc, _)| *sc))
             .collect::<Vec<_>>(),
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent"],

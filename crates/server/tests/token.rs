@@ -1020,7 +1020,7 @@ async fn token_endpoint_hygiene(b: Backend) {
         (r.status, &r.json),
         400,
         "invalid_request",
-        &["code is badly percent-encoded"],
+        &["code is not valid percent-encoded UTF-8"],
     );
     // content type parameters and case are tolerated
     let r = s

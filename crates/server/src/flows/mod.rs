@@ -1,2 +1,86 @@
 //! Orchestration: load what a decision needs from the store, call the domain, persist the
-//! result, return what happened.
+//! result, emit what happened. Flows know nothing of HTTP: handlers in `http` decode a request
+//! into a flow's input and encode its output.
+
+pub mod attest;
+pub mod authorize;
+pub mod token;
+
+use crate::domain::events::Event;
+
+/// Log an event with `tracing` fields (`event` = its name). The audit trail will also persist
+/// it, in the transaction of the change it describes.
+pub fn emit(e: &Event) {
+    let name = e.name();
+    match e {
+        Event::SessionAttested {
+            user_id,
+            profile_id,
+        } => tracing::info!(event = name, user_id, profile_id),
+        Event::AttestationRefused { profile_id, code } => {
+            tracing::info!(event = name, profile_id, code = code.as_str())
+        }
+        Event::ConsentGranted {
+            user_id,
+            client_id,
+            scopes,
+        } => tracing::info!(event = name, user_id, client_id, scopes = %scopes.join(" ")),
+        Event::ConsentDenied { user_id, client_id } | Event::CodeIssued { user_id, client_id } => {
+            tracing::info!(event = name, user_id, client_id)
+        }
+        Event::Denied {
+            path,
+            client_id,
+            code,
+        } => tracing::info!(
+            event = name,
+            path = path.as_str(),
+            client_id,
+            code = code.as_str()
+        ),
+        Event::CodeReplayed { client_id } => tracing::warn!(event = name, client_id),
+        Event::TokensIssued {
+            path,
+            client_id,
+            subject,
+            grant_id,
+            scopes,
+        } => tracing::info!(
+            event = name,
+            path = path.as_str(),
+            client_id,
+            subject,
+            grant_id = grant_id.as_deref().unwrap_or(""),
+            scopes = %scopes.join(" ")
+        ),
+        Event::RefreshRotated {
+            client_id,
+            grant_id,
+        } => tracing::debug!(event = name, client_id, grant_id),
+        Event::RefreshReuseDetected {
+            client_id,
+            grant_id,
+        } => tracing::warn!(
+            event = name,
+            client_id,
+            grant_id = grant_id.as_deref().unwrap_or("")
+        ),
+        Event::GrantsRevoked {
+            user_id,
+            client_id,
+            reason,
+            count,
+        } => tracing::info!(
+            event = name,
+            user_id = user_id.as_deref().unwrap_or(""),
+            client_id = client_id.as_deref().unwrap_or(""),
+            reason,
+            count
+        ),
+        Event::TokenRevoked { client_id }
+        | Event::ClientRegistered { client_id }
+        | Event::ClientUpdated { client_id }
+        | Event::ClientDeleted { client_id } => tracing::info!(event = name, client_id),
+        Event::UserDeleted { user_id } => tracing::info!(event = name, user_id),
+    }
+}

@@ -11,9 +11,8 @@ use serde_json::{Map, Value, json};
 use crate::clients::{Client, truncate};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
-use crate::http::token::{
-    Form, REFRESH_PREFIX, authenticate_client, is_metadata_document_id, presented_client,
-};
+use crate::flows::token::{REFRESH_PREFIX, authenticate_client, is_metadata_document_id};
+use crate::http::token::{Form, presented_client};
 use crate::state::{Shared, now};
 
 /// Verify an access token this server signed and check it was not revoked (one by one, or with
@@ -70,12 +69,12 @@ async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Calle
         e.www_authenticate = Some("Basic realm=\"consentry\"".into());
         return Err(e);
     }
-    let (client_id, ..) = presented_client(headers, form)?;
+    let client_id = presented_client(headers, form)?.client_id;
     if is_metadata_document_id(&client_id) {
         // Public by definition: refused without fetching the document.
         return Err(public_caller(&truncate(&client_id)));
     }
-    let client = authenticate_client(s, headers, form).await?;
+    let client = authenticate_client(s, &presented_client(headers, form)?).await?;
     if !client.is_confidential() {
         return Err(public_caller(&client.client_id));
     }
@@ -188,7 +187,7 @@ pub async fn revoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let form = Form::parse(&headers, &body)?;
-    let (client_id, ..) = presented_client(&headers, &form)?;
+    let client_id = presented_client(&headers, &form)?.client_id;
     if is_metadata_document_id(&client_id) {
         // A metadata-document client is public (client_id only): the token is looked at before
         // the document is fetched, so an unknown token or another client's never fetches it.
@@ -207,7 +206,7 @@ pub async fn revoke(
             Some(_) => {}
         }
     }
-    let client = authenticate_client(&s, &headers, &form).await?;
+    let client = authenticate_client(&s, &presented_client(&headers, &form)?).await?;
     let token = form.require("token")?;
     let now = now();
     let foreign = || {

@@ -12,23 +12,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::bearer;
 use crate::state::Shared;
 
-pub const OIDC_SCOPES: [(&str, &str); 3] = [
-    ("openid", "Sign you in with your account"),
-    ("profile", "See your name"),
-    ("email", "See your email address"),
-];
-
-pub fn is_oidc_scope(scope: &str) -> bool {
-    OIDC_SCOPES.iter().any(|(s, _)| *s == scope)
-}
-
-pub fn oidc_description(scope: &str) -> Option<&'static str> {
-    OIDC_SCOPES
-        .iter()
-        .find(|(s, _)| *s == scope)
-        .map(|(_, d)| *d)
-}
-
 /// Claims about the user that `scopes` release.
 async fn user_claims(
     s: &Shared,

@@ -299,7 +299,7 @@ pub fn validate_metadata(s: &Shared, mut md: ClientMetadata) -> ApiResult<Client
         let scopes = parse_scope(Some(scope)).map_err(|e| bad_metadata(e.to_string()))?;
         if let Some(unknown) = scopes
             .iter()
-            .find(|sc| !s.cfg.scopes.contains_key(*sc) && !crate::http::oidc::is_oidc_scope(sc))
+            .find(|sc| !s.cfg.scopes.contains_key(*sc) && !crate::domain::is_oidc_scope(sc))
         {
             return Err(bad_metadata(format!(
                 "scope: '{}' is not offered by this server; offered: {}",

@@ -1,0 +1,648 @@
+//! The one authorization decision: whether a token may be issued, and for what.
+//!
+//! Every path that issues a token calls [`decide`]: the authorization screen (start and submit),
+//! code redemption, refresh and `client_credentials`. Each rule is a function called from here,
+//! so a new rule (an organization's policy, say) is written once and holds on every path. The
+//! decision is pure: the flow loads what it needs (the client, the user's current roles, the
+//! consent already given) and passes the time in.
+
+use consentry_protocol::{AuthorizeRequest, ErrorCode};
+
+use crate::clients::{Client, ClientSource, quoted_list, truncate};
+use crate::config::{Config, ResourceConfig};
+use crate::domain::Denial;
+
+/// The grant a path issues under (RFC 6749 grant types; the screen issues codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// `/authorize`: the consent screen's start and submit.
+    Authorize,
+    /// `grant_type=authorization_code`.
+    CodeRedemption,
+    /// `grant_type=refresh_token`.
+    Refresh,
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+}
+
+impl Path {
+    /// A stable name for logs and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Authorize => "authorize",
+            Path::CodeRedemption => "authorization_code",
+            Path::Refresh => "refresh_token",
+            Path::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// The client's registered grant type this path needs.
+    pub fn grant_type(self) -> &'static str {
+        match self {
+            Path::Authorize | Path::CodeRedemption => "authorization_code",
+            Path::Refresh => "refresh_token",
+            Path::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// The user a token would act for, as known now (the roles of their latest attestation).
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    pub roles: &'a [String],
+}
+
+/// What is being asked, per path.
+pub enum Ask<'a> {
+    /// The consent screen. `consent` is `None` at start (what to show), `Some(answer)` at submit.
+    Authorize {
+        req: &'a AuthorizeRequest,
+        /// The redirect URI resolved against the client's registration.
+        redirect_uri: &'a str,
+        /// When the session's Trusted Auth Token was attested.
+        attested_at: i64,
+        /// (resource, scope) pairs this user already granted this client here.
+        granted: &'a [(String, String)],
+        consent: Option<bool>,
+    },
+    /// A code's grant, as sealed at submit, and the resources the token request narrows to.
+    Code {
+        scopes: &'a [String],
+        resources: &'a [String],
+        requested_resources: &'a [String],
+    },
+    /// A refresh token's grant and what the request narrows it to.
+    Refresh {
+        granted_scopes: &'a [String],
+        resources: &'a [String],
+        requested_scopes: Option<&'a [String]>,
+        requested_resources: &'a [String],
+    },
+    /// A client acting for itself.
+    ClientCredentials {
+        requested_scopes: &'a [String],
+        requested_resources: &'a [String],
+    },
+}
+
+/// Everything a decision may look at besides the ask.
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    pub client: &'a Client,
+    /// The user (not for `client_credentials`).
+    pub subject: Option<Subject<'a>>,
+    pub now: i64,
+}
+
+/// One requested (resource, scope) pair, as the consent screen shows it.
+#[derive(Clone, Debug)]
+pub struct ScopeLine {
+    pub resource: String,
+    pub scope: String,
+    pub description: String,
+    /// The user may grant it (holds one of its `required_roles`, if any).
+    pub grantable: bool,
+    /// The user granted it to this client before.
+    pub already: bool,
+}
+
+/// What the consent screen is about: the resources and a line per (resource, scope).
+#[derive(Clone, Debug)]
+pub struct Screen {
+    pub resources: Vec<ResourceConfig>,
+    pub lines: Vec<ScopeLine>,
+}
+
+/// The token (or code) a decision allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Scopes, de-duplicated, in request order.
+    pub scopes: Vec<String>,
+    /// Resource URIs (the token's audience; for a code, what it may be redeemed for).
+    pub audience: Vec<String>,
+    /// (resource, scope) pairs the user consented to just now, to remember.
+    pub new_consent: Vec<(String, String)>,
+}
+
+/// The outcome.
+#[derive(Debug)]
+pub enum Decision {
+    /// Issue: at start the screen is still returned (nothing new to ask: the page may submit
+    /// straight away).
+    Issue {
+        grant: Grant,
+        screen: Option<Screen>,
+    },
+    /// The user must consent to what the screen shows (start only).
+    NeedsConsent {
+        screen: Screen,
+    },
+    Deny(Denial),
+}
+
+/// Decide. The rules run in a fixed order; the first refusal is the answer.
+pub fn decide(cx: &Context<'_>, ask: &Ask<'_>) -> Decision {
+    match run(cx, ask) {
+        Ok(d) => d,
+        Err(denial) => Decision::Deny(denial),
+    }
+}
+
+fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
+    match ask {
+        Ask::Authorize {
+            req,
+            redirect_uri,
+            attested_at,
+            granted,
+            consent,
+        } => {
+            client_may_use(cx.client, Path::Authorize)?;
+            let subject = user(cx)?;
+            prompt_login(cx, req, *attested_at)?;
+            let resources = authorize_resources(cx.cfg, &req.resources)?;
+            let scopes = requested_or_default_scopes(&req.scopes, &resources)?;
+            let lines = scope_lines(cx.cfg, &resources, &scopes, subject, granted)?;
+            let screen = Screen { resources, lines };
+            authorize_outcome(cx, req, redirect_uri, screen, *consent)
+        }
+        Ask::Code {
+            scopes,
+            resources,
+            requested_resources,
+        } => {
+            client_may_use(cx.client, Path::CodeRedemption)?;
+            let subject = user(cx)?;
+            let scopes = role_gate(cx.cfg, scopes.to_vec(), subject, "code")?;
+            let audience = narrow_resources(requested_resources, resources)?;
+            Ok(issue(scopes, audience))
+        }
+        Ask::Refresh {
+            granted_scopes,
+            resources,
+            requested_scopes,
+            requested_resources,
+        } => {
+            client_may_use(cx.client, Path::Refresh)?;
+            let subject = user(cx)?;
+            let scopes = narrow_scopes(granted_scopes, *requested_scopes)?;
+            let scopes = role_gate(cx.cfg, scopes, subject, "refresh_token")?;
+            let audience = narrow_resources(requested_resources, resources)?;
+            Ok(issue(scopes, audience))
+        }
+        Ask::ClientCredentials {
+            requested_scopes,
+            requested_resources,
+        } => {
+            client_may_use(cx.client, Path::ClientCredentials)?;
+            client_may_act_for_itself(cx.cfg, cx.client)?;
+            let all: Vec<String> = cx.cfg.resources.iter().map(|r| r.uri.clone()).collect();
+            let audience = if requested_resources.is_empty() {
+                only_resource(&all)?
+            } else {
+                narrow_resources(requested_resources, &all)?
+            };
+            let scopes = client_scopes(cx.cfg, cx.client, &audience, requested_scopes)?;
+            Ok(issue(scopes, audience))
+        }
+    }
+}
+
+fn issue(scopes: Vec<String>, audience: Vec<String>) -> Decision {
+    Decision::Issue {
+        grant: Grant {
+            scopes,
+            audience,
+            new_consent: Vec::new(),
+        },
+        screen: None,
+    }
+}
+
+fn deny(code: ErrorCode, description: impl Into<String>) -> Denial {
+    Denial::new(code, description)
+}
+
+fn user<'a>(cx: &Context<'a>) -> Result<Subject<'a>, Denial> {
+    cx.subject.ok_or_else(|| {
+        deny(
+            ErrorCode::InvalidGrant,
+            "the grant belongs to a user who no longer exists; authorize again",
+        )
+    })
+}
+
+/// The client registered the grant type this path issues under (and, for `client_credentials`,
+/// holds a secret).
+pub fn client_may_use(client: &Client, path: Path) -> Result<(), Denial> {
+    let grant = path.grant_type();
+    if path == Path::ClientCredentials {
+        if !client.is_confidential() || !client.allows_grant(grant) {
+            return Err(deny(
+                ErrorCode::UnauthorizedClient,
+                format!(
+                    "client '{}' may not use the client_credentials grant (it needs a secret and client_credentials in its grant_types)",
+                    client.client_id
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if !client.allows_grant(grant) {
+        let what = match path {
+            Path::Refresh => format!(
+                "client '{}' may not use the refresh_token grant (not in its grant_types)",
+                client.client_id
+            ),
+            _ => format!(
+                "client '{}' is not registered for the authorization_code grant",
+                client.client_id
+            ),
+        };
+        return Err(deny(ErrorCode::UnauthorizedClient, what));
+    }
+    Ok(())
+}
+
+/// A client acting for itself must be one the operator vouches for: from `[[clients]]`, or
+/// registered while registration needed an initial access token.
+fn client_may_act_for_itself(cfg: &Config, client: &Client) -> Result<(), Denial> {
+    if client.source != ClientSource::Config && cfg.registration.mode == "open" {
+        // Registered before the server opened its registration, or through an older release
+        // that allowed it: anyone can register under open registration.
+        return Err(deny(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "client '{}' may not use the client_credentials grant: it registered itself and registration.mode is \"open\"; expected a client from [[clients]] or registration.mode = \"initial_access_token\"",
+                client.client_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `prompt=login` asks for a fresh sign-in. Consentry's sign-in is the attestation of a Trusted
+/// Auth Token: the session must have been attested recently.
+fn prompt_login(cx: &Context<'_>, req: &AuthorizeRequest, attested_at: i64) -> Result<(), Denial> {
+    let max_age = cx.cfg.prompt_login_max_age_seconds;
+    if req.prompt.login && cx.now - attested_at > max_age {
+        return Err(deny(
+            ErrorCode::LoginRequired,
+            format!(
+                "prompt=login needs a session attested within the last {max_age} s (prompt_login_max_age_seconds); attest a fresh trusted auth token"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn resource_list(cfg: &Config) -> String {
+    quoted_list(
+        &cfg.resources
+            .iter()
+            .map(|r| r.uri.clone())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The requested resources (RFC 8707), each served here; none requested means the only one.
+fn authorize_resources(cfg: &Config, requested: &[String]) -> Result<Vec<ResourceConfig>, Denial> {
+    if requested.is_empty() {
+        return match cfg.resources.as_slice() {
+            [only] => Ok(vec![only.clone()]),
+            _ => Err(deny(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "resource is required; expected one of: {}",
+                    resource_list(cfg)
+                ),
+            )),
+        };
+    }
+    requested
+        .iter()
+        .map(|r| {
+            cfg.resource(r).cloned().ok_or_else(|| {
+                deny(
+                    ErrorCode::InvalidTarget,
+                    format!(
+                        "resource '{}' is not served by this authorization server; expected one of: {}",
+                        truncate(r),
+                        resource_list(cfg)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn only_resource(all: &[String]) -> Result<Vec<String>, Denial> {
+    match all {
+        [only] => Ok(vec![only.clone()]),
+        _ => Err(deny(
+            ErrorCode::InvalidTarget,
+            format!(
+                "resource is required; expected one of: {}",
+                quoted_list(all)
+            ),
+        )),
+    }
+}
+
+/// The requested scopes (`offline_access` left out: refresh tokens are always issued, so it adds
+/// nothing to show), or the resources' `default_scopes` when none were requested.
+fn requested_or_default_scopes(
+    requested: &[String],
+    resources: &[ResourceConfig],
+) -> Result<Vec<String>, Denial> {
+    let mut scopes: Vec<String> = requested
+        .iter()
+        .filter(|sc| sc.as_str() != "offline_access")
+        .cloned()
+        .collect();
+    if scopes.is_empty() {
+        for d in resources.iter().flat_map(|r| &r.default_scopes) {
+            if !scopes.contains(d) {
+                scopes.push(d.clone());
+            }
+        }
+        if scopes.is_empty() {
+            return Err(deny(
+                ErrorCode::InvalidScope,
+                "scope is empty and the requested resource has no default_scopes; request a scope explicitly",
+            ));
+        }
+    }
+    Ok(scopes)
+}
+
+/// Whether `subject` may grant `scope`: it has no `required_roles`, or the user holds one.
+pub fn may_grant(cfg: &Config, scope: &str, subject: Subject<'_>) -> bool {
+    cfg.scopes.get(scope).is_none_or(|d| {
+        d.required_roles.is_empty() || d.required_roles.iter().any(|r| subject.roles.contains(r))
+    })
+}
+
+/// A line per (resource, scope). A registered `scope` (DCR) is NOT a ceiling here: the user
+/// consents to each scope on this screen, and MCP clients register with their first request's
+/// scope only, then step up (403 insufficient_scope -> a new authorization request for more).
+/// Scopes must exist on the requested resources; `client_credentials` — no user — keeps the
+/// ceiling.
+fn scope_lines(
+    cfg: &Config,
+    resources: &[ResourceConfig],
+    scopes: &[String],
+    subject: Subject<'_>,
+    granted: &[(String, String)],
+) -> Result<Vec<ScopeLine>, Denial> {
+    let already =
+        |resource: &str, scope: &str| granted.iter().any(|(gr, gs)| gr == resource && gs == scope);
+    let mut lines = Vec::new();
+    for sc in scopes {
+        // OpenID scopes are about this server's own userinfo: granted on the issuer.
+        if let Some(description) = crate::domain::oidc_description(sc) {
+            lines.push(ScopeLine {
+                resource: cfg.issuer.clone(),
+                scope: sc.clone(),
+                description: description.to_owned(),
+                grantable: true,
+                already: already(&cfg.issuer, sc),
+            });
+            continue;
+        }
+        let on: Vec<&ResourceConfig> = resources.iter().filter(|r| r.scopes.contains(sc)).collect();
+        if on.is_empty() {
+            let available: Vec<String> = resources.iter().flat_map(|r| r.scopes.clone()).collect();
+            return Err(deny(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not available on {}; expected some of: {}",
+                    truncate(sc),
+                    quoted_list(&resources.iter().map(|r| r.uri.clone()).collect::<Vec<_>>()),
+                    quoted_list(&available)
+                ),
+            ));
+        }
+        let description = cfg
+            .scopes
+            .get(sc)
+            .map(|d| d.description.clone())
+            .unwrap_or_default();
+        let grantable = may_grant(cfg, sc, subject);
+        for r in on {
+            lines.push(ScopeLine {
+                resource: r.uri.clone(),
+                scope: sc.clone(),
+                description: description.clone(),
+                grantable,
+                already: already(&r.uri, sc),
+            });
+        }
+    }
+    Ok(lines)
+}
+
+/// The screen's outcome: prompt handling and consent (start), or the user's answer (submit).
+fn authorize_outcome(
+    cx: &Context<'_>,
+    req: &AuthorizeRequest,
+    redirect_uri: &str,
+    screen: Screen,
+    consent: Option<bool>,
+) -> Result<Decision, Denial> {
+    let lines = &screen.lines;
+    let new_scopes = lines.iter().any(|l| l.grantable && !l.already);
+    let none_grantable = !lines.iter().any(|l| l.grantable);
+    // A local program can pose as a native public client: its consent is never silent.
+    let always_ask =
+        cx.client.is_native_public(redirect_uri) && !cx.cfg.remember_consent_for_native_clients;
+    let consent_required = req.prompt.consent || always_ask || new_scopes || none_grantable;
+    if req.prompt.none && consent_required {
+        return Err(deny(
+            ErrorCode::ConsentRequired,
+            if always_ask && !new_scopes {
+                "prompt=none was requested but the user confirms every authorization of a public client with a loopback or private-use redirect URI (any local program can use its client_id; remember_consent_for_native_clients)"
+            } else {
+                "prompt=none was requested but the user has not granted every requested scope"
+            },
+        ));
+    }
+    match consent {
+        None if consent_required => Ok(Decision::NeedsConsent { screen }),
+        None => Ok(Decision::Issue {
+            grant: screen_grant(&screen),
+            screen: Some(screen),
+        }),
+        Some(false) => Err(deny(ErrorCode::AccessDenied, "the user denied the request")),
+        Some(true) if none_grantable => Err(deny(
+            ErrorCode::AccessDenied,
+            "the user may not grant any of the requested scopes",
+        )),
+        Some(true) => Ok(Decision::Issue {
+            grant: screen_grant(&screen),
+            screen: Some(screen),
+        }),
+    }
+}
+
+/// What the screen grants: every grantable line; the new ones are remembered.
+fn screen_grant(screen: &Screen) -> Grant {
+    let mut scopes: Vec<String> = Vec::new();
+    for l in screen.lines.iter().filter(|l| l.grantable) {
+        if !scopes.contains(&l.scope) {
+            scopes.push(l.scope.clone());
+        }
+    }
+    Grant {
+        scopes,
+        audience: screen.resources.iter().map(|r| r.uri.clone()).collect(),
+        new_consent: screen
+            .lines
+            .iter()
+            .filter(|l| l.grantable && !l.already)
+            .map(|l| (l.resource.clone(), l.scope.clone()))
+            .collect(),
+    }
+}
+
+/// The requested `resource` values must be a subset of what was authorized; none means all.
+pub fn narrow_resources(
+    requested: &[String],
+    authorized: &[String],
+) -> Result<Vec<String>, Denial> {
+    if requested.is_empty() {
+        return Ok(authorized.to_vec());
+    }
+    let mut out = Vec::new();
+    for r in requested {
+        if !authorized.contains(r) {
+            return Err(deny(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "resource '{}' was not part of this authorization; expected one of: {}",
+                    truncate(r),
+                    quoted_list(authorized)
+                ),
+            ));
+        }
+        if !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A refresh may only narrow the granted scope; none requested (or empty) keeps it.
+fn narrow_scopes(granted: &[String], requested: Option<&[String]>) -> Result<Vec<String>, Denial> {
+    let Some(requested) = requested.filter(|r| !r.is_empty()) else {
+        return Ok(granted.to_vec());
+    };
+    if let Some(extra) = requested.iter().find(|sc| !granted.contains(sc)) {
+        return Err(deny(
+            ErrorCode::InvalidScope,
+            format!(
+                "scope '{}' was not granted; a refresh may only narrow the scope to some of: {}",
+                truncate(extra),
+                quoted_list(granted)
+            ),
+        ));
+    }
+    Ok(requested.to_vec())
+}
+
+/// Only the scopes the user's current roles allow: the others are left out, and a grant left
+/// with nothing is refused.
+fn role_gate(
+    cfg: &Config,
+    scopes: Vec<String>,
+    subject: Subject<'_>,
+    what: &str,
+) -> Result<Vec<String>, Denial> {
+    let (kept, dropped): (Vec<String>, Vec<String>) = scopes
+        .into_iter()
+        .partition(|sc| may_grant(cfg, sc, subject));
+    if kept.is_empty() && !dropped.is_empty() {
+        return Err(deny(
+            ErrorCode::InvalidGrant,
+            format!(
+                "{what} grants nothing the user may still have: scope {} requires a role the user no longer holds ({}); authorize again",
+                quoted_list(&dropped),
+                quoted_list(
+                    &dropped
+                        .iter()
+                        .filter_map(|sc| cfg.scopes.get(sc))
+                        .flat_map(|d| d.required_roles.clone())
+                        .collect::<Vec<_>>()
+                )
+            ),
+        ));
+    }
+    Ok(kept)
+}
+
+/// `client_credentials` scopes: requested (or the audience's defaults the client registered),
+/// each available on the audience, within the client's registered `scope`, and never a
+/// role-gated scope for a self-registered client (a role is held by a user; a client has none).
+fn client_scopes(
+    cfg: &Config,
+    client: &Client,
+    audience: &[String],
+    requested: &[String],
+) -> Result<Vec<String>, Denial> {
+    let on_audience = || audience.iter().filter_map(|a| cfg.resource(a));
+    let available: Vec<String> = on_audience().flat_map(|r| r.scopes.clone()).collect();
+    let scopes: Vec<String> = if requested.is_empty() {
+        on_audience()
+            .flat_map(|r| r.default_scopes.clone())
+            .filter(|sc| {
+                client
+                    .scope
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(sc))
+            })
+            .collect()
+    } else {
+        requested.to_vec()
+    };
+    let self_registered = client.source != ClientSource::Config;
+    for sc in &scopes {
+        if !available.contains(sc) {
+            return Err(deny(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not available on the requested resource; expected some of: {}",
+                    truncate(sc),
+                    quoted_list(&available)
+                ),
+            ));
+        }
+        if self_registered
+            && let Some(def) = cfg.scopes.get(sc)
+            && !def.required_roles.is_empty()
+        {
+            return Err(deny(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' needs a user with one of the roles {}: a self-registered client cannot get it with client_credentials",
+                    truncate(sc),
+                    quoted_list(&def.required_roles)
+                ),
+            ));
+        }
+        if let Some(allowed) = &client.scope
+            && !allowed.contains(sc)
+        {
+            return Err(deny(
+                ErrorCode::InvalidScope,
+                format!(
+                    "scope '{}' is not registered for client '{}'; registered: {}",
+                    truncate(sc),
+                    client.client_id,
+                    quoted_list(allowed)
+                ),
+            ));
+        }
+    }
+    Ok(scopes)
+}
