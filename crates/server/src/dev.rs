@@ -158,7 +158,7 @@ fn walkthrough(
     private_pem: &str,
     dir: &Path,
 ) -> anyhow::Result<String> {
-    let now = crate::state::now();
+    let now = crate::clock::now();
     let tat = crate::mint::mint(&crate::mint::MintTat {
         private_key_pem: private_pem,
         issuer: DEV_TAT_ISSUER,

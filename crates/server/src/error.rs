@@ -131,10 +131,3 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A refusal by the domain: `400` with its code (the HTTP layer adds a redirect where the
-/// error may go back to the client).
-impl From<crate::domain::Denial> for ApiError {
-    fn from(d: crate::domain::Denial) -> Self {
-        ApiError::bad_request(d.code, d.description)
-    }
-}

@@ -5,6 +5,7 @@
 //! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
 
 pub mod cimd;
+pub mod clock;
 pub mod clients;
 pub mod config;
 pub mod crypto;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod flows;
 pub mod http;
 pub mod keys;
+mod layering;
 pub mod limits;
 pub mod mint;
 pub mod state;

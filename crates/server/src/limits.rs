@@ -205,3 +205,24 @@ mod tests {
         assert!(m.get_mut(&1_000_000, later).is_some());
     }
 }
+
+/// How many client addresses the per-IP limiters track; past it the oldest window is forgotten
+/// (the global limit still holds then).
+const LIMITER_KEYS: usize = 100_000;
+
+/// A per-client-IP limiter with one-minute windows.
+pub fn per_ip_limiter() -> RateLimiter<std::net::IpAddr> {
+    RateLimiter::new(Duration::from_secs(60), LIMITER_KEYS)
+}
+
+
+tokio::task_local! {
+    pub static CURRENT: std::cell::Cell<Option<std::net::IpAddr>>;
+}
+
+/// The client address of the request this task is serving, for code far from the handler (the
+/// metadata-document fetcher's per-client budget). `None` outside a request.
+pub fn current_client_ip() -> Option<std::net::IpAddr> {
+    CURRENT.try_with(std::cell::Cell::get).ok().flatten()
+}
+

@@ -34,12 +34,7 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now;
 
 impl AppState {
     pub async fn new(cfg: Config) -> anyhow::Result<AppState> {
@@ -75,9 +70,9 @@ impl AppState {
             keys,
             sealer,
             tat,
-            registration_limiter: crate::http::register::per_ip_limiter(),
+            registration_limiter: crate::limits::per_ip_limiter(),
             registration_global: crate::limits::RateLimiter::new(Duration::from_secs(60), 1),
-            iat_failures: crate::http::register::per_ip_limiter(),
+            iat_failures: crate::limits::per_ip_limiter(),
             cimd,
             metadata,
         })
@@ -92,7 +87,7 @@ impl AppState {
         if client_id.starts_with("https://") {
             return match &self.cimd {
                 Some(r) => Ok(Some(
-                    r.resolve_for(client_id, crate::http::client_ip::current())
+                    r.resolve_for(client_id, crate::limits::current_client_ip())
                         .await?,
                 )),
                 None => Ok(None),

@@ -8,15 +8,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail};
+use anyhow::anyhow;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
+use crate::config::jwt::{decoding_key_from_pem, normalize_typ};
 use crate::config::{KeySource, TokenProfile};
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -61,16 +62,6 @@ struct RawHeader {
     crit: Option<Value>,
     /// RFC 7515 §4.1.9: what kind of JWT this is (an access token, a logout token…).
     typ: Option<Value>,
-}
-
-/// A JWS `typ` in the form it is compared in: lowercase (media types are case-insensitive)
-/// and without the `application/` prefix (RFC 7515 §4.1.9: `JWT` means `application/jwt`).
-pub fn normalize_typ(typ: &str) -> String {
-    let lower = typ.to_ascii_lowercase();
-    match lower.strip_prefix("application/") {
-        Some(rest) => rest.to_owned(),
-        None => lower,
-    }
 }
 
 /// The token's `typ` must be one the profile accepts: by default none or `JWT` (an ID token, a
@@ -143,32 +134,6 @@ pub struct TatVerifier {
     pem_keys: HashMap<String, DecodingKey>,
     http: reqwest::Client,
     jwks: std::sync::Mutex<HashMap<String, Arc<JwksSlot>>>,
-}
-
-/// Config-time check: every algorithm of a PEM profile must belong to the key's family, and the
-/// PEM must parse as that family's public key.
-pub fn check_pem_matches_algorithms(pem: &str, algorithms: &[Algorithm]) -> anyhow::Result<()> {
-    let family = algorithms
-        .first()
-        .map(|a| a.family())
-        .ok_or_else(|| anyhow!("no algorithms"))?;
-    if algorithms.iter().any(|a| a.family() != family) {
-        bail!(
-            "algorithms mix key types (e.g. RS256 with ES256) but a PEM profile has one key; use one family or a jwks_url"
-        );
-    }
-    decoding_key_from_pem(pem, family).map(|_| ())
-}
-
-fn decoding_key_from_pem(pem: &str, family: AlgorithmFamily) -> anyhow::Result<DecodingKey> {
-    let b = pem.as_bytes();
-    let key = match family {
-        AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(b),
-        AlgorithmFamily::Ec => DecodingKey::from_ec_pem(b),
-        AlgorithmFamily::Ed => DecodingKey::from_ed_pem(b),
-        _ => bail!("unsupported key family"),
-    };
-    key.map_err(|e| anyhow!("not a {family:?} public key in PEM form: {e}"))
 }
 
 impl TatVerifier {

@@ -1,6 +1,8 @@
 //! `consentry.toml`: parsing, `CONSENTRY_<KEY>` environment overrides and validation. A bad
 //! config fails at start with a message naming the key and the problem.
 
+pub mod jwt;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -645,7 +647,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 (None, Some(pem)) => pem,
                 (None, None) => bail!("{k}: no key configured"),
             };
-            crate::tat::check_pem_matches_algorithms(&pem, &algorithms)
+            jwt::check_pem_matches_algorithms(&pem, &algorithms)
                 .with_context(|| format!("{k}: public key"))?;
             KeySource::Pem(pem)
         };
@@ -678,7 +680,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 }
                 let mut out = Vec::new();
                 for t in &list {
-                    let n = crate::tat::normalize_typ(t);
+                    let n = jwt::normalize_typ(t);
                     if n.is_empty() || n.contains('/') || !t.bytes().all(|b| b.is_ascii_graphic()) {
                         bail!(
                             "{k}.allowed_types: '{t}' is not a media type such as \"JWT\" or \"application/id+jwt\""

@@ -4,9 +4,20 @@
 
 pub mod attest;
 pub mod authorize;
+pub mod oidc;
 pub mod token;
 
+use crate::domain::Denial;
 use crate::domain::events::Event;
+use crate::error::ApiError;
+
+/// A refusal by the domain: `400` with its code (the HTTP layer adds a redirect where the
+/// error may go back to the client).
+impl From<Denial> for ApiError {
+    fn from(d: Denial) -> Self {
+        ApiError::bad_request(d.code, d.description)
+    }
+}
 
 /// Log an event with `tracing` fields (`event` = its name). The audit trail will also persist
 /// it, in the transaction of the change it describes.

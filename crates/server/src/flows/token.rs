@@ -574,7 +574,7 @@ async fn issue(
     let access_token = keys.current.sign_jwt("at+jwt", &claims)?;
     let id_token = match id {
         Some(input) if kept.iter().any(|sc| sc == "openid") => Some(
-            crate::http::oidc::id_token(
+            crate::flows::oidc::id_token(
                 s,
                 grant.subject,
                 grant.client_id,

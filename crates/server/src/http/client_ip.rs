@@ -135,16 +135,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-tokio::task_local! {
-    static CURRENT: Cell<Option<IpAddr>>;
-}
-
-/// The client address of the request this task is serving, for code far from the handler (the
-/// metadata-document fetcher's per-client budget). `None` outside a request.
-pub fn current() -> Option<IpAddr> {
-    CURRENT.try_with(Cell::get).ok().flatten()
-}
-
 /// Works out the client address of every request once, for handlers ([`ClientIp`]) and for
 /// [`current`].
 pub async fn middleware(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
@@ -156,7 +146,7 @@ pub async fn middleware(State(s): State<Shared>, mut req: Request, next: Next) -
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
     }
-    CURRENT.scope(Cell::new(ip), next.run(req)).await
+    crate::limits::CURRENT.scope(Cell::new(ip), next.run(req)).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! (RFC 7592: `GET`/`PUT`/`DELETE` on the registration_client_uri, authorized by the
 //! registration_access_token).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
@@ -23,7 +22,6 @@ use crate::crypto::{random_token, sha256_hex};
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::extract::bearer;
-use crate::limits::RateLimiter;
 use crate::state::{Shared, now};
 use crate::store::ClientRow;
 
@@ -326,15 +324,6 @@ fn parse_metadata(body: &Value) -> ApiResult<ClientMetadata> {
     }
     serde_path_to_error::deserialize(body)
         .map_err(|e| bad_metadata(format!("{}: {}", e.path(), e.inner())))
-}
-
-/// How many client addresses the per-IP limiters track; past it the oldest window is forgotten
-/// (the global limit still holds then).
-const LIMITER_KEYS: usize = 100_000;
-
-/// A per-client-IP limiter with one-minute windows.
-pub fn per_ip_limiter() -> RateLimiter<IpAddr> {
-    RateLimiter::new(Duration::from_secs(60), LIMITER_KEYS)
 }
 
 /// The largest registration or RFC 7592 update body accepted, in bytes.

@@ -234,7 +234,7 @@ impl Store {
             let path = sqlite_path(url)?;
             let actor = SqliteActor::open(&path)
                 .with_context(|| format!("cannot open database '{path}'"))?;
-            let now = crate::state::now();
+            let now = crate::clock::now();
             actor
                 .run(true, move |tx| migrate_sqlite(tx, now))
                 .await
