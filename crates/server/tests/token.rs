@@ -34,6 +34,7 @@ on_both_backends!(
     refresh_rereads_the_users_roles_and_drops_scopes_they_no_longer_allow,
     refresh_of_a_user_who_no_longer_exists_is_invalid_grant,
     grant_has_an_absolute_lifetime_however_often_it_rotates,
+    code_redemption_decides_against_the_user_as_they_are_now,
 );
 
 /// A client whose grant_types leave out refresh_token gets no refresh token from a code, and
@@ -1428,4 +1429,48 @@ async fn grant_has_an_absolute_lifetime_however_often_it_rotates(b: Backend) {
     let fresh = aged_grant(&s, "aged-1").await;
     let (status, tok) = aged_refresh(&s, &fresh).await;
     assert_eq!(status, 200, "{tok}");
+}
+
+/// attest with `roles` → start → allow, for `CLIENT`: the code and its PKCE pair.
+async fn code_with_roles(s: &TestServer, user: &str, roles: &[&str], scope: &str) -> (String, Pkce) {
+    let pkce = Pkce::new();
+    let p = params(&pkce, scope);
+    let session = session_with_roles(s, user, roles).await;
+    let (status, body) = s.start_flow(&session, &p).await;
+    assert_eq!(status, 200, "start: {body}");
+    let (status, body) = s.submit(&session, &p, true).await;
+    assert_eq!(status, 200, "submit: {body}");
+    (query(body["redirect_uri"].as_str().unwrap())["code"].clone(), pkce)
+}
+
+/// Code redemption runs the one authorization decision again, like a refresh: a user demoted
+/// (or deleted) between consent and redemption does not get what they may no longer grant.
+/// (Before the decision was shared, the code's sealed scopes were issued as they were.)
+async fn code_redemption_decides_against_the_user_as_they_are_now(b: Backend) {
+    let s = Setup::new(b).start().await;
+    let (both, both_pkce) = code_with_roles(&s, "boss", &["admin"], "notes:read notes:admin").await;
+    let (admin, admin_pkce) = code_with_roles(&s, "boss", &["admin"], "notes:admin").await;
+    // the product demotes the user before the client redeems
+    session_with_roles(&s, "boss", &["user"]).await;
+    let (status, tok) = s.redeem(&both, CLIENT, REDIRECT, &both_pkce.verifier).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:read", "notes:admin dropped");
+    let (status, e) = s.redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier).await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_grant",
+        &["code grants nothing", "'notes:admin'", "'admin'"],
+    );
+    // refused, not spent: promoted again, the code still works (within its lifetime)
+    session_with_roles(&s, "boss", &["admin"]).await;
+    let (status, tok) = s.redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier).await;
+    assert_eq!(status, 200, "{tok}");
+    assert_eq!(scope_of(&tok), "notes:admin");
+
+    // a user deleted before redemption gets nothing
+    let (ghost, ghost_pkce) = code(&s, "ghost", "notes:read").await;
+    delete_user_row(&s, "ghost").await;
+    let (status, e) = s.redeem(&ghost, CLIENT, REDIRECT, &ghost_pkce.verifier).await;
+    assert_error((status, &e), 400, "invalid_grant", &["no longer exists"]);
 }
