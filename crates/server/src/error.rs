@@ -130,4 +130,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-

@@ -176,7 +176,14 @@ mod tests {
                     .join("\n")
             })
             .unwrap_or_default();
-        for word in ["axum", "sqlx", "rusqlite", "SystemTime", "Instant::now", "tokio"] {
+        for word in [
+            "axum",
+            "sqlx",
+            "rusqlite",
+            "SystemTime",
+            "Instant::now",
+            "tokio",
+        ] {
             assert!(
                 !domain.contains(word),
                 "the domain must stay pure: it mentions `{word}`"

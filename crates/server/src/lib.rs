@@ -5,8 +5,8 @@
 //! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
 
 pub mod cimd;
-pub mod clock;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod dev;

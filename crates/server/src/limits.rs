@@ -215,7 +215,6 @@ pub fn per_ip_limiter() -> RateLimiter<std::net::IpAddr> {
     RateLimiter::new(Duration::from_secs(60), LIMITER_KEYS)
 }
 
-
 tokio::task_local! {
     pub static CURRENT: std::cell::Cell<Option<std::net::IpAddr>>;
 }
@@ -225,4 +224,3 @@ tokio::task_local! {
 pub fn current_client_ip() -> Option<std::net::IpAddr> {
     CURRENT.try_with(std::cell::Cell::get).ok().flatten()
 }
-

@@ -1432,7 +1432,12 @@ async fn grant_has_an_absolute_lifetime_however_often_it_rotates(b: Backend) {
 }
 
 /// attest with `roles` → start → allow, for `CLIENT`: the code and its PKCE pair.
-async fn code_with_roles(s: &TestServer, user: &str, roles: &[&str], scope: &str) -> (String, Pkce) {
+async fn code_with_roles(
+    s: &TestServer,
+    user: &str,
+    roles: &[&str],
+    scope: &str,
+) -> (String, Pkce) {
     let pkce = Pkce::new();
     let p = params(&pkce, scope);
     let session = session_with_roles(s, user, roles).await;
@@ -1440,7 +1445,10 @@ async fn code_with_roles(s: &TestServer, user: &str, roles: &[&str], scope: &str
     assert_eq!(status, 200, "start: {body}");
     let (status, body) = s.submit(&session, &p, true).await;
     assert_eq!(status, 200, "submit: {body}");
-    (query(body["redirect_uri"].as_str().unwrap())["code"].clone(), pkce)
+    (
+        query(body["redirect_uri"].as_str().unwrap())["code"].clone(),
+        pkce,
+    )
 }
 
 /// Code redemption runs the one authorization decision again, like a refresh: a user demoted
@@ -1455,7 +1463,9 @@ async fn code_redemption_decides_against_the_user_as_they_are_now(b: Backend) {
     let (status, tok) = s.redeem(&both, CLIENT, REDIRECT, &both_pkce.verifier).await;
     assert_eq!(status, 200, "{tok}");
     assert_eq!(scope_of(&tok), "notes:read", "notes:admin dropped");
-    let (status, e) = s.redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier).await;
+    let (status, e) = s
+        .redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier)
+        .await;
     assert_error(
         (status, &e),
         400,
@@ -1464,13 +1474,17 @@ async fn code_redemption_decides_against_the_user_as_they_are_now(b: Backend) {
     );
     // refused, not spent: promoted again, the code still works (within its lifetime)
     session_with_roles(&s, "boss", &["admin"]).await;
-    let (status, tok) = s.redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier).await;
+    let (status, tok) = s
+        .redeem(&admin, CLIENT, REDIRECT, &admin_pkce.verifier)
+        .await;
     assert_eq!(status, 200, "{tok}");
     assert_eq!(scope_of(&tok), "notes:admin");
 
     // a user deleted before redemption gets nothing
     let (ghost, ghost_pkce) = code(&s, "ghost", "notes:read").await;
     delete_user_row(&s, "ghost").await;
-    let (status, e) = s.redeem(&ghost, CLIENT, REDIRECT, &ghost_pkce.verifier).await;
+    let (status, e) = s
+        .redeem(&ghost, CLIENT, REDIRECT, &ghost_pkce.verifier)
+        .await;
     assert_error((status, &e), 400, "invalid_grant", &["no longer exists"]);
 }

@@ -38,4 +38,3 @@ pub fn decoding_key_from_pem(pem: &str, family: AlgorithmFamily) -> anyhow::Resu
     };
     key.map_err(|e| anyhow!("not a {family:?} public key in PEM form: {e}"))
 }
-

@@ -2,6 +2,7 @@
 //! result, emit what happened. Flows know nothing of HTTP: handlers in `http` decode a request
 //! into a flow's input and encode its output.
 
+pub mod apps;
 pub mod attest;
 pub mod authorize;
 pub mod oidc;

@@ -55,4 +55,3 @@ pub async fn id_token(
     let keys = s.keys.current().await;
     Ok(keys.current.sign_jwt("JWT", &Value::Object(claims))?)
 }
-

@@ -1,8 +1,6 @@
 //! The user side of "reversible": a user's connected apps (`/v1/connected_apps`, bearer session)
 //! and the operator's admin API (`/admin/v1`, bearer admin key).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Query, State};
 
@@ -15,51 +13,16 @@ use serde_json::{Value, json};
 
 use crate::clients::truncate;
 use crate::error::{ApiError, ApiResult};
+use crate::flows::apps;
 use crate::http::extract::{Session, bearer};
-use crate::state::{Shared, now};
-
-async fn connected_apps_of(s: &Shared, user_id: &str) -> ApiResult<Vec<ConnectedApp>> {
-    let rows = s.store.connected_apps(user_id).await?;
-    let mut by_client: BTreeMap<String, ConnectedApp> = BTreeMap::new();
-    for r in rows {
-        let app = by_client
-            .entry(r.client_id.clone())
-            .or_insert_with(|| ConnectedApp {
-                client_id: r.client_id.clone(),
-                client_name: r.client_id.clone(),
-                logo_uri: None,
-                scopes: Vec::new(),
-                resources: Vec::new(),
-                granted_at: r.granted_at,
-                last_used_at: r.last_used_at,
-            });
-        if !app.scopes.contains(&r.scope) {
-            app.scopes.push(r.scope.clone());
-        }
-        if !app.resources.contains(&r.resource) && r.resource != s.cfg.issuer {
-            app.resources.push(r.resource.clone());
-        }
-        app.granted_at = app.granted_at.min(r.granted_at);
-    }
-    let mut out = Vec::with_capacity(by_client.len());
-    for (_, mut app) in by_client {
-        // A client deleted since keeps its id as the name; a CIMD client may be unreachable:
-        // neither must hide the grant from the user who wants to revoke it.
-        if let Ok(Some(c)) = s.client(&app.client_id).await {
-            app.client_name = c.client_name;
-            app.logo_uri = c.logo_uri;
-        }
-        out.push(app);
-    }
-    Ok(out)
-}
+use crate::state::Shared;
 
 /// `GET /v1/connected_apps`
 pub async fn list(
     State(s): State<Shared>,
     Session(session): Session,
 ) -> ApiResult<Json<Vec<ConnectedApp>>> {
-    Ok(Json(connected_apps_of(&s, &session.u).await?))
+    Ok(Json(apps::connected_apps_of(&s, &session.u).await?))
 }
 
 /// `POST /v1/connected_apps/{client_id}/revoke`: removes the consent and revokes every token of
@@ -69,20 +32,7 @@ pub async fn revoke(
     Session(session): Session,
     PathParams(client_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    if !s
-        .store
-        .revoke_connected_app(&session.u, &client_id, now())
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!(
-                "client '{}' is not connected to this user",
-                truncate(&client_id)
-            ),
-        ));
-    }
+    apps::revoke_connected_app(&s, &session.u, &client_id, "user_revoked").await?;
     Ok(Json(json!({"revoked": true, "client_id": client_id})))
 }
 
@@ -114,7 +64,7 @@ pub async fn admin_user_apps(
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<Vec<ConnectedApp>>> {
     admin(&s, &headers)?;
-    Ok(Json(connected_apps_of(&s, &user_id).await?))
+    Ok(Json(apps::connected_apps_of(&s, &user_id).await?))
 }
 
 pub async fn admin_revoke_user_app(
@@ -123,21 +73,7 @@ pub async fn admin_revoke_user_app(
     PathParams((user_id, client_id)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
-    if !s
-        .store
-        .revoke_connected_app(&user_id, &client_id, now())
-        .await?
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!(
-                "client '{}' is not connected to user '{}'",
-                truncate(&client_id),
-                truncate(&user_id)
-            ),
-        ));
-    }
+    apps::revoke_connected_app(&s, &user_id, &client_id, "admin").await?;
     Ok(Json(
         json!({"revoked": true, "user_id": user_id, "client_id": client_id}),
     ))
@@ -152,7 +88,7 @@ pub async fn admin_revoke_user(
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
-    let Some(revoked) = s.store.revoke_user_grants(&user_id, now()).await? else {
+    let Some(revoked) = apps::revoke_user(&s, &user_id).await? else {
         return Err(no_user(&user_id));
     };
     Ok(Json(
@@ -168,7 +104,7 @@ pub async fn admin_delete_user(
     PathParams(user_id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     admin(&s, &headers)?;
-    if !s.store.delete_user(&user_id, now()).await? {
+    if !apps::delete_user(&s, &user_id).await? {
         return Err(no_user(&user_id));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -272,7 +208,7 @@ pub async fn admin_delete_client(
             ),
         ));
     }
-    if !s.store.delete_client(&client_id, now()).await? {
+    if !apps::delete_client(&s, &client_id).await? {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NotFound,

@@ -146,7 +146,9 @@ pub async fn middleware(State(s): State<Shared>, mut req: Request, next: Next) -
     if let Some(ip) = ip {
         req.extensions_mut().insert(ClientIp(ip));
     }
-    crate::limits::CURRENT.scope(Cell::new(ip), next.run(req)).await
+    crate::limits::CURRENT
+        .scope(Cell::new(ip), next.run(req))
+        .await
 }
 
 #[cfg(test)]

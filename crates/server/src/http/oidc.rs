@@ -49,5 +49,7 @@ pub async fn userinfo(
         return Err(e);
     }
     let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
-    Ok(Json(Value::Object(crate::flows::oidc::user_claims(&s, sub, &scopes).await?)))
+    Ok(Json(Value::Object(
+        crate::flows::oidc::user_claims(&s, sub, &scopes).await?,
+    )))
 }
