@@ -86,7 +86,7 @@ impl AppState {
     /// A client of this server: pre-registered in the config, or dynamically registered.
     pub async fn client(&self, client_id: &str) -> ApiResult<Option<Client>> {
         if let Some(c) = self.cfg.clients.get(client_id) {
-            return Ok(Some(Client::from_config(c)));
+            return Ok(Some(c.clone()));
         }
         // https client_ids are Client ID Metadata Document URLs (self-issued ids never are).
         if client_id.starts_with("https://") {

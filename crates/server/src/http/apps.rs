@@ -224,7 +224,7 @@ pub async fn admin_clients(
         .clients
         .values()
         .filter(|c| c.client_id.as_str() > after.as_str())
-        .map(crate::clients::Client::from_config)
+        .cloned()
         .collect();
     // The first `limit` registered clients after `after` hold every one this page can show.
     for r in &s.store.clients(limit, &after).await? {

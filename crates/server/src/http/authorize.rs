@@ -253,7 +253,7 @@ async fn evaluate(
     }
     // A client that may not use this flow is shown the error: its redirect URI (if any) was
     // never registered for codes.
-    if !client.allows_grant("authorization_code") {
+    if !client.allows_grant(consentry_protocol::GrantType::AuthorizationCode) {
         return Err(ApiError::bad_request(
             ErrorCode::UnauthorizedClient,
             format!(

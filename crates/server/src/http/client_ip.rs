@@ -102,15 +102,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     s.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// What rate limits count a client under: its IPv4 address, or the /64 of its IPv6 address
-/// (one subscriber usually holds a whole /64, so counting single IPv6 addresses would let it
-/// walk around any limit).
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        v4 => v4,
-    }
-}
+pub use crate::limits::rate_key;
 
 /// The client address of the current request (an extractor; set by [`middleware`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::authorize::CodePayload;
 use crate::state::{Shared, now};
 use crate::store::{CodeRedemption, FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
+use consentry_protocol::GrantType;
 
 pub(crate) const REFRESH_PREFIX: &str = "cyr_";
 
@@ -258,7 +259,7 @@ pub(crate) async fn authenticate_client(
             truncate(&client_id)
         ))
     })?;
-    if client.token_endpoint_auth_method != method {
+    if client.token_endpoint_auth_method.as_str() != method {
         let how = match client.token_endpoint_auth_method.as_str() {
             "none" => "it is a public client (token_endpoint_auth_method 'none'): send client_id only, no credentials".to_owned(),
             m => format!("it must authenticate with {m}"),
@@ -288,7 +289,7 @@ pub(crate) async fn authenticate_client(
 
 /// `client_credentials`: a confidential client acting for itself (no user, no refresh token).
 async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
-    if !client.is_confidential() || !client.allows_grant("client_credentials") {
+    if !client.is_confidential() || !client.allows_grant(GrantType::ClientCredentials) {
         return Err(ApiError::bad_request(
             ErrorCode::UnauthorizedClient,
             format!(
@@ -299,7 +300,7 @@ async fn client_credentials(s: &Shared, client: &Client, form: &Form) -> ApiResu
     }
     let cfg = &s.cfg;
     let self_registered = client.source != ClientSource::Config;
-    if self_registered && cfg.registration.mode == "open" {
+    if self_registered && cfg.registration.mode == consentry_protocol::RegistrationMode::Open {
         // Registered before the server opened its registration, or through an older release
         // that allowed it: anyone can register under open registration.
         return Err(ApiError::bad_request(
@@ -547,7 +548,9 @@ async fn authorization_code(
     };
     // A client that did not register the refresh_token grant gets none (the grant's row is kept
     // all the same: revocation and connected apps work on it).
-    let refresh = client.allows_grant("refresh_token").then_some(refresh);
+    let refresh = client
+        .allows_grant(GrantType::RefreshToken)
+        .then_some(refresh);
     issue(
         s,
         &Grant::of(&family),
@@ -562,7 +565,7 @@ async fn authorization_code(
 
 async fn refresh(s: &Shared, client: &Client, form: &Form) -> ApiResult<TokenResponse> {
     let presented = form.require("refresh_token")?;
-    if !client.allows_grant("refresh_token") {
+    if !client.allows_grant(GrantType::RefreshToken) {
         return Err(ApiError::bad_request(
             ErrorCode::UnauthorizedClient,
             format!(
