@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod client;
 pub mod error;
 pub mod form;
 pub mod wire;
@@ -19,5 +20,6 @@ pub use authorize::{
     is_valid_code_verifier, parse_query, parse_scope, percent_decode, percent_encode,
     redirect_host, redirect_uri_matches, split_uri,
 };
+pub use client::{ApplicationType, ClientAuthMethod, GrantType, RegistrationMode, UnknownValue};
 pub use error::{ErrorBody, ErrorCode};
 pub use form::Form;

@@ -155,6 +155,18 @@ fn retry_after(exp: Instant, now: Instant) -> Duration {
     Duration::from_secs(secs.max(1))
 }
 
+/// What rate limits count a client under: its IPv4 address, or the /64 of its IPv6 address
+/// (one subscriber usually holds a whole /64, so counting single IPv6 addresses would let it
+/// walk around any limit).
+pub fn rate_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip.to_canonical() {
+        std::net::IpAddr::V6(v6) => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !((1u128 << 64) - 1),
+        )),
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,7 +81,7 @@ impl AppState {
     /// A client of this server: pre-registered in the config, or dynamically registered.
     pub async fn client(&self, client_id: &str) -> ApiResult<Option<Client>> {
         if let Some(c) = self.cfg.clients.get(client_id) {
-            return Ok(Some(Client::from_config(c)));
+            return Ok(Some(c.clone()));
         }
         // https client_ids are Client ID Metadata Document URLs (self-issued ids never are).
         if client_id.starts_with("https://") {
@@ -94,7 +94,7 @@ impl AppState {
             };
         }
         match self.store.client(client_id).await? {
-            Some(row) => Ok(Some(crate::http::register::client_from_row(&row)?)),
+            Some(row) => Ok(Some(crate::clients::client_from_row(&row)?)),
             None => Ok(None),
         }
     }

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use consentry_protocol::ErrorCode;
+use consentry_protocol::{ErrorCode, GrantType};
 use consentry_server::cimd::{CimdConfig, CimdError, CimdResolver, is_cimd_client_id};
 use consentry_server::error::ApiError;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -610,7 +610,7 @@ async fn a_valid_document_becomes_a_public_client() {
             "http://127.0.0.1/callback"
         ]
     );
-    assert_eq!(c.token_endpoint_auth_method, "none");
+    assert_eq!(c.token_endpoint_auth_method.as_str(), "none");
     assert!(!c.is_confidential());
     assert_eq!(c.client_uri.as_deref(), Some("https://agent.example.test/"));
     assert_eq!(
@@ -618,8 +618,10 @@ async fn a_valid_document_becomes_a_public_client() {
         Some("https://agent.example.test/logo.png")
     );
     assert_eq!(c.scope.as_deref().unwrap(), ["notes:read", "notes:write"]);
-    assert!(c.allows_grant("authorization_code") && c.allows_grant("refresh_token"));
-    assert!(!c.allows_grant("client_credentials"));
+    assert!(
+        c.allows_grant(GrantType::AuthorizationCode) && c.allows_grant(GrantType::RefreshToken)
+    );
+    assert!(!c.allows_grant(GrantType::ClientCredentials));
     assert!(!c.verified, "127.0.0.1 is not in trusted_domains");
     assert_eq!(
         c.source,

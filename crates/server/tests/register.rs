@@ -44,6 +44,10 @@ on_both_backends!(
     consent_marks_registered_clients_unverified_with_redirect_host,
     registration_endpoint_allows_cors_from_any_origin,
     a_client_registered_for_one_scope_steps_up_with_the_users_consent,
+    registration_refuses_every_bidi_control_in_client_name,
+    registration_uri_fields_are_https_only_without_fragment,
+    registration_refresh_token_needs_authorization_code,
+    registration_client_name_is_trimmed,
 );
 
 const ADMIN_KEY: &str = "admin-key-0123456789abcdef-0123456789";
@@ -2465,4 +2469,92 @@ async fn a_client_registered_for_one_scope_steps_up_with_the_users_consent(b: Ba
         s(&body["error_description"]).contains("notes:delete"),
         "{body}"
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// One client rule for DCR, metadata documents and [[clients]] (issue 12 item 4): where the three
+// validators disagreed, the stricter rule now holds for all.
+
+/// U+200E/U+200F (left-to-right/right-to-left marks) and U+061C (Arabic letter mark) reorder
+/// neighbouring text like the overrides do: the document validator refused the marks, DCR did
+/// not. Every Unicode Bidi_Control character is now refused in any client_name.
+async fn registration_refuses_every_bidi_control_in_client_name(b: Backend) {
+    let srv = with_admin(b)
+        .extra("[registration]\nrate_limit_per_minute = 1000")
+        .start()
+        .await;
+    for name in ["App\u{200e}", "\u{200f}ppA", "App\u{61c}x", "App\u{2067}x"] {
+        let (status, e) = register(
+            &srv,
+            &json!({"redirect_uris": ["https://app.example/cb"], "client_name": name}),
+        )
+        .await;
+        assert_error(
+            (status, &e),
+            400,
+            "invalid_client_metadata",
+            &["client_name"],
+        );
+    }
+    assert_eq!(registered_ids(&srv).await, Vec::<String>::new());
+}
+
+/// client_uri, logo_uri, policy_uri and tos_uri: DCR allowed http on loopback and did not check
+/// fragments or the URI grammar; documents required https with the grammar. https only now.
+async fn registration_uri_fields_are_https_only_without_fragment(b: Backend) {
+    let srv = with_admin(b)
+        .extra("[registration]\nrate_limit_per_minute = 1000")
+        .start()
+        .await;
+    for (field, value) in [
+        ("logo_uri", "http://127.0.0.1/logo.png"),
+        ("client_uri", "http://localhost:3000/"),
+        ("policy_uri", "http://[::1]/policy"),
+        ("tos_uri", "https://app.example/tos#x"),
+        ("client_uri", "https://app.example\\@evil.example/"),
+    ] {
+        let mut body = json!({"redirect_uris": ["https://app.example/cb"]});
+        body[field] = json!(value);
+        let (status, e) = register(&srv, &body).await;
+        assert_error((status, &e), 400, "invalid_client_metadata", &[field]);
+    }
+    assert_eq!(registered_ids(&srv).await, Vec::<String>::new());
+    register_ok(
+        &srv,
+        &json!({"redirect_uris": ["https://app.example/cb"], "logo_uri": "https://app.example/logo.png"}),
+    )
+    .await;
+}
+
+/// A client that cannot get codes has nothing to refresh: DCR and [[clients]] accepted
+/// `grant_types = ["refresh_token"]`, documents refused it.
+async fn registration_refresh_token_needs_authorization_code(b: Backend) {
+    let srv = with_admin(b)
+        .extra("[registration]\nrate_limit_per_minute = 1000")
+        .start()
+        .await;
+    let (status, e) = register(
+        &srv,
+        &json!({"redirect_uris": ["https://app.example/cb"], "grant_types": ["refresh_token"]}),
+    )
+    .await;
+    assert_error(
+        (status, &e),
+        400,
+        "invalid_client_metadata",
+        &["grant_types", "refresh_token", "authorization_code"],
+    );
+    assert_eq!(registered_ids(&srv).await, Vec::<String>::new());
+}
+
+/// Documents stored their client_name trimmed, DCR as sent: trimmed everywhere now, so the
+/// consent screen never shows leading or trailing blanks.
+async fn registration_client_name_is_trimmed(b: Backend) {
+    let srv = Setup::new(b).start().await;
+    let reg = register_ok(
+        &srv,
+        &json!({"redirect_uris": ["https://app.example/cb"], "client_name": "  Spaced App  "}),
+    )
+    .await;
+    assert_eq!(reg["client_name"], "Spaced App");
 }

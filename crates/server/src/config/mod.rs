@@ -7,9 +7,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use consentry_protocol::authorize::{split_uri, validate_redirect_uri};
+use consentry_protocol::authorize::split_uri;
 use serde::Deserialize;
 
+use consentry_protocol::RegistrationMode;
+
+pub use crate::clients::ClientConfig;
+use crate::clients::{Client, ClientMetadata, ClientSource, Trust};
 use crate::keys::SigningAlg;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,7 +88,7 @@ pub struct RawConfig {
 pub struct RegistrationConfig {
     /// open | initial_access_token | disabled
     #[serde(default = "default_registration_mode")]
-    pub mode: String,
+    pub mode: RegistrationMode,
     #[serde(default)]
     pub initial_access_tokens: Vec<String>,
     /// Registrations per client IP (IPv6: per /64) per minute; also the budget of wrong
@@ -116,8 +120,8 @@ impl Default for RegistrationConfig {
     }
 }
 
-fn default_registration_mode() -> String {
-    "open".into()
+fn default_registration_mode() -> RegistrationMode {
+    RegistrationMode::Open
 }
 fn default_registration_rate() -> u32 {
     60
@@ -271,34 +275,6 @@ pub struct ResourceConfig {
     pub introspection_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientConfig {
-    pub client_id: String,
-    pub client_name: String,
-    pub redirect_uris: Vec<String>,
-    #[serde(default = "default_auth_method")]
-    pub token_endpoint_auth_method: String,
-    #[serde(default)]
-    pub client_uri: Option<String>,
-    #[serde(default)]
-    pub logo_uri: Option<String>,
-    /// For `client_secret_basic` / `client_secret_post` clients (hashed in memory at load; prefer
-    /// the `CONSENTRY_CLIENT_SECRET_<CLIENT_ID>`-style secret stores of your platform).
-    #[serde(default)]
-    pub client_secret: Option<String>,
-    #[serde(default = "default_grant_types")]
-    pub grant_types: Vec<String>,
-}
-
-fn default_auth_method() -> String {
-    "none".into()
-}
-
-fn default_grant_types() -> Vec<String> {
-    vec!["authorization_code".into(), "refresh_token".into()]
-}
-
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -318,7 +294,8 @@ pub struct Config {
     pub token_profiles: Vec<TokenProfile>,
     pub scopes: BTreeMap<String, ScopeConfig>,
     pub resources: Vec<ResourceConfig>,
-    pub clients: HashMap<String, ClientConfig>,
+    /// `[[clients]]`, validated, by client_id.
+    pub clients: HashMap<String, Client>,
     pub cimd: crate::cimd::CimdConfig,
     pub registration: RegistrationConfig,
     pub admin_key: Option<String>,
@@ -773,61 +750,35 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 c.client_id
             );
         }
-        match (c.token_endpoint_auth_method.as_str(), &c.client_secret) {
-            ("none", None) => {}
-            ("none", Some(_)) => bail!(
+        let auth = c.token_endpoint_auth_method;
+        match (auth.is_confidential(), &c.client_secret) {
+            (false, None) => {}
+            (false, Some(_)) => bail!(
                 "{k}.client_secret: a public client (token_endpoint_auth_method 'none') has no secret"
             ),
-            ("client_secret_basic" | "client_secret_post", Some(secret)) if secret.len() >= 32 => {}
-            ("client_secret_basic" | "client_secret_post", _) => bail!(
-                "{k}.client_secret: required for {} and at least 32 characters",
-                c.token_endpoint_auth_method
-            ),
-            (other, _) => bail!(
-                "{k}.token_endpoint_auth_method: '{other}' is not supported; expected none, client_secret_basic or client_secret_post"
-            ),
+            (true, Some(secret)) if secret.len() >= 32 => {}
+            (true, _) => bail!("{k}.client_secret: required for {auth} and at least 32 characters"),
         }
-        for g in &c.grant_types {
-            if !["authorization_code", "refresh_token", "client_credentials"].contains(&g.as_str())
-            {
-                bail!(
-                    "{k}.grant_types: '{g}' is not supported; expected authorization_code, refresh_token or client_credentials"
-                );
-            }
-            if g == "client_credentials" && c.token_endpoint_auth_method == "none" {
-                bail!(
-                    "{k}.grant_types: client_credentials needs a confidential client (a client_secret)"
-                );
-            }
-        }
-        if c.redirect_uris.is_empty() && c.grant_types.iter().any(|g| g == "authorization_code") {
-            bail!("{k}.redirect_uris must list at least one URI");
-        }
-        for u in &c.redirect_uris {
-            validate_redirect_uri(u).map_err(|e| anyhow::anyhow!("{k}.redirect_uris: {e}"))?;
-            if let Some(scheme) = crate::http::register::forbidden_scheme(u) {
-                bail!(
-                    "{k}.redirect_uris: '{u}' uses the scheme '{scheme}', which is never a redirect target; expected https, loopback http or a private-use scheme"
-                );
-            }
-        }
-        if clients.insert(c.client_id.clone(), c.clone()).is_some() {
+        // The one client rule, at the operator's trust (see clients::validate).
+        let valid = crate::clients::validate(ClientMetadata::from_config(&c), Trust::Operator)
+            .map_err(|e| anyhow::anyhow!("{k}.{e}"))?;
+        let client = valid.into_client(
+            c.client_id.clone(),
+            c.client_secret.as_deref().map(crate::crypto::sha256_hex),
+            ClientSource::Config,
+            true,
+        );
+        if clients.insert(c.client_id.clone(), client).is_some() {
             bail!("{k}.client_id: '{}' is listed twice", c.client_id);
         }
     }
 
-    match raw.registration.mode.as_str() {
-        "open" | "disabled" => {}
-        "initial_access_token" => {
-            if raw.registration.initial_access_tokens.is_empty() {
-                bail!(
-                    "registration.initial_access_tokens: mode 'initial_access_token' needs at least one token"
-                );
-            }
-        }
-        other => bail!(
-            "registration.mode: '{other}' is not supported; expected open, initial_access_token or disabled"
-        ),
+    if raw.registration.mode == RegistrationMode::InitialAccessToken
+        && raw.registration.initial_access_tokens.is_empty()
+    {
+        bail!(
+            "registration.initial_access_tokens: mode 'initial_access_token' needs at least one token"
+        );
     }
     if let Some(k) = &raw.admin_key
         && k.len() < 32
@@ -839,10 +790,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         .trusted_proxies
         .iter()
         .enumerate()
-        .map(|(i, e)| {
-            crate::http::client_ip::parse_proxy(e)
-                .map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}"))
-        })
+        .map(|(i, e)| parse_proxy(e).map_err(|m| anyhow::anyhow!("trusted_proxies[{i}]: {m}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut cimd = raw.cimd;
     if let Some(ca) = cimd.extra_ca_file.take() {
@@ -989,4 +937,120 @@ fn resolve_database_url(url: &str, base: &Path) -> anyhow::Result<String> {
         out.push_str(query);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+issuer = "https://auth.example.com"
+authorization_url = "https://app.example.com/oauth/authorize"
+database_url = "sqlite://consentry.db"
+
+[[scopes]]
+name = "notes:read"
+description = "Read your notes"
+
+[[resources]]
+uri = "https://mcp.example.com/mcp"
+name = "Notes"
+scopes = ["notes:read"]
+"#;
+
+    fn with_client(client: &str) -> anyhow::Result<Config> {
+        let text = format!("{BASE}\n[[clients]]\nclient_id = \"c\"\n{client}\n");
+        Config::from_toml(&text, Path::new("/tmp"), Vec::new())
+    }
+
+    /// `[[clients]]` goes through the validator of registered and document clients (operator
+    /// trust). Each of these started before (issue 12 item 4); each is refused naming the key.
+    #[test]
+    fn operator_clients_follow_the_one_client_rule() {
+        let uris = "redirect_uris = [\"https://a.example/cb\"]";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("client_name = \"  \"\n{uris}"), "clients[0].client_name"),
+            (
+                format!("client_name = \"App\\u202eX\"\n{uris}"),
+                "clients[0].client_name",
+            ),
+            (
+                format!("client_name = \"App\\u200eX\"\n{uris}"),
+                "clients[0].client_name",
+            ),
+            (
+                format!("client_name = \"App\\nAllow\"\n{uris}"),
+                "clients[0].client_name",
+            ),
+            (
+                format!("client_name = \"{}\"\n{uris}", "n".repeat(201)),
+                "clients[0].client_name",
+            ),
+            (
+                format!("client_name = \"A\"\n{uris}\nlogo_uri = \"javascript:alert(1)\""),
+                "clients[0].logo_uri",
+            ),
+            (
+                format!("client_name = \"A\"\n{uris}\nclient_uri = \"http://a.example/\""),
+                "clients[0].client_uri",
+            ),
+            (
+                "client_name = \"A\"\nredirect_uris = [\"http://a.example/cb\"]".into(),
+                "clients[0].redirect_uris[0]",
+            ),
+            (
+                format!("client_name = \"A\"\n{uris}\ngrant_types = [\"refresh_token\"]"),
+                "clients[0].grant_types",
+            ),
+            (
+                format!("client_name = \"A\"\n{uris}\ngrant_types = []"),
+                "clients[0].grant_types",
+            ),
+            (
+                "client_name = \"A\"\napplication_type = \"web\"\nredirect_uris = [\"com.example.app:/cb\"]"
+                    .into(),
+                "clients[0].redirect_uris[0]",
+            ),
+            (
+                format!(
+                    "client_name = \"A\"\nredirect_uris = [{}]",
+                    (0..21)
+                        .map(|i| format!("\"https://a.example/{i}\""))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                "clients[0].redirect_uris",
+            ),
+        ];
+        for (client, key) in &cases {
+            let err = with_client(client).expect_err(client);
+            let msg = format!("{err:#}");
+            assert!(msg.contains(key), "{client}\n  got: {msg}\n  want: {key}");
+        }
+        // Still fine: loopback and private-use URIs (native by default), a confidential
+        // client_credentials client without redirect URIs.
+        let c = with_client(
+            "client_name = \"Native\"\nredirect_uris = [\"http://127.0.0.1/cb\", \"com.example.app:/cb\"]",
+        )
+        .unwrap();
+        assert_eq!(c.clients["c"].client_name, "Native");
+        with_client(&format!(
+            "client_name = \"Svc\"\nredirect_uris = []\ntoken_endpoint_auth_method = \"client_secret_basic\"\nclient_secret = \"{}\"\ngrant_types = [\"client_credentials\"]",
+            "s".repeat(32)
+        ))
+        .unwrap();
+    }
+}
+
+/// Parse a `trusted_proxies` entry: a CIDR block (`10.0.0.0/8`, `fd00::/8`) or one address.
+pub fn parse_proxy(entry: &str) -> Result<ipnet::IpNet, String> {
+    let e = entry.trim();
+    if let Ok(net) = e.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    e.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| {
+            format!("'{entry}' is not a CIDR block or an IP address (e.g. '10.0.0.0/8', '::1')")
+        })
 }

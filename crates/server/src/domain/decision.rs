@@ -6,7 +6,7 @@
 //! decision is pure: the flow loads what it needs (the client, the user's current roles, the
 //! consent already given) and passes the time in.
 
-use consentry_protocol::{AuthorizeRequest, ErrorCode};
+use consentry_protocol::{AuthorizeRequest, ErrorCode, GrantType, RegistrationMode};
 
 use crate::clients::{Client, ClientSource, quoted_list, truncate};
 use crate::config::{Config, ResourceConfig};
@@ -37,11 +37,11 @@ impl Path {
     }
 
     /// The client's registered grant type this path needs.
-    pub fn grant_type(self) -> &'static str {
+    pub fn grant_type(self) -> GrantType {
         match self {
-            Path::Authorize | Path::CodeRedemption => "authorization_code",
-            Path::Refresh => "refresh_token",
-            Path::ClientCredentials => "client_credentials",
+            Path::Authorize | Path::CodeRedemption => GrantType::AuthorizationCode,
+            Path::Refresh => GrantType::RefreshToken,
+            Path::ClientCredentials => GrantType::ClientCredentials,
         }
     }
 }
@@ -268,7 +268,7 @@ pub fn client_may_use(client: &Client, path: Path) -> Result<(), Denial> {
 /// A client acting for itself must be one the operator vouches for: from `[[clients]]`, or
 /// registered while registration needed an initial access token.
 fn client_may_act_for_itself(cfg: &Config, client: &Client) -> Result<(), Denial> {
-    if client.source != ClientSource::Config && cfg.registration.mode == "open" {
+    if client.source != ClientSource::Config && cfg.registration.mode == RegistrationMode::Open {
         // Registered before the server opened its registration, or through an older release
         // that allowed it: anyone can register under open registration.
         return Err(deny(

@@ -4,7 +4,7 @@
 //! authenticates the client, loads and persists, and signs.
 
 use consentry_protocol::wire::TokenResponse;
-use consentry_protocol::{ErrorCode, is_valid_code_verifier, parse_scope};
+use consentry_protocol::{ErrorCode, GrantType, is_valid_code_verifier, parse_scope};
 use serde_json::{Value, json};
 
 use crate::clients::{Client, truncate};
@@ -150,7 +150,7 @@ pub async fn authenticate_client(s: &Shared, presented: &Presented) -> ApiResult
             truncate(client_id)
         ))
     })?;
-    if client.token_endpoint_auth_method != method {
+    if client.token_endpoint_auth_method.as_str() != method {
         let how = match client.token_endpoint_auth_method.as_str() {
             "none" => "it is a public client (token_endpoint_auth_method 'none'): send client_id only, no credentials".to_owned(),
             m => format!("it must authenticate with {m}"),
@@ -340,7 +340,9 @@ async fn authorization_code(
     };
     // A client that did not register the refresh_token grant gets none (the grant's row is kept
     // all the same: revocation and connected apps work on it).
-    let refresh = client.allows_grant("refresh_token").then_some(refresh);
+    let refresh = client
+        .allows_grant(GrantType::RefreshToken)
+        .then_some(refresh);
     let response = issue(
         s,
         &Grant::of(&family),

@@ -160,12 +160,12 @@ pub async fn admin_clients(
         .clients
         .values()
         .filter(|c| c.client_id.as_str() > after.as_str())
-        .map(crate::clients::Client::from_config)
+        .cloned()
         .collect();
     // The first `limit` registered clients after `after` hold every one this page can show.
     for r in &s.store.clients(limit, &after).await? {
         if !s.cfg.clients.contains_key(&r.client_id) {
-            clients.push(crate::http::register::client_from_row(r)?);
+            clients.push(crate::clients::client_from_row(r)?);
         }
     }
     clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));

@@ -19,16 +19,7 @@ use ipnet::IpNet;
 
 use crate::state::Shared;
 
-/// Parse a `trusted_proxies` entry: a CIDR block (`10.0.0.0/8`, `fd00::/8`) or one address.
-pub fn parse_proxy(entry: &str) -> Result<IpNet, String> {
-    let e = entry.trim();
-    if let Ok(net) = e.parse::<IpNet>() {
-        return Ok(net.trunc());
-    }
-    e.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        format!("'{entry}' is not a CIDR block or an IP address (e.g. '10.0.0.0/8', '::1')")
-    })
-}
+pub use crate::config::parse_proxy;
 
 /// The calling client's address: `peer` unless `peer` is a trusted proxy, then the right-most
 /// address of the forwarding chain that is not a trusted proxy.
@@ -102,15 +93,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
     s.parse::<SocketAddr>().ok().map(|a| a.ip())
 }
 
-/// What rate limits count a client under: its IPv4 address, or the /64 of its IPv6 address
-/// (one subscriber usually holds a whole /64, so counting single IPv6 addresses would let it
-/// walk around any limit).
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        v4 => v4,
-    }
-}
+pub use crate::limits::rate_key;
 
 /// The client address of the current request (an extractor; set by [`middleware`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,10 +1,22 @@
 //! OAuth clients as the authorization logic sees them, whatever registered them.
+//!
+//! `metadata` is the one client model (a registration body, a metadata document and a
+//! `[[clients]]` entry all become a [`ClientMetadata`]); `validate` is the one validator, with a
+//! [`Trust`] level saying which source's rules apply where they differ on purpose. This module
+//! imports nothing from `http`: the HTTP layer, the config and the document resolver call it.
 
-use consentry_protocol::{is_loopback_host, redirect_uri_matches, split_uri};
+pub mod metadata;
+pub mod validate;
 
-use crate::config::ClientConfig;
+use consentry_protocol::{
+    ClientAuthMethod, GrantType, is_loopback_host, redirect_uri_matches, split_uri,
+};
+
 use crate::error::{ApiError, ApiResult};
 use consentry_protocol::ErrorCode;
+
+pub use metadata::{ClientConfig, ClientMetadata, ValidClientMetadata};
+pub use validate::{MetadataError, ProblemKind, Trust, validate};
 
 /// Where a client's registration comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +34,7 @@ pub struct Client {
     pub client_id: String,
     pub client_name: String,
     pub redirect_uris: Vec<String>,
-    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_method: ClientAuthMethod,
     pub client_uri: Option<String>,
     pub logo_uri: Option<String>,
     /// Someone vouched for this client (pre-registered by the operator, or a CIMD host in
@@ -30,35 +42,19 @@ pub struct Client {
     pub verified: bool,
     /// SHA-256 hex of the client secret, for confidential clients.
     pub secret_hash: Option<String>,
-    pub grant_types: Vec<String>,
+    pub grant_types: Vec<GrantType>,
     /// Scopes the client registered for (`None`: any configured scope).
     pub scope: Option<Vec<String>>,
     pub source: ClientSource,
 }
 
 impl Client {
-    pub fn from_config(c: &ClientConfig) -> Client {
-        Client {
-            client_id: c.client_id.clone(),
-            client_name: c.client_name.clone(),
-            redirect_uris: c.redirect_uris.clone(),
-            token_endpoint_auth_method: c.token_endpoint_auth_method.clone(),
-            client_uri: c.client_uri.clone(),
-            logo_uri: c.logo_uri.clone(),
-            verified: true,
-            secret_hash: c.client_secret.as_deref().map(crate::crypto::sha256_hex),
-            grant_types: c.grant_types.clone(),
-            scope: None,
-            source: ClientSource::Config,
-        }
-    }
-
     pub fn is_confidential(&self) -> bool {
-        self.token_endpoint_auth_method != "none"
+        self.token_endpoint_auth_method.is_confidential()
     }
 
-    pub fn allows_grant(&self, grant_type: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant_type)
+    pub fn allows_grant(&self, grant_type: GrantType) -> bool {
+        self.grant_types.contains(&grant_type)
     }
 
     /// The redirect URI to use: the requested one if it matches a registered one exactly (or by
@@ -68,7 +64,7 @@ impl Client {
         let uri = self.matching_redirect_uri(requested)?;
         // Registration refuses these schemes; checked again here, where a code or an error is
         // about to be sent, whatever registered the client and whenever.
-        if let Some(scheme) = crate::http::register::forbidden_scheme(&uri) {
+        if let Some(scheme) = validate::forbidden_scheme(&uri) {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidRedirectUri,
                 format!(
@@ -175,4 +171,16 @@ pub fn truncate(s: &str) -> String {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),
     }
+}
+
+/// A dynamically registered client as stored: its validated metadata, read back.
+pub fn client_from_row(row: &crate::store::ClientRow) -> ApiResult<Client> {
+    let md: ValidClientMetadata = serde_json::from_str(&row.metadata)
+        .map_err(|e| ApiError::internal(format!("stored client metadata is corrupt: {e}")))?;
+    Ok(md.into_client(
+        row.client_id.clone(),
+        row.secret_hash.clone(),
+        ClientSource::Registered,
+        false,
+    ))
 }
