@@ -22,10 +22,12 @@ pub enum Trust<'a> {
     /// `client_credentials` is allowed to confidential clients.
     Operator,
     /// Dynamic Client Registration (self-asserted). `offered_scope` says whether this server
-    /// offers a scope: a registered `scope` bounds `client_credentials`, so it must.
+    /// offers a scope (a registered `scope` bounds `client_credentials`, so it must);
+    /// `offered_list` names them for the error message.
     Registered {
         mode: RegistrationMode,
         offered_scope: &'a dyn Fn(&str) -> bool,
+        offered_list: &'a str,
     },
     /// A Client ID Metadata Document: always a public client with the code grant.
     Document,
@@ -178,12 +180,19 @@ pub fn validate(
         Some(scope) => {
             let scopes = parse_scope(Some(scope))
                 .map_err(|e| MetadataError::metadata("scope", e.to_string()))?;
-            if let Trust::Registered { offered_scope, .. } = trust
+            if let Trust::Registered {
+                offered_scope,
+                offered_list,
+                ..
+            } = trust
                 && let Some(unknown) = scopes.iter().find(|s| !offered_scope(s))
             {
                 return Err(MetadataError::metadata(
                     "scope",
-                    format!("'{}' is not offered by this server", truncate(unknown)),
+                    format!(
+                        "'{}' is not offered by this server; offered: {offered_list}",
+                        truncate(unknown)
+                    ),
                 ));
             }
             (!scopes.is_empty()).then(|| scopes.join(" "))
@@ -405,6 +414,7 @@ mod tests {
         Trust::Registered {
             mode: RegistrationMode::InitialAccessToken,
             offered_scope: ANY,
+            offered_list: "",
         }
     }
 
@@ -541,6 +551,7 @@ mod tests {
         let open = Trust::Registered {
             mode: RegistrationMode::Open,
             offered_scope: ANY,
+            offered_list: "",
         };
         let e = validate(with(vec![ClientCredentials], ClientSecretBasic), open).unwrap_err();
         assert!(e.problem.contains("open registration"), "{e}");
@@ -598,6 +609,7 @@ mod tests {
         let reg = Trust::Registered {
             mode: RegistrationMode::Open,
             offered_scope: &offered,
+            offered_list: "notes:read",
         };
         assert!(validate(with("notes:delete"), reg).is_err());
         assert_eq!(

@@ -36,22 +36,18 @@ fn bad_metadata(msg: impl Into<String>) -> ApiError {
 /// rule (`clients::validate`, registered trust).
 pub fn validate_metadata(s: &Shared, md: RawMetadata) -> ApiResult<ClientMetadata> {
     let offered = |sc: &str| s.cfg.scopes.contains_key(sc) || crate::domain::is_oidc_scope(sc);
+    let offered_list = s.cfg.scopes.keys().cloned().collect::<Vec<_>>().join(" ");
     let trust = Trust::Registered {
         mode: s.cfg.registration.mode,
         offered_scope: &offered,
+        offered_list: &offered_list,
     };
     crate::clients::validate(md, trust).map_err(|e| {
         let code = match e.kind {
             ProblemKind::RedirectUri => ErrorCode::InvalidRedirectUri,
             ProblemKind::Metadata => ErrorCode::InvalidClientMetadata,
         };
-        let mut description = e.to_string();
-        if e.field == "scope" && e.problem.contains("not offered") {
-            description.push_str(&format!(
-                "; offered: {}",
-                s.cfg.scopes.keys().cloned().collect::<Vec<_>>().join(" ")
-            ));
-        }
+        let description = e.to_string();
         ApiError::bad_request(code, description)
     })
 }
