@@ -1,6 +1,8 @@
 //! `consentry.toml`: parsing, `CONSENTRY_<KEY>` environment overrides and validation. A bad
 //! config fails at start with a message naming the key and the problem.
 
+pub mod builder;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
