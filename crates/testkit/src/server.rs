@@ -984,3 +984,29 @@ impl TestServer {
         sealer.session_token(&claims).unwrap()
     }
 }
+
+impl TestServer {
+    /// Run test-made SQL (no parameters) on the server's database, behind its back.
+    pub async fn db_exec(&self, sql: &str) {
+        let url = self.database_url_for_sibling();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            conn.execute_batch(sql).unwrap();
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The grant (token family) of `refresh_token` as if created `seconds` earlier.
+    pub async fn age_grant_of(&self, refresh_token: &str, seconds: i64) {
+        let hash = consentry_server::crypto::sha256_hex(refresh_token);
+        self.db_exec(&format!(
+            "UPDATE token_families SET created_at = created_at - {seconds} WHERE family_id = \
+             (SELECT family_id FROM refresh_tokens WHERE token_hash = '{hash}')"
+        ))
+        .await;
+    }
+}
