@@ -102,6 +102,9 @@ export async function startStack({ mcp: mcpKind = 'rust' } = {}) {
   if (!config.includes(`introspection_secret = "${introspectionSecret}"`)) {
     throw new Error(`consentry dev's config does not carry its introspection_secret\n${config}`);
   }
+  // The config itself is `consentry dev`'s, rendered by the server's typed builder
+  // (crates/server/src/config/builder.rs); the e2e stack adds only this table, for its own
+  // loopback document server and CA.
   writeFileSync(configPath, `${config}\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
 
   // 2. The real start, with short-lived access tokens (an env override of a top-level key).

@@ -2,15 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-
 use consentry_core::{
     AuthorizeParams, Client, HttpResponse, Method, SdkError, SdkErrorCode, Session, TatLogin,
     TransportError, WireValue, base64url_decode, decode_trusted_auth_token,
 };
 use consentry_protocol::ErrorCode;
+use consentry_testkit::platform;
+use consentry_testkit::platform::{FakeJson, FakePlatform, NOW, b64, block_on, jwt, no_body};
 use serde_json::json;
-use support::{FakeJson, FakePlatform, NOW, b64, block_on, jwt, no_body};
 
 const BASE: &str = "https://auth.example.com/";
 
@@ -89,7 +88,7 @@ fn every_server_error_code_maps_to_the_same_sdk_code() {
                 "error_description": "redirect_uri 'x' is not registered",
                 "redirect_uri": "http://127.0.0.1:9999/callback?error=x"
             });
-            for (call, error) in every_call(support::json(status, body)) {
+            for (call, error) in every_call(platform::json(status, body)) {
                 assert_eq!(error.code, SdkErrorCode::Server(code), "{call} {status}");
                 assert_eq!(error.code.as_str(), code.as_str());
                 assert_eq!(error.status, Some(status), "{call}");
@@ -123,9 +122,9 @@ fn statuses_without_a_consentry_error_body_map_by_status() {
         let bodies = [
             no_body(status),
             // JSON, but not a Consentry error: an unknown code, no code, an array.
-            support::json(status, json!({"error": "teapot_overflow"})),
-            support::json(status, json!({"message": "Bad Gateway"})),
-            support::json(status, json!([])),
+            platform::json(status, json!({"error": "teapot_overflow"})),
+            platform::json(status, json!({"message": "Bad Gateway"})),
+            platform::json(status, json!([])),
         ];
         for response in bodies {
             for (call, error) in every_call(response) {
@@ -142,8 +141,8 @@ fn statuses_without_a_consentry_error_body_map_by_status() {
 fn a_success_without_json_is_invalid_response() {
     for response in [
         no_body(200),
-        support::json(200, json!("ok")),
-        support::json(200, json!(1)),
+        platform::json(200, json!("ok")),
+        platform::json(200, json!(1)),
     ] {
         for (call, error) in every_call(response) {
             assert_eq!(error.code, SdkErrorCode::InvalidResponse, "{call}");
@@ -156,7 +155,7 @@ fn a_success_without_json_is_invalid_response() {
 fn a_success_missing_what_the_call_needs_is_invalid_response() {
     // attest/start+tat need session_token, start needs redirect_host, submit redirect_uri,
     // list an array; revoke takes any JSON.
-    let response = support::json(200, json!({"unexpected": true}));
+    let response = platform::json(200, json!({"unexpected": true}));
     for (call, error) in calls(
         response,
         &["attest", "start", "start+tat", "submit", "list"],
@@ -230,7 +229,7 @@ fn an_expired_tat_fails_fast_before_any_request() {
     assert!(client.platform().requests.borrow().is_empty());
 
     let client = Client::new(
-        FakePlatform::answering([support::json(
+        FakePlatform::answering([platform::json(
             200,
             json!({"session_token": "s", "expires_at": NOW + 600.0, "user": {"user_id": "u1"}}),
         )]),
@@ -282,7 +281,7 @@ fn sdk_codes_are_distinct_from_the_servers() {
 #[test]
 fn attest_sends_snake_case_and_keeps_the_session() {
     let client = Client::new(
-        FakePlatform::answering([support::json(
+        FakePlatform::answering([platform::json(
             200,
             json!({"session_token": "s1", "expires_at": NOW + 600.0, "user": {"user_id": "u1"}}),
         )]),
@@ -322,11 +321,11 @@ fn attest_sends_snake_case_and_keeps_the_session() {
 fn start_with_a_tat_signs_in_in_the_same_request() {
     let client = Client::new(
         FakePlatform::answering([
-            support::json(
+            platform::json(
                 200,
                 json!({"redirect_host": "127.0.0.1:9999", "session_token": "s2", "session_expires_at": NOW + 600.0}),
             ),
-            support::json(
+            platform::json(
                 200,
                 json!({"redirect_uri": "http://127.0.0.1:9999/callback?code=c"}),
             ),
@@ -370,8 +369,8 @@ fn start_with_a_tat_signs_in_in_the_same_request() {
 #[test]
 fn connected_apps_list_and_revoke_use_the_session() {
     let client = signed_in(FakePlatform::answering([
-        support::json(200, json!([{"client_id": "a b/c"}])),
-        support::json(200, json!({"revoked": true})),
+        platform::json(200, json!([{"client_id": "a b/c"}])),
+        platform::json(200, json!({"revoked": true})),
     ]));
     let apps = block_on(client.connected_apps()).expect("list");
     assert_eq!(apps.0[0]["client_id"], "a b/c");

@@ -2,14 +2,10 @@
 //! are never granted, the client's trust, and the URLs that may reach an `<img src>`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// support/ serves several test binaries; this one uses only FakeJson.
-#![allow(dead_code)]
-
-mod support;
 
 use consentry_core::{ConnectedAppView, ConsentScreen, SdkErrorCode, safe_image_url};
+use consentry_testkit::platform::FakeJson;
 use serde_json::{Value, json};
-use support::FakeJson;
 
 fn start_answer() -> Value {
     json!({

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
+use consentry_protocol::ErrorCode;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
@@ -74,40 +75,81 @@ pub enum AuthError {
     LayerMissing(String),
 }
 
+/// The codes this crate adds to the protocol's ([`ErrorCode`]): RFC 6750 has one
+/// `invalid_token` for every bad token, and a resource server's operator needs to know which rule
+/// refused it. These appear as the JSON body's `error` (the challenge keeps RFC 6750's code, see
+/// [`AuthError::oauth_error`]); `consentry/server` (the TypeScript verifier) uses the same names,
+/// and both are held to them by the shared table `tests/forged_tokens.json`.
+pub mod extension_codes {
+    pub const MISSING_TOKEN: &str = "missing_token";
+    pub const MALFORMED_TOKEN: &str = "malformed_token";
+    pub const WRONG_TOKEN_TYPE: &str = "wrong_token_type";
+    pub const ALGORITHM_NOT_ALLOWED: &str = "algorithm_not_allowed";
+    pub const UNSUPPORTED_CRITICAL_HEADER: &str = "unsupported_critical_header";
+    pub const UNKNOWN_KEY: &str = "unknown_key";
+    pub const BAD_SIGNATURE: &str = "bad_signature";
+    pub const WRONG_ISSUER: &str = "wrong_issuer";
+    pub const WRONG_AUDIENCE: &str = "wrong_audience";
+    pub const TOKEN_EXPIRED: &str = "token_expired";
+    pub const TOKEN_NOT_YET_VALID: &str = "token_not_yet_valid";
+    pub const INVALID_CLAIM: &str = "invalid_claim";
+    pub const TOKEN_REVOKED: &str = "token_revoked";
+    pub const LAYER_MISSING: &str = "layer_missing";
+}
+
 impl AuthError {
-    /// The stable machine code of this error (also the `error` member of the JSON body).
+    /// The stable machine code of this error (also the `error` member of the JSON body): the
+    /// protocol's code where one says it ([`AuthError::protocol_code`]), else one of
+    /// [`extension_codes`].
     pub fn code(&self) -> &'static str {
+        use extension_codes as x;
         match self {
-            AuthError::MissingToken(_) => "missing_token",
-            AuthError::MalformedRequest(_) => "invalid_request",
-            AuthError::MalformedToken(_) => "malformed_token",
-            AuthError::WrongTokenType(_) => "wrong_token_type",
-            AuthError::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
-            AuthError::UnsupportedCriticalHeader(_) => "unsupported_critical_header",
-            AuthError::UnknownKey(_) => "unknown_key",
-            AuthError::BadSignature(_) => "bad_signature",
-            AuthError::WrongIssuer(_) => "wrong_issuer",
-            AuthError::WrongAudience(_) => "wrong_audience",
-            AuthError::Expired(_) => "token_expired",
-            AuthError::NotYetValid(_) => "token_not_yet_valid",
-            AuthError::BadClaim(_) => "invalid_claim",
-            AuthError::Revoked(_) => "token_revoked",
-            AuthError::InsufficientScope { .. } => "insufficient_scope",
-            AuthError::Unavailable(_) => "temporarily_unavailable",
-            AuthError::LayerMissing(_) => "layer_missing",
+            AuthError::MalformedRequest(_) => ErrorCode::InvalidRequest.as_str(),
+            AuthError::InsufficientScope { .. } => ErrorCode::InsufficientScope.as_str(),
+            AuthError::Unavailable(_) => ErrorCode::TemporarilyUnavailable.as_str(),
+            AuthError::MissingToken(_) => x::MISSING_TOKEN,
+            AuthError::MalformedToken(_) => x::MALFORMED_TOKEN,
+            AuthError::WrongTokenType(_) => x::WRONG_TOKEN_TYPE,
+            AuthError::AlgorithmNotAllowed(_) => x::ALGORITHM_NOT_ALLOWED,
+            AuthError::UnsupportedCriticalHeader(_) => x::UNSUPPORTED_CRITICAL_HEADER,
+            AuthError::UnknownKey(_) => x::UNKNOWN_KEY,
+            AuthError::BadSignature(_) => x::BAD_SIGNATURE,
+            AuthError::WrongIssuer(_) => x::WRONG_ISSUER,
+            AuthError::WrongAudience(_) => x::WRONG_AUDIENCE,
+            AuthError::Expired(_) => x::TOKEN_EXPIRED,
+            AuthError::NotYetValid(_) => x::TOKEN_NOT_YET_VALID,
+            AuthError::BadClaim(_) => x::INVALID_CLAIM,
+            AuthError::Revoked(_) => x::TOKEN_REVOKED,
+            AuthError::LayerMissing(_) => x::LAYER_MISSING,
+        }
+    }
+
+    /// The protocol's code, when this error is exactly one the server also answers with:
+    /// `invalid_request`, `insufficient_scope`, `temporarily_unavailable`.
+    pub fn protocol_code(&self) -> Option<ErrorCode> {
+        match self {
+            AuthError::MalformedRequest(_) => Some(ErrorCode::InvalidRequest),
+            AuthError::InsufficientScope { .. } => Some(ErrorCode::InsufficientScope),
+            AuthError::Unavailable(_) => Some(ErrorCode::TemporarilyUnavailable),
+            _ => None,
         }
     }
 
     /// The RFC 6750 §3.1 `error` for the challenge; `None` when no credential was presented
     /// (the challenge then carries no error, as RFC 6750 §3.1 asks).
     pub fn oauth_error(&self) -> Option<&'static str> {
+        self.oauth_error_code().map(ErrorCode::as_str)
+    }
+
+    /// [`AuthError::oauth_error`] as the protocol's [`ErrorCode`].
+    pub fn oauth_error_code(&self) -> Option<ErrorCode> {
         match self {
             AuthError::MissingToken(_) | AuthError::Unavailable(_) | AuthError::LayerMissing(_) => {
                 None
             }
-            AuthError::MalformedRequest(_) => Some("invalid_request"),
-            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
-            _ => Some("invalid_token"),
+            AuthError::MalformedRequest(_) => Some(ErrorCode::InvalidRequest),
+            AuthError::InsufficientScope { .. } => Some(ErrorCode::InsufficientScope),
+            _ => Some(ErrorCode::InvalidToken),
         }
     }
 
@@ -228,3 +270,46 @@ impl IntoResponse for Rejection {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_error() -> Vec<AuthError> {
+        let d = || String::from("d");
+        vec![
+            AuthError::MissingToken(d()),
+            AuthError::MalformedRequest(d()),
+            AuthError::MalformedToken(d()),
+            AuthError::WrongTokenType(d()),
+            AuthError::AlgorithmNotAllowed(d()),
+            AuthError::UnsupportedCriticalHeader(d()),
+            AuthError::UnknownKey(d()),
+            AuthError::BadSignature(d()),
+            AuthError::WrongIssuer(d()),
+            AuthError::WrongAudience(d()),
+            AuthError::Expired(d()),
+            AuthError::NotYetValid(d()),
+            AuthError::BadClaim(d()),
+            AuthError::Revoked(d()),
+            AuthError::InsufficientScope {
+                required: vec![],
+                description: d(),
+            },
+            AuthError::Unavailable(d()),
+            AuthError::LayerMissing(d()),
+        ]
+    }
+
+    /// A code is the protocol's exactly when `protocol_code` says so; an extension code never
+    /// spells one of the protocol's (it would mean something else to a client).
+    #[test]
+    fn codes_are_the_protocols_or_a_distinct_extension() {
+        for e in every_error() {
+            match e.protocol_code() {
+                Some(code) => assert_eq!(e.code(), code.as_str()),
+                None => assert_eq!(ErrorCode::from_wire(e.code()), None, "{}", e.code()),
+            }
+        }
+    }
+}

@@ -49,7 +49,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use challenge::Challenge;
-pub use error::{AuthError, ConfigError, Rejection};
+pub use error::{AuthError, ConfigError, Rejection, extension_codes};
 pub use layer::{BearerLayer, BearerService, ScopeLayer, ScopeService};
 pub use verify::DEFAULT_ALGORITHMS;
 

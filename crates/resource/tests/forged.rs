@@ -5,15 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../server/tests/common/mod.rs"]
-mod common;
-
 use axum::Router;
 use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use consentry_resource::ProtectedResource;
+use consentry_testkit::*;
 use serde_json::{Map, Value};
 
 fn table() -> Vec<Value> {

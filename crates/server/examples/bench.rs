@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use consentry_server::config::builder::{Client, ConfigBuilder, Resource, TokenProfile};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -276,31 +277,23 @@ async fn main() {
         .database_url
         .clone()
         .unwrap_or_else(|| "sqlite://bench.db".into());
-    let config = format!(
-        r#"issuer = "http://127.0.0.1:{port}"
-listen = "127.0.0.1:{port}"
-authorization_url = "http://127.0.0.1:3000/oauth/authorize"
-database_url = "{db}"
-[[token_profiles]]
-id = "default"
-issuer = "urn:bench:issuer"
-audience = "urn:bench:audience"
-public_key_pem_file = "tat_public.pem"
-algorithms = ["ES256"]
-[[scopes]]
-name = "notes:read"
-description = "Read your notes"
-[[resources]]
-uri = "{RESOURCE}"
-name = "Notes"
-scopes = ["notes:read"]
-default_scopes = ["notes:read"]
-[[clients]]
-client_id = "bench"
-client_name = "Bench"
-redirect_uris = ["{REDIRECT}"]
-"#
-    );
+    let config = ConfigBuilder::loopback(port, "http://127.0.0.1:3000/oauth/authorize")
+        .database_url(db)
+        .token_profile(TokenProfile::with_key_file(
+            "default",
+            "urn:bench:issuer",
+            "urn:bench:audience",
+            "tat_public.pem",
+            &["ES256"],
+        ))
+        .scope("notes:read", "Read your notes")
+        .resource(Resource::new(RESOURCE, "Notes", &["notes:read"]).default_scopes(&["notes:read"]))
+        .client(Client {
+            token_endpoint_auth_method: None,
+            ..Client::public("bench", "Bench", &[REDIRECT])
+        })
+        .to_toml()
+        .unwrap();
     std::fs::write(dir.path().join("consentry.toml"), config).unwrap();
     let mut child = Command::new(&server_bin)
         .args(["serve", "--config"])

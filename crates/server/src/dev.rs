@@ -9,6 +9,7 @@ use consentry_protocol::append_query;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::config::builder::{Claims, Client, ConfigBuilder, Resource, TokenProfile};
 use crate::keys::{SigningAlg, generate_pem_keypair};
 
 pub const DEV_TAT_ISSUER: &str = "urn:consentry:dev:issuer";
@@ -21,62 +22,51 @@ pub struct DevOptions {
     pub resource: String,
 }
 
-fn dev_config(o: &DevOptions, introspection_secret: &str) -> String {
-    format!(
-        r#"# Written by `consentry dev`. Edit freely: it is only written when missing.
-issuer = "http://127.0.0.1:{port}"
-listen = "127.0.0.1:{port}"
-authorization_url = "{app}/oauth/authorize"
-database_url = "sqlite://consentry.db"
-allowed_origins = ["{app}"]
-signing_alg = "ES256"
-access_token_ttl_seconds = 3600
-refresh_token_ttl_seconds = 7776000
-refresh_reuse_grace_seconds = 0
-
-[[token_profiles]]
-id = "default"
-issuer = "{tat_iss}"
-audience = "{tat_aud}"
-public_key_pem_file = "tat_public.pem"
-algorithms = ["ES256"]
-max_lifetime_seconds = 900
-jit_provisioning = true
-[token_profiles.claims]
-user_id = "sub"
-email = "email"
-name = "name"
-roles = "roles"
-
-[[scopes]]
-name = "notes:read"
-description = "Read your notes"
-
-[[scopes]]
-name = "notes:write"
-description = "Create and change your notes"
-
-[[resources]]
-uri = "{resource}"
-name = "Notes"
-scopes = ["notes:read", "notes:write"]
-default_scopes = ["notes:read"]
-# Lets the MCP server check revocation at /oauth2/introspect (also in ./introspection_secret).
-introspection_secret = "{introspection_secret}"
-
-[[clients]]
-client_id = "demo-agent"
-client_name = "Demo agent"
-redirect_uris = ["http://127.0.0.1:9999/callback"]
-token_endpoint_auth_method = "none"
-"#,
-        port = o.port,
-        app = o.app_origin,
-        tat_iss = DEV_TAT_ISSUER,
-        tat_aud = DEV_TAT_AUDIENCE,
-        resource = o.resource,
-        introspection_secret = introspection_secret,
-    )
+/// The config `consentry dev` writes: the demo's token profile, scopes, resource and client.
+fn dev_config(o: &DevOptions, introspection_secret: &str) -> anyhow::Result<String> {
+    let mut config = ConfigBuilder::loopback(o.port, format!("{}/oauth/authorize", o.app_origin))
+        .database_url("sqlite://consentry.db")
+        .allowed_origin(o.app_origin.clone())
+        .token_profile(TokenProfile {
+            max_lifetime_seconds: Some(900),
+            jit_provisioning: Some(true),
+            claims: Some(Claims {
+                user_id: Some("sub".into()),
+                email: Some("email".into()),
+                name: Some("name".into()),
+                roles: Some("roles".into()),
+                jti: None,
+            }),
+            ..TokenProfile::with_key_file(
+                "default",
+                DEV_TAT_ISSUER,
+                DEV_TAT_AUDIENCE,
+                "tat_public.pem",
+                &["ES256"],
+            )
+        })
+        .scope("notes:read", "Read your notes")
+        .scope("notes:write", "Create and change your notes")
+        .resource(
+            Resource::new(o.resource.clone(), "Notes", &["notes:read", "notes:write"])
+                .default_scopes(&["notes:read"])
+                .introspection_secret(introspection_secret),
+        )
+        .client(Client::public(
+            "demo-agent",
+            "Demo agent",
+            &["http://127.0.0.1:9999/callback"],
+        ));
+    config.signing_alg = Some("ES256".into());
+    config.access_token_ttl_seconds = Some(3600);
+    config.refresh_token_ttl_seconds = Some(7_776_000);
+    config.refresh_reuse_grace_seconds = Some(0);
+    Ok(format!(
+        "# Written by `consentry dev`. Edit freely: it is only written when missing.\n\
+         # [[resources]] introspection_secret lets the MCP server check revocation at\n\
+         # /oauth2/introspect (it is also in ./introspection_secret).\n{}",
+        config.to_toml()?
+    ))
 }
 
 /// Write the dev folder if it is missing; returns the config path.
@@ -96,7 +86,7 @@ pub fn ensure_dev_dir(o: &DevOptions) -> anyhow::Result<PathBuf> {
         // that `cargo xtask demo` can hand it to the MCP server.
         let secret = crate::crypto::random_token(32);
         write_private(&o.dir.join("introspection_secret"), &secret)?;
-        std::fs::write(&config, dev_config(o, &secret))?;
+        std::fs::write(&config, dev_config(o, &secret)?)?;
     }
     Ok(config)
 }

@@ -30,12 +30,9 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-// consentry-core's test support: FakeJson (JSON over serde_json) and jwt() (an unsigned-looking
-// compact JWS for the SDK's local checks). Only those two are used here.
-#[allow(dead_code)]
-#[path = "../../core/tests/support/mod.rs"]
-mod support;
-use support::{FakeJson as J, jwt};
+// The test kit's scripted platform: FakeJson (JSON over serde_json) and jwt() (an unsigned-looking
+// compact JWS for the SDK's local checks).
+use consentry_testkit::platform::{FakeJson as J, jwt};
 
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 

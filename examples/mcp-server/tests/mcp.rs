@@ -5,13 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../../crates/server/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use consentry_testkit::*;
 use serde_json::{Value, json};
 
 const INTROSPECTION_SECRET: &str = "example-introspection-secret-0123456789abcdef";
@@ -88,17 +85,19 @@ async fn start(extra_args: &[&str]) -> (TestServer, McpServer) {
     for _ in 0..5 {
         let port = free_port();
         let resource = format!("http://127.0.0.1:{port}/mcp");
+        let configured = resource.clone();
         let s = Setup::new(Backend::Sqlite)
-            .extra(&format!(
-                r#"
-[[resources]]
-uri = "{resource}"
-name = "Example notes"
-scopes = ["notes:read", "notes:write"]
-default_scopes = ["notes:read"]
-introspection_secret = "{INTROSPECTION_SECRET}"
-"#
-            ))
+            .configure(move |c| {
+                c.resources.push(
+                    config::Resource::new(
+                        configured.clone(),
+                        "Example notes",
+                        &["notes:read", "notes:write"],
+                    )
+                    .default_scopes(&["notes:read"])
+                    .introspection_secret(INTROSPECTION_SECRET),
+                )
+            })
             .start()
             .await;
         match start_mcp(port, &s.base, &resource, extra_args) {

@@ -1,6 +1,7 @@
 //! `consentry.toml`: parsing, `CONSENTRY_<KEY>` environment overrides and validation. A bad
 //! config fails at start with a message naming the key and the problem.
 
+pub mod builder;
 pub mod jwt;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
 use consentry_server::store::Store;
+use consentry_testkit::*;
 
 on_both_backends!(a_purge_over_more_rows_than_a_batch_removes_exactly_the_expired_ones);
 

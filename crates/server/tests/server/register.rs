@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use consentry_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -23,52 +23,29 @@ use std::time::{Duration, Instant};
 use consentry_protocol::{ErrorCode, GrantType};
 use consentry_server::cimd::{CimdConfig, CimdError, CimdResolver, is_cimd_client_id};
 use consentry_server::error::ApiError;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 // ------------------------------------------------------------------------------------------
 // Test PKI and HTTPS server
 // ------------------------------------------------------------------------------------------
 
-struct Pki {
-    ca_file: tempfile::NamedTempFile,
-    cert: CertificateDer<'static>,
-    key_der: Vec<u8>,
-}
+type Pki = consentry_testkit::pki::TestPki;
 
 /// A CA, and a server certificate it signed for the loopback addresses and a few test names.
 fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "consentry test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-        "docs.example.test".to_owned(),
-        "agent.example.test".to_owned(),
-    ])
-    .unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let mut ca_file = tempfile::NamedTempFile::new().unwrap();
-    ca_file.write_all(ca_cert.pem().as_bytes()).unwrap();
-    ca_file.flush().unwrap();
-    Pki {
-        ca_file,
-        cert: cert.der().clone(),
-        key_der: key.serialize_der(),
-    }
+    Pki::new(
+        "consentry test CA",
+        &[
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "docs.example.test",
+            "agent.example.test",
+        ],
+    )
 }
 
 struct Server {
@@ -93,15 +70,7 @@ impl Server {
 }
 
 async fn start_server(pki: &Pki) -> Server {
-    consentry_server::install_crypto_providers();
-    let tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der.clone())),
-        )
-        .unwrap();
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = pki.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
@@ -1159,11 +1128,8 @@ async fn the_system_resolver_is_guarded_too() {
 // Through the real server: a CIMD client completes a flow
 // ------------------------------------------------------------------------------------------
 
-#[path = "common/mod.rs"]
-mod common;
-
-async fn cimd_client_completes_a_flow(b: common::Backend) {
-    use common::*;
+async fn cimd_client_completes_a_flow(b: consentry_testkit::Backend) {
+    use consentry_testkit::*;
     let pki = pki();
     let docs = start_server(&pki).await;
     let client_id = docs.url("/valid");
@@ -1240,7 +1206,7 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
     assert_eq!(e["error"], "invalid_client");
     assert!(e.get("redirect_uri").is_none(), "{e}");
     // Without the allow-list entry, loopback is a special-use address: refused.
-    let guarded = Setup::new(common::Backend::Sqlite).start().await;
+    let guarded = Setup::new(consentry_testkit::Backend::Sqlite).start().await;
     let session = guarded.session("cimd-user").await;
     let (status, e) = guarded.start_flow(&session, &p).await;
     assert_eq!(status, 400, "{e}");
@@ -1252,12 +1218,12 @@ async fn cimd_client_completes_a_flow(b: common::Backend) {
 /// A server whose `[cimd]` may fetch from `docs` (and trusts the test CA), plus `extra` lines
 /// in `[cimd]`.
 async fn server_for(
-    b: common::Backend,
+    b: consentry_testkit::Backend,
     pki: &Pki,
     docs: &Server,
     extra: &str,
-) -> common::TestServer {
-    common::Setup::new(b)
+) -> consentry_testkit::TestServer {
+    consentry_testkit::Setup::new(b)
         .extra(&format!(
             "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\n{extra}\n",
             docs.port,
@@ -1271,8 +1237,8 @@ async fn server_for(
 /// resolve a metadata-document client_id: forged codes (`?t=0..9` variants), codes and tokens of
 /// other clients, unknown tokens, secrets and grants a public client cannot have — none fetches
 /// the document. The client's own code and tokens still work.
-async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Backend) {
-    use common::*;
+async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: consentry_testkit::Backend) {
+    use consentry_testkit::*;
     let pki = pki();
     let docs = start_server(&pki).await;
     let s = server_for(b, &pki, &docs, "").await;
@@ -1396,7 +1362,7 @@ async fn nothing_is_fetched_for_forged_codes_or_tokens_of_others(b: common::Back
 /// host, and every test host is 127.0.0.1.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fetch_failure_reads_the_same_to_the_caller() {
-    use common::*;
+    use consentry_testkit::*;
     let pki = pki();
     let docs = start_server(&pki).await;
     // Another host, with a certificate from a CA the server does not trust.
@@ -1417,7 +1383,7 @@ async fn every_fetch_failure_reads_the_same_to_the_caller() {
         (docs.url("/slow"), docs.port, "timed out after 3 s"),
     ];
     for (url, port, cause) in &cases {
-        let s = Setup::new(common::Backend::Sqlite)
+        let s = Setup::new(consentry_testkit::Backend::Sqlite)
             .extra(&format!(
                 "[cimd]\nallow_hosts = [\"127.0.0.1:{port}\"]\nextra_ca_file = \"{}\"\n",
                 pki.ca_file.path().display()
@@ -1443,11 +1409,11 @@ async fn every_fetch_failure_reads_the_same_to_the_caller() {
 
 /// Behind a trusted proxy, the fetch budget is the forwarded client's: one address runs out
 /// (429, Retry-After), another still fetches.
-async fn the_fetch_budget_is_per_forwarded_client(b: common::Backend) {
-    use common::*;
+async fn the_fetch_budget_is_per_forwarded_client(b: consentry_testkit::Backend) {
+    use consentry_testkit::*;
     let pki = pki();
     let docs = start_server(&pki).await;
-    let s = common::Setup::new(b)
+    let s = consentry_testkit::Setup::new(b)
         .top("trusted_proxies", "[\"127.0.0.1/32\"]")
         .extra(&format!(
             "[cimd]\nallow_hosts = [\"127.0.0.1:{}\"]\nextra_ca_file = \"{}\"\nfetches_per_client_per_minute = 2\n",
@@ -1493,7 +1459,7 @@ async fn the_fetch_budget_is_per_forwarded_client(b: common::Backend) {
     assert_eq!(docs.total_hits(), 3);
 }
 
-on_both_backends!(
+consentry_testkit::on_both_backends!(
     cimd_client_completes_a_flow,
     nothing_is_fetched_for_forged_codes_or_tokens_of_others,
     the_fetch_budget_is_per_forwarded_client,

@@ -4,22 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use consentry_server::keys::{SigningAlg, SigningKey};
+use consentry_testkit::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-// This test sleeps 61 s (sessions are minute-granular: 1 minute is the shortest). It runs on
-// SQLite only, as a plain #[tokio::test] outside `on_both_backends!`, so the suite pays for the
-// wait once; session expiry is checked by the HMAC'd token itself, not by the database.
+// Sessions are minute-granular (1 minute is the shortest), so rather than wait a minute the test
+// ages the session it got: the same claims, issued and expiring 61 s earlier, sealed with the
+// server's own session key (`TestServer::aged_session`). SQLite only: session expiry is checked by
+// the HMAC'd token itself, not by the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expires_after_session_duration_minutes() {
     let s = Setup::new(Backend::Sqlite).start().await;
@@ -36,7 +35,7 @@ async fn session_expires_after_session_duration_minutes() {
     // still good before the minute is up
     let (status, body) = s.submit(&session, &p, true).await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(Duration::from_secs(61)).await;
+    let session = s.aged_session(&session, 61).await;
     let r = s.submit(&session, &p, true).await;
     refused(&r, 401, "session_expired", &["expired"]);
     let r = s.start_flow(&session, &p).await;
@@ -331,7 +330,7 @@ async fn alg_must_be_one_the_profile_allows(b: Backend) {
     // RS256-only profile on a second server: an ES256 token is refused.
     let mut setup = Setup::new(b);
     setup.keys = TatKeys::rs256();
-    setup.profile_algorithms = "[\"RS256\"]".into();
+    setup.profile_algorithms = vec!["RS256".into()];
     let rs = setup.start().await;
     accepted(&rs.attest(&rs.keys.tat("ann")).await, "ann");
     let ec = TatKeys::es256();
@@ -1529,82 +1528,9 @@ async fn jwks_endless_chunked_body_fails_fast_with_the_size_error() {
     assert_healthy(&s).await;
 }
 
-/// A test CA (its PEM) and a certificate it signed for 127.0.0.1.
-struct Pki {
-    ca_pem: String,
-    cert: rustls::pki_types::CertificateDer<'static>,
-    key_der: Vec<u8>,
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "consentry internal IdP test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    Pki {
-        ca_pem: ca_cert.pem(),
-        cert: cert.der().clone(),
-        key_der: key.serialize_der(),
-    }
-}
-
-/// A host on HTTPS (loopback) whose certificate the test CA signed, answering every request
-/// with the JSON in `body`; its port, and a count of the requests that got through the TLS
-/// handshake.
-async fn tls_host(pki: &Pki, body: Arc<Mutex<Value>>) -> (u16, Arc<AtomicUsize>) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    consentry_server::install_crypto_providers();
-    let tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![pki.cert.clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.key_der.clone())),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = served.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (acceptor, counter, body) = (acceptor.clone(), counter.clone(), body.clone());
-            tokio::spawn(async move {
-                let Ok(mut stream) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let body = body.lock().unwrap().to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    (port, served)
+/// A test CA and a certificate it signed for 127.0.0.1.
+fn pki() -> pki::TestPki {
+    pki::TestPki::new("consentry internal IdP test CA", &["127.0.0.1"])
 }
 
 /// An identity provider on an internal CA: trusted through the top-level `extra_ca_file` (or
@@ -1613,7 +1539,8 @@ async fn tls_host(pki: &Pki, body: Arc<Mutex<Value>>) -> (u16, Arc<AtomicUsize>)
 async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
     let pki = pki();
     let (keys, jwk, kid) = jwk_key(SigningAlg::ES256);
-    let (port, served) = tls_host(&pki, Arc::new(Mutex::new(json!({"keys": [jwk]})))).await;
+    let (port, served) =
+        pki::json_tls_host(&pki, Arc::new(Mutex::new(json!({"keys": [jwk]})))).await;
     let url = format!("https://127.0.0.1:{port}/jwks.json");
     let ca_dir = tempfile::tempdir().unwrap();
     let ca_path = ca_dir.path().join("internal-ca.pem");
@@ -1663,7 +1590,7 @@ async fn jwks_host_on_a_private_ca_is_trusted_with_extra_ca_file_only() {
 async fn cimd_host_on_a_private_ca_is_trusted_with_the_top_level_extra_ca_file() {
     let pki = pki();
     let doc = Arc::new(Mutex::new(Value::Null));
-    let (port, served) = tls_host(&pki, doc.clone()).await;
+    let (port, served) = pki::json_tls_host(&pki, doc.clone()).await;
     let client_id = format!("https://127.0.0.1:{port}/agent.json");
     *doc.lock().unwrap() = json!({
         "client_id": client_id,

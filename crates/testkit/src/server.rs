@@ -1,19 +1,20 @@
-//! Test harness: start the real `consentry` binary on a free loopback port with a config of our
-//! own (its own TAT keypair, clients and resources) on SQLite or PostgreSQL, and talk to it over
-//! HTTP like any independent client would.
-
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The server harness: start the real `consentry` binary on a free loopback port with a config of
+//! our own (its own TAT keypair, clients and resources, rendered by [`ConfigBuilder`]) on SQLite or
+//! PostgreSQL, and talk to it over HTTP like any independent client would.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+
+use crate::config::{Client, ConfigBuilder, Resource, Scope, TokenProfile};
 
 pub const RESOURCE: &str = "http://127.0.0.1:8788/mcp";
 pub const OTHER_RESOURCE: &str = "http://127.0.0.1:8789/files";
@@ -47,7 +48,9 @@ impl Backend {
     }
 }
 
-/// Run each listed `async fn name(Backend)` as `sqlite::name` and `postgres::name`.
+/// Run each listed `async fn name(Backend)` as `sqlite::name` and `postgres::name`. Expanded in
+/// the calling crate, so that a test of `consentry-server` itself runs the binary cargo built for
+/// it (`CARGO_BIN_EXE_consentry`, see [`binary`]).
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -55,7 +58,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::common::Backend::Sqlite).await
+                    $crate::use_binary(option_env!("CARGO_BIN_EXE_consentry"));
+                    super::$name($crate::Backend::Sqlite).await
                 }
             )*
         }
@@ -63,7 +67,8 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    if let Some(b) = $crate::common::Backend::postgres() {
+                    $crate::use_binary(option_env!("CARGO_BIN_EXE_consentry"));
+                    if let Some(b) = $crate::Backend::postgres() {
                         super::$name(b).await
                     }
                 }
@@ -159,18 +164,24 @@ pub fn tat_claims(user: &str) -> Value {
     })
 }
 
-/// A config file, editable before start.
+/// A typed change to the harness's config, applied before rendering.
+pub type ConfigEdit = Arc<dyn Fn(&mut ConfigBuilder) + Send + Sync>;
+
+/// A config file, editable before start: the harness's config ([`test_config`]) with typed edits
+/// ([`Setup::configure`]), then raw top-level overrides ([`Setup::top`]) and raw TOML appended
+/// ([`Setup::extra`]) for what a test wants to write by hand (invalid values, aliases, tables the
+/// builder does not model).
+#[derive(Clone)]
 pub struct Setup {
     pub backend: Backend,
     pub keys: TatKeys,
     /// Extra TOML appended at the end (more profiles, clients, scopes…).
     pub extra: String,
-    /// Top-level keys overriding the defaults (inserted before any table).
+    /// Top-level keys overriding the defaults: `(key, TOML value)`.
     pub top: Vec<(String, String)>,
-    pub profile_algorithms: String,
-    /// Extra TOML lines placed inside the first `[[resources]]` table (`RESOURCE`), e.g.
-    /// `introspection_secret = "…"`.
-    pub resource_extra: String,
+    /// The default profile's `algorithms`.
+    pub profile_algorithms: Vec<String>,
+    pub edits: Vec<ConfigEdit>,
 }
 
 impl Setup {
@@ -180,18 +191,28 @@ impl Setup {
             keys: TatKeys::es256(),
             extra: String::new(),
             top: Vec::new(),
-            profile_algorithms: "[\"ES256\"]".into(),
-            resource_extra: String::new(),
+            profile_algorithms: vec!["ES256".into()],
+            edits: Vec::new(),
         }
     }
 
-    /// Add TOML lines inside the `RESOURCE` table (see `resource_extra`).
-    pub fn resource_extra(mut self, toml: &str) -> Setup {
-        self.resource_extra.push_str(toml);
-        self.resource_extra.push('\n');
+    /// A typed change to the config (`|c| c.access_token_ttl_seconds = Some(30)`).
+    pub fn configure(mut self, edit: impl Fn(&mut ConfigBuilder) + Send + Sync + 'static) -> Setup {
+        self.edits.push(Arc::new(edit));
         self
     }
 
+    /// `introspection_secret` of the `RESOURCE` table.
+    pub fn introspection_secret(self, secret: &str) -> Setup {
+        let secret = secret.to_owned();
+        self.configure(move |c| {
+            if let Some(r) = c.resources.iter_mut().find(|r| r.uri == RESOURCE) {
+                r.introspection_secret = Some(secret.clone());
+            }
+        })
+    }
+
+    /// A top-level key, its value written as TOML (`"30"`, `"\"text\""`, `"[\"a\"]"`).
     pub fn top(mut self, key: &str, value: &str) -> Setup {
         self.top.push((key.into(), value.into()));
         self
@@ -206,6 +227,84 @@ impl Setup {
     pub async fn start(self) -> TestServer {
         TestServer::start(self).await
     }
+
+    /// The config file's text for a server on `port` with `database_url`.
+    pub fn render(&self, port: u16, database_url: &str) -> String {
+        let mut config = test_config(port, database_url, &self.profile_algorithms);
+        for edit in &self.edits {
+            edit(&mut config);
+        }
+        let mut table = match toml::Value::try_from(&config).unwrap() {
+            toml::Value::Table(t) => t,
+            other => panic!("a config renders as a table, not {other}"),
+        };
+        for (key, value) in &self.top {
+            let parsed: toml::Table = toml::from_str(&format!("v = {value}"))
+                .unwrap_or_else(|e| panic!("top({key:?}, {value:?}) is not a TOML value: {e}"));
+            table.insert(key.clone(), parsed["v"].clone());
+        }
+        let mut text = toml::to_string(&table).unwrap();
+        text.push('\n');
+        text.push_str(&self.extra);
+        text
+    }
+}
+
+/// The harness's config: issuer and listen on `port`, the TAT profile `default` (`TAT_ISS`,
+/// `TAT_AUD`, key in `tat_public.pem`), the notes and files scopes and resources, and the
+/// clients `demo-agent` (`REDIRECT`), `native-app` and `other-agent`.
+pub fn test_config(port: u16, database_url: &str, algorithms: &[String]) -> ConfigBuilder {
+    let algorithms: Vec<&str> = algorithms.iter().map(String::as_str).collect();
+    let mut c = ConfigBuilder::loopback(port, "http://127.0.0.1:3000/oauth/authorize")
+        .database_url(database_url)
+        .allowed_origin("http://127.0.0.1:3000")
+        .token_profile(TokenProfile {
+            max_lifetime_seconds: Some(900),
+            jit_provisioning: Some(true),
+            ..TokenProfile::with_key_file(
+                "default",
+                TAT_ISS,
+                TAT_AUD,
+                "tat_public.pem",
+                &algorithms,
+            )
+        })
+        .scope("notes:read", "Read your notes")
+        .scope("notes:write", "Create and change your notes");
+    c.scopes.push(Scope {
+        name: "notes:admin".into(),
+        description: "Administer notes".into(),
+        required_roles: vec!["admin".into()],
+    });
+    c.scope("files:read", "Read your files")
+        .resource(
+            Resource::new(
+                RESOURCE,
+                "Notes",
+                &["notes:read", "notes:write", "notes:admin"],
+            )
+            .default_scopes(&["notes:read"]),
+        )
+        .resource(
+            Resource::new(OTHER_RESOURCE, "Files", &["files:read"]).default_scopes(&["files:read"]),
+        )
+        .client(Client::public(CLIENT, "Demo agent", &[REDIRECT]))
+        .client(Client {
+            token_endpoint_auth_method: None,
+            ..Client::public(
+                "native-app",
+                "Native app",
+                &["http://127.0.0.1/callback", "com.example.app:/oauth/cb"],
+            )
+        })
+        .client(Client {
+            token_endpoint_auth_method: None,
+            ..Client::public(
+                "other-agent",
+                "Other agent",
+                &["https://other.example.com/cb"],
+            )
+        })
 }
 
 pub struct TestServer {
@@ -219,12 +318,22 @@ pub struct TestServer {
     pub port: u16,
 }
 
-/// The `consentry` binary. This package's tests get it from cargo; other packages whose tests
-/// include this harness (`#[path]`, e.g. crates/resource) build it once per test process, since
-/// `cargo test -p <their package>` alone does not build another package's binaries.
+static BINARY: OnceLock<PathBuf> = OnceLock::new();
+
+/// Run this binary (the first call with `Some` wins). `on_both_backends!` passes
+/// `option_env!("CARGO_BIN_EXE_consentry")`, which cargo sets for `consentry-server`'s own tests.
+pub fn use_binary(path: Option<&str>) {
+    if let Some(path) = path {
+        let _ = BINARY.set(PathBuf::from(path));
+    }
+}
+
+/// The `consentry` binary: the one given to [`use_binary`], else the one in the running test's
+/// target profile, built once per test process when missing or stale, since `cargo test -p
+/// <another package>` alone does not build the server's binary.
 pub fn binary() -> &'static Path {
-    match option_env!("CARGO_BIN_EXE_consentry") {
-        Some(path) => Path::new(path),
+    match BINARY.get() {
+        Some(path) => path,
         None => built_binary(),
     }
 }
@@ -348,87 +457,7 @@ impl TestServer {
                 .unwrap_or_else(|| tempfile::tempdir().unwrap());
             std::fs::write(dir.path().join("tat_public.pem"), &keys.public_pem).unwrap();
             let port = free_port();
-            let mut top: HashMap<String, String> = HashMap::new();
-            top.insert("issuer".into(), format!("\"http://127.0.0.1:{port}\""));
-            top.insert("listen".into(), format!("\"127.0.0.1:{port}\""));
-            top.insert(
-                "authorization_url".into(),
-                "\"http://127.0.0.1:3000/oauth/authorize\"".into(),
-            );
-            top.insert("database_url".into(), format!("\"{database_url}\""));
-            top.insert(
-                "allowed_origins".into(),
-                "[\"http://127.0.0.1:3000\"]".into(),
-            );
-            for (k, v) in &setup.top {
-                top.insert(k.clone(), v.clone());
-            }
-            let mut config = String::new();
-            let mut keys_sorted: Vec<_> = top.iter().collect();
-            keys_sorted.sort();
-            for (k, v) in keys_sorted {
-                config.push_str(&format!("{k} = {v}\n"));
-            }
-            config.push_str(&format!(
-                r#"
-[[token_profiles]]
-id = "default"
-issuer = "{TAT_ISS}"
-audience = "{TAT_AUD}"
-public_key_pem_file = "tat_public.pem"
-algorithms = {algs}
-max_lifetime_seconds = 900
-jit_provisioning = true
-
-[[scopes]]
-name = "notes:read"
-description = "Read your notes"
-
-[[scopes]]
-name = "notes:write"
-description = "Create and change your notes"
-
-[[scopes]]
-name = "notes:admin"
-description = "Administer notes"
-required_roles = ["admin"]
-
-[[scopes]]
-name = "files:read"
-description = "Read your files"
-
-[[resources]]
-uri = "{RESOURCE}"
-name = "Notes"
-scopes = ["notes:read", "notes:write", "notes:admin"]
-default_scopes = ["notes:read"]
-{resource_extra}
-[[resources]]
-uri = "{OTHER_RESOURCE}"
-name = "Files"
-scopes = ["files:read"]
-default_scopes = ["files:read"]
-
-[[clients]]
-client_id = "{CLIENT}"
-client_name = "Demo agent"
-redirect_uris = ["{REDIRECT}"]
-token_endpoint_auth_method = "none"
-
-[[clients]]
-client_id = "native-app"
-client_name = "Native app"
-redirect_uris = ["http://127.0.0.1/callback", "com.example.app:/oauth/cb"]
-
-[[clients]]
-client_id = "other-agent"
-client_name = "Other agent"
-redirect_uris = ["https://other.example.com/cb"]
-"#,
-                algs = setup.profile_algorithms,
-                resource_extra = setup.resource_extra,
-            ));
-            config.push_str(&setup.extra);
+            let config = setup.render(port, database_url);
             let config_path = dir.path().join("consentry.toml");
             std::fs::write(&config_path, &config).unwrap();
 
@@ -754,6 +783,12 @@ pub struct Pkce {
     pub challenge: String,
 }
 
+impl Default for Pkce {
+    fn default() -> Pkce {
+        Pkce::new()
+    }
+}
+
 impl Pkce {
     pub fn new() -> Pkce {
         let verifier = format!("{}{}", random_id(), "x".repeat(43));
@@ -880,5 +915,104 @@ impl TestServer {
         h.extend_from_slice(headers);
         self.raw(reqwest::Method::POST, "/oauth2/token", &h, form_body(form))
             .await
+    }
+}
+
+/// Tokens as the server would have issued them some time ago, signed with its own keys (read from
+/// its database): expiry rules are tested without waiting for a clock. Only a token's times
+/// change; the server checks them exactly as it would a token that aged for real.
+impl TestServer {
+    /// One text value from the server's database (`sql` returns one row, one text column).
+    pub async fn db_text(&self, sql: &str) -> String {
+        let url = self.database_url_for_sibling();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        }
+    }
+
+    /// The server's current access-token signing key.
+    pub async fn signing_key(&self) -> consentry_server::keys::SigningKey {
+        use consentry_server::keys::{SigningAlg, SigningKey};
+        let current =
+            "FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1";
+        let alg = self.db_text(&format!("SELECT alg {current}")).await;
+        let der = self.db_text(&format!("SELECT private_key {current}")).await;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(der)
+            .unwrap();
+        SigningKey::from_pkcs8(SigningAlg::parse(&alg).unwrap(), &der).unwrap()
+    }
+
+    /// The server's session and code sealing keys.
+    pub async fn sealer(&self) -> consentry_server::crypto::Sealer {
+        let secret = |name: &str| format!("SELECT value FROM server_secrets WHERE name = '{name}'");
+        consentry_server::crypto::Sealer::new(
+            &self.db_text(&secret("session_hmac")).await,
+            &self.db_text(&secret("code_aead")).await,
+        )
+        .unwrap()
+    }
+
+    /// `access_token` as if issued `seconds` earlier: same claims and key, `iat`, `nbf` and `exp`
+    /// moved back.
+    pub async fn aged_access_token(&self, access_token: &str, seconds: i64) -> String {
+        let mut claims = jwt_claims(access_token);
+        for time in ["iat", "nbf", "exp"] {
+            if let Some(t) = claims[time].as_i64() {
+                claims[time] = json!(t - seconds);
+            }
+        }
+        self.signing_key()
+            .await
+            .sign_jwt("at+jwt", &claims)
+            .unwrap()
+    }
+
+    /// The browser session `session_token` as if attested `seconds` earlier (issued and expiry
+    /// times moved back), sealed with the server's session key.
+    pub async fn aged_session(&self, session_token: &str, seconds: i64) -> String {
+        let sealer = self.sealer().await;
+        let mut claims = match sealer.open_session(session_token, now()) {
+            Ok(claims) => claims,
+            Err(_) => panic!("not a live session token of this server: {session_token}"),
+        };
+        claims.i -= seconds;
+        claims.e -= seconds;
+        sealer.session_token(&claims).unwrap()
+    }
+}
+
+impl TestServer {
+    /// Run test-made SQL (no parameters) on the server's database, behind its back.
+    pub async fn db_exec(&self, sql: &str) {
+        let url = self.database_url_for_sibling();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            conn.execute_batch(sql).unwrap();
+        } else {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The grant (token family) of `refresh_token` as if created `seconds` earlier.
+    pub async fn age_grant_of(&self, refresh_token: &str, seconds: i64) {
+        let hash = consentry_server::crypto::sha256_hex(refresh_token);
+        self.db_exec(&format!(
+            "UPDATE token_families SET created_at = created_at - {seconds} WHERE family_id = \
+             (SELECT family_id FROM refresh_tokens WHERE token_hash = '{hash}')"
+        ))
+        .await;
     }
 }

@@ -3,9 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use consentry_testkit::*;
 use serde_json::json;
 
 on_both_backends!(

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use consentry_server::keys::{SigningAlg, SigningKey};
+use consentry_testkit::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const DOC: &str = include_str!("../../../docs/idp-recipes.md");
+const DOC: &str = include_str!("../../../../docs/idp-recipes.md");
 
 /// The TOML block after `<!-- recipe: {name} -->`.
 fn recipe(name: &str) -> String {

@@ -1,4 +1,5 @@
-//! A scripted [`Platform`] for native tests: canned responses, recorded requests, a fixed clock.
+//! A scripted [`Platform`] for the browser-SDK crates' tests (native and wasm32): canned
+//! responses, recorded requests, a fixed clock.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use consentry_testkit::*;
 use serde_json::{Value, json};
 
 on_both_backends!(
