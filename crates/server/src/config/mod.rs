@@ -3,6 +3,9 @@
 
 pub mod builder;
 pub mod jwt;
+mod net;
+
+pub use net::{parse_proxy, read_ca_certificates};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -863,18 +866,6 @@ fn extra_ca_file(
     Ok(Some(path))
 }
 
-/// The certificates of a PEM CA file (at least one), for outbound HTTPS clients.
-pub fn read_ca_certificates(key: &str, path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
-    let pem =
-        std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .with_context(|| format!("{key}: {} is not PEM certificates", path.display()))?;
-    if certs.is_empty() {
-        bail!("{key}: {} contains no certificate", path.display());
-    }
-    Ok(certs)
-}
-
 /// `[registration]` beyond its mode: initial access tokens as long as `admin_key`, limits and
 /// lifetimes in range.
 fn validate_registration(r: &RegistrationConfig) -> anyhow::Result<()> {
@@ -942,16 +933,3 @@ fn resolve_database_url(url: &str, base: &Path) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests;
-
-/// Parse a `trusted_proxies` entry: a CIDR block (`10.0.0.0/8`, `fd00::/8`) or one address.
-pub fn parse_proxy(entry: &str) -> Result<ipnet::IpNet, String> {
-    let e = entry.trim();
-    if let Ok(net) = e.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    e.parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| {
-            format!("'{entry}' is not a CIDR block or an IP address (e.g. '10.0.0.0/8', '::1')")
-        })
-}
