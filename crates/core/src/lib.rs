@@ -15,6 +15,7 @@
 //! (and its number formatting) out of the browser bundle.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod client;
 mod error;

@@ -7,6 +7,7 @@
 //! library, no I/O.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod authorize;
 pub mod error;
