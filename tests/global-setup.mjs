@@ -20,6 +20,9 @@ function newestMtime(p) {
 }
 
 export default async function globalSetup() {
+  // `cargo xtask leptos-test` runs only the leptos-app project (examples/leptos-app, which it
+  // built): neither the Next app nor the Vite example is needed.
+  if (process.env.CONSENTRY_E2E_ONLY === 'leptos-app') return;
   const next = path.join(NEXT_APP_DIR, 'node_modules/.bin/next');
   if (!existsSync(next)) throw new Error(`${next} is missing: run \`npm ci\` in examples/nextjs-app (cargo xtask test does)`);
   // headless.spec.mjs builds examples/vite-headless per run (the build inlines this run's ports).

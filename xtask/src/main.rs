@@ -12,6 +12,8 @@
 //! cargo xtask sdk-pack-test                            npm pack it into fresh Vite and Next apps
 //! cargo xtask examples-test                            build it and run examples/{nextjs-app,vite-headless} tests
 //! cargo xtask e2e-test                                 the example agent end to end against the whole demo
+//! cargo xtask leptos-app / leptos-test                 examples/leptos-app: build / components + end to end
+//! cargo xtask publish-check                            cargo package of the crates.io crates
 //! ```
 //!
 //! std only, on purpose: this must build in seconds on a fresh machine.
@@ -20,8 +22,10 @@ mod bench;
 mod browser;
 mod builds;
 mod demo;
+mod leptos_app;
 mod postgres;
 mod process;
+mod publish;
 mod sdk;
 mod test;
 
@@ -81,6 +85,10 @@ commands:
   sdk-pack-test                 `sdk`, then `npm pack` it, install the tarball into fresh Vite 8 and Next 16
                                 apps (tests/packaging/apps), build them with no config (vite build, next
                                 build, next build --webpack) and run a real flow in each, in Chromium
+  leptos-app                    build examples/leptos-app (wasm32 + wasm-bindgen, its axum backend)
+  leptos-test                   consentry-ui's Leptos components in Chromium, then examples/leptos-app end
+                                to end (the example agent, consentry, the MCP server, the user in Chromium)
+  publish-check                 cargo doc -D warnings and `cargo package` of the crates.io crates
   examples-test                 `sdk`, then `npm ci` (when its lockfile changed) in examples/nextjs-app and
                                 examples/vite-headless, tsc, and their Playwright tests: production
                                 builds, the real server, login + consent + code exchange in Chromium
@@ -152,6 +160,12 @@ fn main() -> ExitCode {
             step(E2E_TEST_STEP, test_e2e)?;
             Ok(ExitCode::SUCCESS)
         }),
+        "leptos-app" => no_args("leptos-app", rest).and_then(|()| leptos_app::cmd_build()),
+        "leptos-test" => no_args("leptos-test", rest).and_then(|()| {
+            step(leptos_app::COMPONENTS_STEP, leptos_app::test_components)?;
+            step(leptos_app::E2E_STEP, leptos_app::test_e2e).map(|()| ExitCode::SUCCESS)
+        }),
+        "publish-check" => no_args("publish-check", rest).and_then(|()| publish::cmd_check()),
         "wasm-test" => no_args("wasm-test", rest).and_then(|()| {
             step(WASM_TEST_STEP, test_wasm_in_browser)?;
             Ok(ExitCode::SUCCESS)

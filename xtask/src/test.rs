@@ -111,7 +111,13 @@ pub(crate) fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
     step(WASM_TEST_STEP, test_wasm_in_browser)?;
     step(SDK_PACK_STEP, test_sdk_packaging)?;
     step(EXAMPLES_TEST_STEP, test_examples)?;
-    step(E2E_TEST_STEP, test_e2e)
+    step(E2E_TEST_STEP, test_e2e)?;
+    step(
+        crate::leptos_app::COMPONENTS_STEP,
+        crate::leptos_app::test_components,
+    )?;
+    step(crate::leptos_app::E2E_STEP, crate::leptos_app::test_e2e)?;
+    step(crate::publish::STEP, crate::publish::check)
 }
 
 /// Print a step header, run it, and report how long it took or that it failed.

@@ -14,6 +14,7 @@ use crate::tat::check_usable;
 /// A browser session from `attest` (or a one-round-trip `authorize_start`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Session {
+    /// The bearer token for the browser API.
     pub token: String,
     /// Unix seconds, when the server said.
     pub expires_at: Option<f64>,
@@ -22,8 +23,11 @@ pub struct Session {
 /// Sign in and start in one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TatLogin {
+    /// The Trusted Auth Token (a JWT for the signed-in user).
     pub trusted_auth_token: String,
+    /// The `[[token_profiles]] id` that verifies it.
     pub profile_id: String,
+    /// How long the session may last, in minutes (the server caps it).
     pub session_duration_minutes: Option<u32>,
 }
 
@@ -45,10 +49,12 @@ impl<P: Platform> Client<P> {
         }
     }
 
+    /// The transport this client sends through.
     pub fn platform(&self) -> &P {
         &self.platform
     }
 
+    /// The current session, if signed in.
     pub fn session(&self) -> Option<Session> {
         self.session.borrow().clone()
     }

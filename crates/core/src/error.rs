@@ -46,6 +46,7 @@ impl SdkErrorCode {
 /// What went wrong, for a `ConsentryError` in JavaScript.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SdkError {
+    /// The stable code (`error.code` in JavaScript).
     pub code: SdkErrorCode,
     /// The HTTP status, when the server answered.
     pub status: Option<u16>,
@@ -57,6 +58,7 @@ pub struct SdkError {
 }
 
 impl SdkError {
+    /// An error found in the browser, before or without any request.
     pub fn local(code: SdkErrorCode, description: impl Into<String>) -> Self {
         SdkError {
             code,
@@ -86,6 +88,7 @@ impl SdkError {
         }
     }
 
+    /// The request got no HTTP answer (`network_error`); `detail` is what the platform said.
     pub fn network(detail: &str) -> Self {
         let mut description = String::from(
             "the request got no HTTP response (offline, or the server does not allow this page's origin in allowed_origins)",
@@ -97,6 +100,7 @@ impl SdkError {
         SdkError::local(SdkErrorCode::NetworkError, description)
     }
 
+    /// The server answered `status` with something other than `what` (`invalid_response`).
     pub fn invalid_response(status: u16, what: &str) -> Self {
         let mut description = String::from("unexpected response from the server: ");
         description.push_str(what);

@@ -5,12 +5,16 @@ use core::future::Future;
 use consentry_protocol::{ErrorBody, ErrorCode};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The HTTP methods the browser API uses.
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `POST` (with a JSON body).
     Post,
 }
 
 impl Method {
+    /// The method's name on the wire.
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
@@ -25,10 +29,15 @@ impl Method {
 pub struct WireObject(pub Vec<(&'static str, WireValue)>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A member value of a [`WireObject`].
 pub enum WireValue {
+    /// A JSON string.
     Str(String),
+    /// A JSON array of strings.
     StrList(Vec<String>),
+    /// A JSON boolean.
     Bool(bool),
+    /// A JSON number (a small unsigned integer).
     U32(u32),
 }
 
@@ -50,7 +59,9 @@ impl WireObject {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// One browser API request, for the [`Platform`] to send.
 pub struct HttpRequest {
+    /// `GET` or `POST`.
     pub method: Method,
     /// Absolute URL: the client's base URL plus the endpoint path.
     pub url: String,
@@ -63,7 +74,9 @@ pub struct HttpRequest {
 /// An HTTP answer. `body` is `None` when the response was not JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpResponse<J> {
+    /// The HTTP status.
     pub status: u16,
+    /// The parsed JSON body.
     pub body: Option<J>,
 }
 
@@ -71,6 +84,7 @@ pub struct HttpResponse<J> {
 /// `TypeError: Failed to fetch` says little, on purpose: CORS failures are opaque).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportError {
+    /// What the platform reported.
     pub detail: String,
 }
 
@@ -80,7 +94,9 @@ pub trait JsonObject {
     fn str_member(&self, key: &str) -> Option<String>;
     /// The numeric member `key` of an object.
     fn num_member(&self, key: &str) -> Option<f64>;
+    /// Whether the value is a JSON object (not an array).
     fn is_object(&self) -> bool;
+    /// Whether the value is a JSON array.
     fn is_array(&self) -> bool;
     /// The boolean member `key` of an object.
     fn bool_member(&self, key: &str) -> Option<bool>;
@@ -98,6 +114,7 @@ pub trait JsonObject {
 
 /// HTTP, JSON and the clock.
 pub trait Platform {
+    /// The platform's parsed JSON value.
     type Json: JsonObject;
 
     /// Send one request. Never follows the caller's navigation; never sends cookies.

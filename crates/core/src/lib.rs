@@ -13,8 +13,19 @@
 //! [`Platform`] trait: `consentry-wasm` implements it with the browser's `fetch`/`JSON`/`Date`, and
 //! the unit tests with a scripted fake. Keeping JSON behind the trait is what keeps `serde_json`
 //! (and its number formatting) out of the browser bundle.
+//!
+//! ```
+//! use consentry_core::{ErrorCode, SdkErrorCode, parse_authorize_params};
+//!
+//! // No client_id: refused locally, and never redirected (nothing verified the client).
+//! let parsed = parse_authorize_params("https://app.example/oauth/authorize?response_type=code");
+//! let error = parsed.error.expect("a request without client_id is refused");
+//! assert_eq!(error.code, SdkErrorCode::Server(ErrorCode::InvalidRequest));
+//! assert!(!parsed.redirectable);
+//! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod client;
 mod error;

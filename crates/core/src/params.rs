@@ -11,6 +11,7 @@ use crate::http::{WireObject, WireValue};
 pub struct ParsedParams {
     /// `None` only when the query itself is malformed (bad percent-encoding, a repeated parameter).
     pub params: Option<AuthorizeParams>,
+    /// Why the request cannot go on, if it cannot.
     pub error: Option<SdkError>,
     /// False when the error concerns the client or its redirect URI: show it, never redirect.
     pub redirectable: bool,

@@ -14,6 +14,7 @@ pub const TAT_EXPIRY_LEEWAY_SECONDS: f64 = 60.0;
 pub struct TatInfo<J> {
     /// The payload as JSON: whatever claims the product put in.
     pub claims: J,
+    /// `exp`, Unix seconds, when the token has one.
     pub expires_at: Option<f64>,
     /// True when `exp` has passed beyond the leeway: the server would refuse it.
     pub expired: bool,

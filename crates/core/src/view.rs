@@ -9,10 +9,13 @@ use crate::http::JsonObject;
 /// The app asking for access.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientView {
+    /// The OAuth `client_id`.
     pub client_id: String,
+    /// The client's display name (`client_name`, else its id).
     pub name: String,
     /// Only `https:` (or loopback `http:`) logos are kept: see [`safe_image_url`].
     pub logo_uri: Option<String>,
+    /// The client's home page, when it gave one.
     pub client_uri: Option<String>,
     /// False when nobody vouched for the client (an unknown CIMD domain, open registration):
     /// the screen warns.
@@ -22,8 +25,11 @@ pub struct ClientView {
 /// The account the app will act for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserView {
+    /// The product's id for the user (the TAT's mapped `user_id`).
     pub user_id: String,
+    /// The user's email, when the TAT carried one.
     pub email: Option<String>,
+    /// The user's display name, when the TAT carried one.
     pub name: Option<String>,
 }
 
@@ -40,37 +46,46 @@ impl UserView {
 /// One requested scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScopeLine {
+    /// The scope as requested (`notes:read`).
     pub scope: String,
     /// The server's description, or the scope itself when it has none.
     pub description: String,
+    /// The resource (RFC 8707 `resource`) the scope is for.
     pub resource: String,
+    /// The user already granted it to this client.
     pub already_granted: bool,
 }
 
 /// The grantable scopes of one resource (an MCP server, an API), in request order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceScopes {
+    /// The resource's URI (the access token's `aud`).
     pub uri: String,
     /// The configured display name, or the URI.
     pub name: String,
+    /// The scopes requested on it.
     pub scopes: Vec<ScopeLine>,
 }
 
 /// `POST /v1/oauth/authorize/start`'s answer, as the consent screen needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentScreen {
+    /// Who asks.
     pub client: ClientView,
     /// The host of the verified redirect URI: where the browser is sent either way.
     pub redirect_host: String,
+    /// Who is signed in.
     pub user: UserView,
     /// False when every requested scope was granted before: the UI submits at once.
     pub consent_required: bool,
+    /// What is asked, grouped by resource (grantable scopes only).
     pub resources: Vec<ResourceScopes>,
     /// Requested scopes the user may not grant (a role is missing): shown apart, never granted.
     pub not_grantable: Vec<ScopeLine>,
 }
 
 impl ConsentScreen {
+    /// Read the answer of `authorize_start` (`invalid_response` when it is not one).
     pub fn from_json<J: JsonObject>(json: &J) -> Result<Self, SdkError> {
         let client = json.member("client").ok_or_else(|| missing("client"))?;
         let user = json.member("user").ok_or_else(|| missing("user"))?;
@@ -176,28 +191,39 @@ impl ConsentScreen {
 /// callback may replace the default sections with its own wording.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConsentSection {
+    /// A heading (the resource's name), if any.
     pub header: Option<String>,
+    /// One line per permission.
     pub items: Vec<ConsentItem>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One line of the consent screen.
 pub struct ConsentItem {
+    /// What the user allows, in words.
     pub text: String,
     /// Smaller lines under the item.
     pub details: Vec<String>,
+    /// The user already allowed it (shown with a mark).
     pub already_granted: bool,
 }
 
 /// One entry of `GET /v1/connected_apps`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConnectedAppView {
+    /// The OAuth `client_id`.
     pub client_id: String,
+    /// The app's display name.
     pub name: String,
+    /// The app's logo (`https:` or loopback `http:` only).
     pub logo_uri: Option<String>,
+    /// The scopes granted to it.
     pub scopes: Vec<String>,
+    /// The resources it may access.
     pub resources: Vec<String>,
     /// Unix seconds.
     pub granted_at: Option<f64>,
+    /// When it last used its grant (Unix seconds); `None` if never.
     pub last_used_at: Option<f64>,
 }
 

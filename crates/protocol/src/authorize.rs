@@ -19,28 +19,38 @@ use crate::error::ErrorCode;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorizeParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `client_id`.
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `redirect_uri`.
     pub redirect_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `response_type` (only `code` is supported).
     pub response_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `scope`: space-separated scope tokens.
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `state`, returned to the client unchanged.
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `code_challenge` (PKCE).
     pub code_challenge: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `code_challenge_method` (only `S256` is accepted).
     pub code_challenge_method: Option<String>,
     #[serde(
         default,
         deserialize_with = "one_or_many",
         skip_serializing_if = "Vec::is_empty"
     )]
+    /// `resource` (RFC 8707); may repeat.
     pub resource: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `prompt` (OpenID Connect).
     pub prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `nonce` (OpenID Connect), echoed in the ID token.
     pub nonce: Option<String>,
 }
 
@@ -50,6 +60,7 @@ pub struct AuthorizeParams {
 pub struct CodeChallenge(String);
 
 impl CodeChallenge {
+    /// The challenge as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -58,61 +69,91 @@ impl CodeChallenge {
 /// The OpenID Connect `prompt` values Consentry acts on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Prompt {
+    /// `prompt=none`: never show a screen.
     pub none: bool,
+    /// `prompt=login`: a recent sign-in is required.
     pub login: bool,
+    /// `prompt=consent`: ask even if consent was remembered.
     pub consent: bool,
+    /// `prompt=select_account`.
     pub select_account: bool,
+    /// `prompt=create`.
     pub create: bool,
 }
 
 /// A validated authorization request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizeRequest {
+    /// The client asking.
     pub client_id: String,
     /// `None` when the client omitted it (allowed only if it registered exactly one).
     pub redirect_uri: Option<String>,
     /// Requested scopes, de-duplicated, in request order. Empty means "the defaults".
     pub scopes: Vec<String>,
+    /// `state`, returned unchanged.
     pub state: Option<String>,
+    /// The verified PKCE S256 challenge.
     pub code_challenge: CodeChallenge,
     /// Requested resource indicators, de-duplicated, in request order.
     pub resources: Vec<String>,
+    /// The `prompt` values.
     pub prompt: Prompt,
+    /// `nonce`, for the ID token.
     pub nonce: Option<String>,
 }
 
 /// Which parameter is wrong and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamError {
+    /// The parameter's name (`redirect_uri`).
     pub param: &'static str,
+    /// What is wrong with it.
     pub problem: ParamProblem,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// What is wrong with a parameter (see [`ParamError`]).
 pub enum ParamProblem {
+    /// Required and absent.
     Missing,
+    /// Given more than once.
     Repeated,
+    /// Given, but empty.
     Empty,
+    /// Longer than the grammar allows.
     TooLong {
+        /// The longest value accepted, in bytes.
         max: usize,
     },
     /// Control characters or bytes outside what the parameter's grammar allows.
     BadCharacters {
+        /// What the parameter may contain.
         expected: &'static str,
     },
     /// Percent-encoding that does not decode to UTF-8.
     BadEncoding,
+    /// A `response_type` other than `code`.
     UnsupportedResponseType(String),
+    /// A `code_challenge_method` other than `S256`.
     UnsupportedChallengeMethod(String),
+    /// A `code_challenge` without `code_challenge_method=S256`.
     ChallengeMethodMissing,
+    /// A `code_challenge` that is not 43 base64url characters.
     ChallengeFormat,
+    /// A scope token with characters RFC 6749 §3.3 does not allow.
     ScopeToken(String),
+    /// More values than allowed (scopes, resources).
     TooMany {
+        /// The most accepted.
         max: usize,
     },
+    /// A URI that must be absolute is not.
     NotAbsoluteUri(String),
+    /// A URI that must not carry a fragment does.
     HasFragment(String),
+    /// A `prompt` value Consentry does not know.
     PromptValue(String),
+    /// `prompt=none` together with other values.
     PromptNoneWithOthers,
 }
 
@@ -618,11 +659,13 @@ pub fn append_query(uri: &str, pairs: &[(&str, &str)]) -> String {
 /// The parts of an absolute URI that redirect matching needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UriParts<'a> {
+    /// The scheme, as written.
     pub scheme: &'a str,
     /// `host[:port]` when the URI has an authority (`scheme://…`).
     pub authority: Option<&'a str>,
     /// The host without port; IPv6 literals keep their brackets.
     pub host: Option<&'a str>,
+    /// The port, when given.
     pub port: Option<&'a str>,
     /// Path and query: everything after the authority.
     pub rest: &'a str,

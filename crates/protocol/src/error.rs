@@ -8,37 +8,61 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     // RFC 6749 / OAuth 2.1
+    /// The request is malformed (RFC 6749).
     InvalidRequest,
+    /// Client authentication failed.
     InvalidClient,
+    /// The code, refresh token or credentials are invalid, expired or revoked.
     InvalidGrant,
+    /// The client may not use this grant type.
     UnauthorizedClient,
+    /// The grant type is not supported.
     UnsupportedGrantType,
+    /// A requested scope is unknown or not allowed.
     InvalidScope,
+    /// The user (or the policy) denied the request.
     AccessDenied,
+    /// The `response_type` is not supported.
     UnsupportedResponseType,
+    /// The server failed.
     ServerError,
+    /// The server is overloaded or down for maintenance.
     TemporarilyUnavailable,
     // RFC 8707
+    /// The `resource` is unknown or not allowed (RFC 8707).
     InvalidTarget,
     // RFC 7591
+    /// A registration's redirect URI is invalid (RFC 7591).
     InvalidRedirectUri,
+    /// A registration's metadata is invalid (RFC 7591).
     InvalidClientMetadata,
     // RFC 6750
+    /// The bearer token is invalid (RFC 6750).
     InvalidToken,
+    /// The token lacks a scope the request needs (RFC 6750).
     InsufficientScope,
     // OpenID Connect prompt handling
+    /// `prompt=none`, but the user must consent (OpenID Connect).
     ConsentRequired,
+    /// `prompt=none` or `prompt=login`, but the user must sign in again.
     LoginRequired,
     // Consentry's browser API
+    /// The Trusted Auth Token failed verification.
     InvalidTrustedAuthToken,
+    /// The browser session expired: attest again.
     SessionExpired,
+    /// The browser session is unknown or malformed.
     InvalidSession,
+    /// No such resource (e.g. no such connected app).
     NotFound,
+    /// The HTTP method is not allowed on this path.
     MethodNotAllowed,
+    /// Too many requests: slow down.
     RateLimited,
 }
 
 impl ErrorCode {
+    /// Every code, in a fixed order (for tables and tests).
     pub const ALL: [ErrorCode; 23] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidClient,
@@ -94,6 +118,7 @@ impl ErrorCode {
         }
     }
 
+    /// The code for its wire string (`invalid_request`), if known.
     pub fn from_wire(s: &str) -> Option<ErrorCode> {
         ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
     }
@@ -105,8 +130,11 @@ impl ErrorCode {
 /// URI have been verified; errors about the client or redirect URI never carry one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// The OAuth `error`.
     pub error: ErrorCode,
+    /// A sentence for developers: the parameter at fault and what was expected.
     pub error_description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where the client receives the error, when the server verified the client and its redirect URI.
     pub redirect_uri: Option<String>,
 }

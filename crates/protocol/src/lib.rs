@@ -5,8 +5,19 @@
 //! the two cannot drift. It depends only on `serde` and must keep compiling for
 //! `wasm32-unknown-unknown`: no URL crate (its IDNA tables cost the browser tens of KB), no JSON
 //! library, no I/O.
+//!
+//! ```
+//! use consentry_protocol::{ErrorCode, parse_query, redirect_host};
+//!
+//! let params = parse_query("https://app.example/oauth/authorize?client_id=agent&state=s1")?;
+//! assert_eq!(params.client_id.as_deref(), Some("agent"));
+//! assert_eq!(redirect_host("http://127.0.0.1:9999/cb").as_deref(), Some("127.0.0.1"));
+//! assert_eq!(ErrorCode::from_wire("access_denied"), Some(ErrorCode::AccessDenied));
+//! # Ok::<(), consentry_protocol::ParamError>(())
+//! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod authorize;
 pub mod client;

@@ -17,11 +17,13 @@ pub(crate) struct ChallengeInfo {
 /// quoted strings (no `"`, no `\`, printable ASCII only), so nothing a token carries can break
 /// the header or inject parameters.
 pub struct Challenge<'a> {
+    /// The RFC 9728 metadata URL (`resource_metadata="…"`).
     pub resource_metadata: &'a str,
     /// Scopes the request needs; omitted when empty.
     pub scope: &'a [String],
     /// `invalid_request`, `invalid_token` or `insufficient_scope`; omitted when `None`.
     pub error: Option<&'a str>,
+    /// A sentence for developers; omitted when `None`.
     pub error_description: Option<&'a str>,
 }
 

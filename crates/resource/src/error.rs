@@ -63,6 +63,7 @@ pub enum AuthError {
     InsufficientScope {
         /// The scopes the request needs (all of them, not only the missing ones).
         required: Vec<String>,
+        /// A sentence naming the missing scopes.
         description: String,
     },
     /// The issuer could not be asked (JWKS or introspection unreachable or answering garbage):
@@ -153,6 +154,7 @@ impl AuthError {
         }
     }
 
+    /// The HTTP status for this error (400, 401, 403 or 503).
     pub fn status(&self) -> StatusCode {
         match self {
             AuthError::MalformedRequest(_) => StatusCode::BAD_REQUEST,
@@ -190,6 +192,7 @@ impl AuthError {
 /// An [`AuthError`] together with what the challenge must point at: an axum response.
 #[derive(Debug, Clone)]
 pub struct Rejection {
+    /// What went wrong.
     pub error: AuthError,
     /// `None` where no challenge applies (a wiring mistake).
     info: Option<Arc<ChallengeInfo>>,

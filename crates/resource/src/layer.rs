@@ -46,6 +46,7 @@ impl<S> Layer<S> for BearerLayer {
     }
 }
 
+/// The service [`ProtectedResource::layer`] wraps around yours: verifies the bearer token, then calls yours with the [`Caller`](crate::Caller) in the request's extensions.
 #[derive(Clone, Debug)]
 pub struct BearerService<S> {
     inner: S,
@@ -127,6 +128,7 @@ impl<S> Layer<S> for ScopeLayer {
     }
 }
 
+/// The service of [`ProtectedResource::require_scopes`]: `403 insufficient_scope` unless the caller has the scopes.
 #[derive(Clone, Debug)]
 pub struct ScopeService<S> {
     inner: S,

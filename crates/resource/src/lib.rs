@@ -29,6 +29,8 @@
 //!   handler) and [`mcp::ToolScopes`] (per MCP tool) answer `403 insufficient_scope` naming the
 //!   scopes needed, so that MCP clients can step up.
 
+#![warn(missing_docs)]
+
 mod challenge;
 mod error;
 mod introspect;
@@ -64,14 +66,20 @@ pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
 /// RFC 9728 protected resource metadata.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ResourceMetadata {
+    /// The protected resource's identifier (the tokens' `aud`).
     pub resource: String,
+    /// The authorization servers that issue tokens for it (Consentry's issuer).
     pub authorization_servers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The scopes it understands.
     pub scopes_supported: Vec<String>,
+    /// How it accepts tokens: `header` (`Authorization: Bearer`).
     pub bearer_methods_supported: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A human-readable name.
     pub resource_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Where its documentation lives.
     pub resource_documentation: Option<String>,
 }
 
@@ -102,6 +110,7 @@ impl Caller {
         &self.subject
     }
 
+    /// Whether the token granted `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
@@ -230,6 +239,7 @@ impl Builder {
         self
     }
 
+    /// `resource_documentation` in the metadata.
     pub fn resource_documentation(mut self, url: impl Into<String>) -> Self {
         self.resource_documentation = Some(url.into());
         self
@@ -309,6 +319,7 @@ impl Builder {
         self
     }
 
+    /// Check the settings and build (`ConfigError` names what is wrong).
     pub fn build(self) -> Result<ProtectedResource, ConfigError> {
         const HOUR: Duration = Duration::from_secs(3600);
         const DAY: Duration = Duration::from_secs(86_400);
@@ -489,14 +500,17 @@ impl ProtectedResource {
         }
     }
 
+    /// The resource identifier (the tokens' `aud`).
     pub fn resource(&self) -> &str {
         &self.inner.resource
     }
 
+    /// The issuer tokens must come from.
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
     }
 
+    /// The RFC 9728 metadata this resource serves.
     pub fn metadata(&self) -> &ResourceMetadata {
         &self.inner.metadata
     }

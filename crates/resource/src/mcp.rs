@@ -34,6 +34,7 @@ pub struct ToolScopes {
 }
 
 impl ToolScopes {
+    /// No per-tool scopes yet; add them with [`ToolScopes::tool`].
     pub fn new() -> Self {
         ToolScopes {
             tools: Arc::default(),
@@ -54,6 +55,7 @@ impl ToolScopes {
         self
     }
 
+    /// The largest JSON-RPC body read to find the tool name; a bigger one is refused with `413 request_too_large`.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
         self
@@ -98,6 +100,7 @@ impl<S> Layer<S> for ToolScopes {
     }
 }
 
+/// The service of [`ToolScopes`]: reads the JSON-RPC `tools/call` name and checks its scopes.
 #[derive(Clone, Debug)]
 pub struct ToolScopesService<S> {
     inner: S,

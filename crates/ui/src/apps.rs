@@ -15,6 +15,7 @@ use crate::dom::{el, fragment};
 use crate::idp::{error_view, frame, h1, logo};
 use crate::{Hooks, Login, Look, Platform, Shown, Strings, UiEvent, browser};
 
+/// What the connected apps list is started with.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectedAppsOptions {
     /// Sign in with the product's Trusted Auth Token first (unless the client has a session).
@@ -44,10 +45,12 @@ struct Ctl<P: Platform> {
     alive: Cell<bool>,
 }
 
+/// A connected apps list's controller; the view comes from [`ConnectedApps::view`].
 pub struct ConnectedApps<P: Platform + 'static> {
     ctl: Rc<Ctl<P>>,
 }
 
+/// Build the connected apps list. Call [`ConnectedApps::view`] inside the mount.
 pub fn connected_apps<P: Platform + 'static>(
     client: Rc<Client<P>>,
     options: ConnectedAppsOptions,
@@ -97,6 +100,7 @@ impl<P: Platform + 'static> ConnectedApps<P> {
         )
     }
 
+    /// Stop: nothing in flight may update the list any more.
     pub fn stop(&self) {
         self.ctl.alive.set(false);
     }

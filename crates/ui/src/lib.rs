@@ -10,51 +10,95 @@
 //!
 //! This crate has no `#[wasm_bindgen]` exports: `consentry-wasm` mounts these views into the
 //! page's elements and turns JS options into [`Look`], [`Hooks`] and the options structs. The
-//! components are generic over [`Platform`], so they run against any transport.
+//! views are generic over [`Platform`], so they run against any transport.
+//!
+//! ## For Leptos apps (feature `leptos`)
+//!
+//! The same two screens as Leptos 0.8 `#[component]`s, `IdentityProvider` and `ConnectedApps`,
+//! with props named after the npm package's options, over [`WebPlatform`] (the browser's
+//! `fetch`). They drive the very controllers above: one implementation, two faces. The npm
+//! builds never enable the feature, so their size does not depend on it.
+//!
+//! ```toml
+//! consentry-ui = { version = "0.1", features = ["leptos"] }
+//! ```
+//!
+//! ```ignore
+//! view! {
+//!     <IdentityProvider base_url="https://auth.example.com"
+//!         trusted_auth_token=tat token_profile_id="default"/>
+//! }
+//! ```
+//!
+//! A complete app (its own login, a small axum backend minting TATs, the consent page and
+//! connected apps in settings): `examples/leptos-app` in the repository.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod apps;
 mod browser;
+#[cfg(feature = "leptos")]
+mod component;
 mod dom;
 mod idp;
 mod mount;
 pub mod strings;
 pub mod style;
+#[cfg(feature = "leptos")]
+mod web;
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use consentry_core::{ConsentScreen, ConsentSection, SdkError, TatLogin};
+use consentry_core::TatLogin;
 
-pub use apps::{ConnectedAppsOptions, connected_apps};
-pub use idp::{IdentityProviderOptions, identity_provider};
+pub use apps::{ConnectedApps as ConnectedAppsController, ConnectedAppsOptions, connected_apps};
+#[cfg(feature = "leptos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leptos")))]
+pub use component::{ConnectedApps, ConnectedAppsProps, IdentityProvider, IdentityProviderProps};
+pub use idp::{
+    IdentityProvider as IdentityProviderController, IdentityProviderOptions, identity_provider,
+};
 pub use mount::{Mounted, mount_to, spawn_local};
 pub use strings::Strings;
 pub use style::{ColorScheme, Theme};
+#[cfg(feature = "leptos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "leptos")))]
+pub use web::{WebJson, WebPlatform};
 
-pub use consentry_core::Platform;
+pub use consentry_core::{
+    ConsentItem, ConsentScreen, ConsentSection, Platform, SdkError, SdkErrorCode,
+};
 
 /// What the page sees happen on the consent screen (`onEvent`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UiEvent {
     /// The consent screen is showing (the user has to choose).
     ConsentShown {
+        /// The client asking.
         client_id: String,
     },
+    /// The user allowed; the server issued the code.
     ConsentGranted {
+        /// The client allowed.
         client_id: String,
     },
+    /// The user denied; the client receives `access_denied`.
     ConsentDenied {
+        /// The client denied.
         client_id: String,
     },
     /// The browser is about to leave for `location` (after a choice, when no consent was needed,
     /// or with an error the client must receive).
     Redirecting {
+        /// Where the browser goes (the client's redirect URI with the code or the error).
         location: String,
     },
     /// ConnectedApps: access for `client_id` was revoked.
     AppRevoked {
+        /// The client whose grants were revoked.
         client_id: String,
     },
 }
@@ -72,7 +116,9 @@ impl UiEvent {
     }
 }
 
+/// Called with what happens on the screen (`onEvent`).
 pub type OnEvent = Rc<dyn Fn(&UiEvent)>;
+/// Called with every error the screen shows or sends to the client (`onError`).
 pub type OnError = Rc<dyn Fn(&SdkError)>;
 /// Called with the location before navigating; returns `false` to navigate itself.
 pub type OnBeforeRedirect = Rc<dyn Fn(&str) -> bool>;
@@ -82,8 +128,11 @@ pub type ConsentManifest = Rc<dyn Fn(&ConsentScreen) -> Option<Vec<ConsentSectio
 /// The page's callbacks. All optional; whatever they do, the UI goes on.
 #[derive(Clone, Default)]
 pub struct Hooks {
+    /// What happens on the screen.
     pub on_event: Option<OnEvent>,
+    /// Errors, with their stable code.
     pub on_error: Option<OnError>,
+    /// The location, before the browser leaves; `false` keeps the page where it is.
     pub on_before_redirect: Option<OnBeforeRedirect>,
     /// Default: one section per resource, one line per scope.
     pub consent_manifest: Option<ConsentManifest>,
@@ -128,7 +177,9 @@ impl Hooks {
 /// Words and colours: everything `update()` may change without restarting the flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Look {
+    /// Every word, overridable by key.
     pub strings: Strings,
+    /// Colours (CSS custom properties), colour scheme, logo.
     pub theme: Theme,
 }
 

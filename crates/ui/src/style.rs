@@ -27,9 +27,12 @@ pub const THEME_VARS: &[(&str, &str)] = &[
 /// Light, dark, or the user's `prefers-color-scheme`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ColorScheme {
+    /// Follow the user's `prefers-color-scheme`.
     #[default]
     Auto,
+    /// Always light.
     Light,
+    /// Always dark.
     Dark,
 }
 
@@ -38,12 +41,41 @@ pub enum ColorScheme {
 pub struct Theme {
     /// (`--consentry-...`, value); dark-only values use `--consentry-dark-...`.
     pub vars: Vec<(String, String)>,
+    /// Light, dark or the user's preference.
     pub color_scheme: ColorScheme,
     /// The product's logo above the card (`https:` or loopback `http:` only).
     pub logo_url: Option<String>,
 }
 
 impl Theme {
+    /// Set a theme value by its JavaScript option name (`colorPrimary`, `borderRadius`, …, the
+    /// keys of [`THEME_VARS`]); an unknown name is ignored. With `dark`, the value applies to the
+    /// dark scheme only (`theme.dark.colorPrimary`).
+    ///
+    /// ```
+    /// use consentry_ui::{ColorScheme, Theme};
+    ///
+    /// let theme = Theme { color_scheme: ColorScheme::Dark, ..Theme::default() }
+    ///     .with("colorPrimary", "#4f46e5", false)
+    ///     .with("colorPrimary", "#a5b4fc", true);
+    /// assert_eq!(
+    ///     theme.style_attr(),
+    ///     "--consentry-color-primary:#4f46e5;--consentry-dark-color-primary:#a5b4fc;"
+    /// );
+    /// ```
+    pub fn with(mut self, key: &str, value: impl Into<String>, dark: bool) -> Self {
+        if let Some((_, var)) = THEME_VARS.iter().find(|(k, _)| *k == key) {
+            let mut name = String::from(if dark {
+                "--consentry-dark-"
+            } else {
+                "--consentry-"
+            });
+            name.push_str(&var["--consentry-".len()..]);
+            self.vars.push((name, value.into()));
+        }
+        self
+    }
+
     /// The root element's `style` attribute. A value that could end the declaration (`;`, braces,
     /// quotes, backslash, angle brackets, newlines) is dropped rather than escaped: theme values
     /// are colours, lengths and font lists.
