@@ -13,7 +13,9 @@ use core::str::FromStr;
 /// client_credentials"). The field is the caller's to name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownValue {
+    /// The value received.
     pub value: String,
+    /// The values the vocabulary has.
     pub allowed: &'static [&'static str],
 }
 
@@ -108,8 +110,11 @@ macro_rules! vocabulary {
 vocabulary! {
     /// An OAuth grant type this server implements (`grant_types`).
     GrantType {
+        /// The authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636).
         AuthorizationCode = "authorization_code",
+        /// Refresh tokens, rotated on use (RFC 6749 §6).
         RefreshToken = "refresh_token",
+        /// A confidential client acting for itself (RFC 6749 §4.4).
         ClientCredentials = "client_credentials",
     }
 }
@@ -119,7 +124,9 @@ vocabulary! {
     ClientAuthMethod {
         /// A public client: client_id only, PKCE proves possession.
         None = "none",
+        /// The secret in HTTP Basic (RFC 6749 §2.3.1).
         ClientSecretBasic = "client_secret_basic",
+        /// The secret in the form body.
         ClientSecretPost = "client_secret_post",
     }
 }

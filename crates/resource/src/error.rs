@@ -82,19 +82,33 @@ pub enum AuthError {
 /// [`AuthError::oauth_error`]); `consentry/server` (the TypeScript verifier) uses the same names,
 /// and both are held to them by the shared table `tests/forged_tokens.json`.
 pub mod extension_codes {
+    /// No bearer token in the request.
     pub const MISSING_TOKEN: &str = "missing_token";
+    /// Not a JWT (three base64url parts, JSON header and claims).
     pub const MALFORMED_TOKEN: &str = "malformed_token";
+    /// The JWT `typ` is not `at+jwt` (RFC 9068).
     pub const WRONG_TOKEN_TYPE: &str = "wrong_token_type";
+    /// The JWT `alg` is not one the authorization server signs with.
     pub const ALGORITHM_NOT_ALLOWED: &str = "algorithm_not_allowed";
+    /// The JWT carries a `crit` header this verifier does not understand.
     pub const UNSUPPORTED_CRITICAL_HEADER: &str = "unsupported_critical_header";
+    /// No key of the authorization server's JWKS has the token's `kid`.
     pub const UNKNOWN_KEY: &str = "unknown_key";
+    /// The signature does not verify.
     pub const BAD_SIGNATURE: &str = "bad_signature";
+    /// `iss` is not the configured issuer.
     pub const WRONG_ISSUER: &str = "wrong_issuer";
+    /// `aud` does not name this resource.
     pub const WRONG_AUDIENCE: &str = "wrong_audience";
+    /// `exp` has passed.
     pub const TOKEN_EXPIRED: &str = "token_expired";
+    /// `nbf` or `iat` is in the future.
     pub const TOKEN_NOT_YET_VALID: &str = "token_not_yet_valid";
+    /// A claim is missing or of the wrong type.
     pub const INVALID_CLAIM: &str = "invalid_claim";
+    /// Introspection says the token is no longer active.
     pub const TOKEN_REVOKED: &str = "token_revoked";
+    /// The handler ran without the verification layer in front of it.
     pub const LAYER_MISSING: &str = "layer_missing";
 }
 

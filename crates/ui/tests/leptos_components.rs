@@ -24,9 +24,7 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[allow(dead_code)]
-#[path = "../../core/tests/support/mod.rs"]
-mod support;
-use support::jwt;
+use consentry_testkit::platform::jwt;
 
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const BASE: &str = "https://auth.example";
