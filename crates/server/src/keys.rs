@@ -1,7 +1,7 @@
 //! The server's own signing keys (access tokens), published at `/.well-known/jwks.json`.
 //!
 //! Signing is done here with parsed aws-lc key pairs rather than through `jsonwebtoken`, which
-//! re-parses the private key on every `encode` (+400 µs per RS256 token, toolchain.md): the hot
+//! re-parses the private key on every `encode` (+400 µs per RS256 token, measured on the project machine): the hot
 //! path of the token endpoint is one `sign` on an already-parsed key.
 
 use std::sync::Arc;

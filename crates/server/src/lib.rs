@@ -1,8 +1,14 @@
 //! Consentry's authorization server: Trusted Auth Tokens in, OAuth 2.1 tokens out.
 //!
-//! Layout: `config` (the TOML interface), `db` (SQLite/PostgreSQL store), `keys` (signing keys
-//! and JWKS), `crypto` (sessions, sealed codes, PKCE), `tat` (Trusted Auth Token verification),
-//! `authorize` (the browser API), `token` (the token endpoint), `app` (router and HTTP glue).
+//! Layers (imports go one way, checked by `layering`'s test): `http` (router, extractors, thin
+//! handlers) → `flows` (load, decide, persist, emit events) → `domain` (pure rules: the one
+//! authorization decision, refresh judging, events) and `store` (SQLite / PostgreSQL by
+//! aggregate). Beside them: `config` (consentry.toml and its builder), `clients` (the one client
+//! model and validator), `cimd` (Client ID Metadata Documents and the address guard), `tat`
+//! (Trusted Auth Token verification), `keys` (signing keys, JWKS), `crypto` (sessions, sealed
+//! codes, PKCE), `limits` (rate limiters, the request's client address), `state` (what flows
+//! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`).
+//! HACKING.md at the repository root says where a new rule, endpoint, table or event goes.
 
 pub mod cimd;
 pub mod clients;

@@ -1,7 +1,7 @@
 //! JavaScript bindings of the Consentry browser SDK. The logic lives in `consentry-core`; this
 //! crate only moves values across the boundary and implements [`Platform`] with the browser's own
-//! `fetch`, `JSON` and `Date` (no Rust JSON or URL library in the bundle: see
-//! /work/shared/reference/toolchain.md "Sizes").
+//! `fetch`, `JSON` and `Date` (no Rust JSON or URL library in the bundle: serde_json and the `url`
+//! crate's IDNA tables would cost tens of KB of the size budget; `cargo xtask size` prints it).
 //!
 //! Values cross as plain JS objects with snake_case members (the wire's names); the npm package's
 //! JS layer renames them to camelCase and wraps errors into `ConsentryError`.

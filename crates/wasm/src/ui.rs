@@ -1,5 +1,5 @@
 //! `mountIdentityProvider` / `mountConnectedApps`: the prebuilt UI (consentry-ui, Leptos) mounted
-//! into the page's element. The npm layer (`packages/consentry/src/ui.js`) normalises the options
+//! into the page's element. The npm layer (`packages/consentry/src/index.js`) normalises the options
 //! first (camelCase members, callbacks wrapped so that they never throw into Rust, the consent
 //! manifest's shorthand expanded to sections); this side reads them as they are.
 
