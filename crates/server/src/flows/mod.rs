@@ -5,7 +5,9 @@
 pub mod apps;
 pub mod attest;
 pub mod authorize;
+pub mod introspect;
 pub mod oidc;
+pub mod register;
 pub mod token;
 
 use crate::domain::Denial;

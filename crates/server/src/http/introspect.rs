@@ -6,29 +6,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use consentry_protocol::ErrorCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::clients::{Client, truncate};
 use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
+use crate::flows::introspect;
 use crate::flows::token::{REFRESH_PREFIX, authenticate_client, is_metadata_document_id};
 use crate::http::token::{Form, presented_client};
 use crate::state::{Shared, now};
-
-/// Verify an access token this server signed and check it was not revoked (one by one, or with
-/// its grant). `None` when it is not active.
-pub async fn active_access_token(s: &Shared, token: &str) -> ApiResult<Option<Map<String, Value>>> {
-    let keys = s.keys.current().await;
-    let Some(claims) = keys.verify_access_token(token, &s.cfg.issuer, now()) else {
-        return Ok(None);
-    };
-    let jti = claims.get("jti").and_then(Value::as_str).unwrap_or("");
-    let gid = claims.get("gid").and_then(Value::as_str);
-    if s.store.access_token_revoked(jti, gid).await? {
-        return Ok(None);
-    }
-    Ok(Some(Map::clone(&claims)))
-}
 
 /// Who is asking: a client (sees only its own tokens) or a resource server (sees only tokens
 /// whose audience includes it).
@@ -90,23 +76,6 @@ fn public_caller(client_id: &str) -> ApiError {
     )
 }
 
-/// The client a token was issued to, if it is a live token of this server (a refresh token
-/// this server stores, or an active access token).
-async fn token_client(s: &Shared, token: &str) -> ApiResult<Option<String>> {
-    if token.starts_with(REFRESH_PREFIX) {
-        return Ok(s
-            .store
-            .refresh_token(&sha256_hex(token))
-            .await?
-            .map(|row| row.family.client_id));
-    }
-    Ok(active_access_token(s, token).await?.and_then(|c| {
-        c.get("client_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }))
-}
-
 fn inactive() -> Response {
     no_store(Json(json!({"active": false})).into_response())
 }
@@ -158,7 +127,7 @@ pub async fn introspect(
             .into_response(),
         ));
     }
-    let Some(mut claims) = active_access_token(&s, token).await? else {
+    let Some(mut claims) = introspect::active_access_token(&s, token).await? else {
         return Ok(inactive());
     };
     let allowed = match &caller {
@@ -192,7 +161,7 @@ pub async fn revoke(
         // A metadata-document client is public (client_id only): the token is looked at before
         // the document is fetched, so an unknown token or another client's never fetches it.
         let token = form.require("token")?;
-        match token_client(&s, token).await? {
+        match introspect::token_client(&s, token).await? {
             None => return Ok(no_store(StatusCode::OK.into_response())),
             Some(owner) if owner != client_id => {
                 return Err(ApiError::bad_request(
@@ -208,32 +177,6 @@ pub async fn revoke(
     }
     let client = authenticate_client(&s, &presented_client(&headers, &form)?).await?;
     let token = form.require("token")?;
-    let now = now();
-    let foreign = || {
-        ApiError::bad_request(
-            ErrorCode::UnauthorizedClient,
-            format!("the token was not issued to client '{}'", client.client_id),
-        )
-    };
-    if token.starts_with(REFRESH_PREFIX) {
-        if let Some(row) = s.store.refresh_token(&sha256_hex(token)).await? {
-            if row.family.client_id != client.client_id {
-                return Err(foreign());
-            }
-            s.store
-                .revoke_family(&row.family.family_id, "revoked_by_client", now)
-                .await?;
-        }
-    } else if let Some(claims) = active_access_token(&s, token).await? {
-        if claims.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
-            return Err(foreign());
-        }
-        if let (Some(jti), Some(exp)) = (
-            claims.get("jti").and_then(Value::as_str),
-            claims.get("exp").and_then(Value::as_i64),
-        ) {
-            s.store.revoke_access_token(jti, exp).await?;
-        }
-    }
+    introspect::revoke(&s, &client, token).await?;
     Ok(no_store(StatusCode::OK.into_response()))
 }

@@ -24,7 +24,7 @@ pub async fn userinfo(
             "Authorization: Bearer <access_token> is required",
         )
     })?;
-    let claims = crate::http::introspect::active_access_token(&s, token)
+    let claims = crate::flows::introspect::active_access_token(&s, token)
         .await?
         .ok_or_else(|| {
             ApiError::unauthorized(

@@ -16,11 +16,11 @@ use consentry_protocol::{ClientAuthMethod, ErrorCode, RegistrationMode};
 use serde_json::{Value, json};
 
 use crate::clients::{ClientMetadata as RawMetadata, ProblemKind, Trust};
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::sha256_hex;
 use crate::error::{ApiError, ApiResult};
 use crate::http::client_ip::ClientIp;
 use crate::http::extract::bearer;
-use crate::state::{Shared, now};
+use crate::state::Shared;
 use crate::store::ClientRow;
 
 /// The metadata a client registers (RFC 7591 §2), as stored and returned.
@@ -216,28 +216,13 @@ pub async fn register(
     if let Err(wait) = s.registration_global.hit(&(), global) {
         return Err(global_limit(global, wait));
     }
-    let now = now();
-    // Self-issued ids never start with https:// (those are CIMD URLs).
-    let client_id = format!("cyc-{}", random_token(16));
-    let secret = md
-        .token_endpoint_auth_method
-        .is_confidential()
-        .then(|| format!("cys-{}", random_token(32)));
-    let reg_token = format!("cyt-{}", random_token(32));
-    let metadata = serde_json::to_string(&md).map_err(ApiError::internal)?;
-    s.store
-        .insert_client(
-            &ClientRow {
-                client_id: client_id.clone(),
-                secret_hash: secret.as_deref().map(sha256_hex),
-                registration_token_hash: sha256_hex(&reg_token),
-                metadata,
-                created_at: now,
-            },
-            now,
-        )
-        .await?;
-    tracing::info!(client_id = %client_id, client_name = ?md.client_name, "client registered");
+    let created = crate::flows::register::register(&s, &md).await?;
+    let now = created.created_at;
+    let (client_id, secret, reg_token) = (
+        created.client_id,
+        created.secret,
+        created.registration_token,
+    );
     Ok(no_store(
         StatusCode::CREATED,
         registration_response(
@@ -314,10 +299,7 @@ pub async fn update(
             "token_endpoint_auth_method cannot change between public (none) and confidential; register a new client",
         ));
     }
-    let metadata = serde_json::to_string(&md).map_err(ApiError::internal)?;
-    s.store
-        .update_client_metadata(&client_id, &metadata, now())
-        .await?;
+    crate::flows::register::update(&s, &client_id, &md).await?;
     Ok(no_store(
         StatusCode::OK,
         registration_response(&s, &client_id, row.created_at, &md, None, None),
@@ -331,6 +313,6 @@ pub async fn delete(
     PathParams(client_id): PathParams<String>,
 ) -> ApiResult<StatusCode> {
     managed_client(&s, &headers, &client_id).await?;
-    s.store.delete_client(&client_id, now()).await?;
+    crate::flows::apps::delete_client(&s, &client_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
