@@ -135,9 +135,11 @@ pub enum Decision {
         screen: Option<Screen>,
     },
     /// The user must consent to what the screen shows (start only).
-    NeedsConsent {
-        screen: Screen,
-    },
+    NeedsConsent { screen: Screen },
+    /// The user's answer was no, or left nothing to grant (submit only): unlike a denial, this
+    /// always goes back to the client, whoever registered it — it is the user's decision.
+    Declined(Denial),
+    /// A rule refused.
     Deny(Denial),
 }
 
@@ -474,11 +476,14 @@ fn authorize_outcome(
             grant: screen_grant(&screen),
             screen: Some(screen),
         }),
-        Some(false) => Err(deny(ErrorCode::AccessDenied, "the user denied the request")),
-        Some(true) if none_grantable => Err(deny(
+        Some(false) => Ok(Decision::Declined(deny(
+            ErrorCode::AccessDenied,
+            "the user denied the request",
+        ))),
+        Some(true) if none_grantable => Ok(Decision::Declined(deny(
             ErrorCode::AccessDenied,
             "the user may not grant any of the requested scopes",
-        )),
+        ))),
         Some(true) => Ok(Decision::Issue {
             grant: screen_grant(&screen),
             screen: Some(screen),
@@ -645,4 +650,201 @@ fn client_scopes(
         }
     }
     Ok(scopes)
+}
+
+/// The decision as a pure function: no server, no database, no clock.
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use consentry_protocol::{AuthorizeParams, AuthorizeRequest, ErrorCode};
+
+    use super::*;
+    use crate::config::Config;
+
+    const CONFIG: &str = r#"
+    issuer = "https://auth.example.com"
+    authorization_url = "https://app.example.com/oauth/authorize"
+    database_url = "sqlite://consentry.db"
+
+    [[scopes]]
+    name = "notes:read"
+    description = "Read your notes"
+
+    [[scopes]]
+    name = "notes:admin"
+    description = "Administer notes"
+    required_roles = ["admin"]
+
+    [[resources]]
+    uri = "https://mcp.example.com/mcp"
+    name = "Notes"
+    scopes = ["notes:read", "notes:admin"]
+    default_scopes = ["notes:read"]
+
+    [[clients]]
+    client_id = "web"
+    client_name = "Web"
+    redirect_uris = ["https://a.example/cb"]
+    token_endpoint_auth_method = "client_secret_post"
+    client_secret = "0123456789abcdef0123456789abcdef0123456789"
+
+    [[clients]]
+    client_id = "codes-only"
+    client_name = "Codes only"
+    redirect_uris = ["https://b.example/cb"]
+    grant_types = ["authorization_code"]
+    token_endpoint_auth_method = "client_secret_post"
+    client_secret = "0123456789abcdef0123456789abcdef0123456789"
+    "#;
+
+    fn cfg() -> Config {
+        Config::from_toml(CONFIG, Path::new("/tmp"), Vec::new()).unwrap()
+    }
+
+    fn request(scope: &str) -> AuthorizeRequest {
+        AuthorizeRequest::parse(&AuthorizeParams {
+            client_id: Some("web".into()),
+            scope: Some(scope.into()),
+            code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+            code_challenge_method: Some("S256".into()),
+            ..AuthorizeParams::default()
+        })
+        .unwrap()
+    }
+
+    fn authorize(cfg: &Config, roles: &[String], scope: &str, consent: Option<bool>) -> Decision {
+        let client = &cfg.clients["web"];
+        let req = request(scope);
+        let cx = Context {
+            cfg,
+            client,
+            subject: Some(Subject {
+                user_id: "u",
+                roles,
+            }),
+            now: 1_000,
+        };
+        decide(
+            &cx,
+            &Ask::Authorize {
+                req: &req,
+                redirect_uri: "https://a.example/cb",
+                attested_at: 1_000,
+                granted: &[],
+                consent,
+            },
+        )
+    }
+
+    #[test]
+    fn the_screen_shows_what_the_user_may_grant_and_asks() {
+        let cfg = cfg();
+        let Decision::NeedsConsent { screen } =
+            authorize(&cfg, &[], "notes:read notes:admin", None)
+        else {
+            panic!("new scopes need consent");
+        };
+        let lines: Vec<(&str, bool)> = screen
+            .lines
+            .iter()
+            .map(|l| (l.scope.as_str(), l.grantable))
+            .collect();
+        assert_eq!(lines, [("notes:read", true), ("notes:admin", false)]);
+    }
+
+    #[test]
+    fn the_users_no_is_declined_not_denied() {
+        // A declined request goes back to the client whoever registered it; a denial by a rule
+        // does not (open redirector, RFC 9700 §4.11.2). The two must never be confused.
+        let cfg = cfg();
+        match authorize(&cfg, &[], "notes:read", Some(false)) {
+            Decision::Declined(d) => assert_eq!(d.code, ErrorCode::AccessDenied),
+            other => panic!("expected Declined, got {other:?}"),
+        }
+        match authorize(&cfg, &[], "notes:admin", Some(true)) {
+            Decision::Declined(d) => assert!(d.description.contains("may not grant")),
+            other => panic!("nothing grantable is the user's dead end: {other:?}"),
+        }
+        match authorize(&cfg, &[], "notes:write", Some(true)) {
+            Decision::Deny(d) => assert_eq!(d.code, ErrorCode::InvalidScope),
+            other => panic!("an unknown scope is a rule's refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_yes_grants_the_grantable_scopes_and_remembers_the_new_ones() {
+        let cfg = cfg();
+        let Decision::Issue { grant, .. } =
+            authorize(&cfg, &[], "notes:read notes:admin", Some(true))
+        else {
+            panic!("consented");
+        };
+        assert_eq!(grant.scopes, ["notes:read"]);
+        assert_eq!(grant.audience, ["https://mcp.example.com/mcp"]);
+        assert_eq!(
+            grant.new_consent,
+            [(
+                "https://mcp.example.com/mcp".to_owned(),
+                "notes:read".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn every_token_path_applies_the_client_and_role_rules() {
+        let cfg = cfg();
+        let scopes = ["notes:read".to_owned(), "notes:admin".to_owned()];
+        let resources = ["https://mcp.example.com/mcp".to_owned()];
+        let admin = ["admin".to_owned()];
+        let cx = |client: &'static str, roles: &'static [String]| Context {
+            cfg: Box::leak(Box::new(cfg.clone())),
+            client: Box::leak(Box::new(cfg.clients[client].clone())),
+            subject: Some(Subject {
+                user_id: "u",
+                roles,
+            }),
+            now: 1_000,
+        };
+        let code = Ask::Code {
+            scopes: &scopes,
+            resources: &resources,
+            requested_resources: &[],
+        };
+        let refresh = Ask::Refresh {
+            granted_scopes: &scopes,
+            resources: &resources,
+            requested_scopes: None,
+            requested_resources: &[],
+        };
+        for ask in [&code, &refresh] {
+            // an admin keeps both scopes; a demoted user keeps what they may still grant
+            let Decision::Issue { grant, .. } =
+                decide(&cx("web", Box::leak(Box::new(admin.clone()))), ask)
+            else {
+                panic!("admin");
+            };
+            assert_eq!(grant.scopes, scopes);
+            let Decision::Issue { grant, .. } = decide(&cx("web", &[]), ask) else {
+                panic!("demoted");
+            };
+            assert_eq!(grant.scopes, ["notes:read"]);
+        }
+        // a client without the refresh_token grant is refused on that path only
+        assert!(matches!(
+            decide(&cx("codes-only", &[]), &code),
+            Decision::Issue { .. }
+        ));
+        match decide(&cx("codes-only", &[]), &refresh) {
+            Decision::Deny(d) => assert_eq!(d.code, ErrorCode::UnauthorizedClient),
+            other => panic!("{other:?}"),
+        }
+        // no user: nothing for a user's grant
+        let mut nobody = cx("web", &[]);
+        nobody.subject = None;
+        match decide(&nobody, &code) {
+            Decision::Deny(d) => assert_eq!(d.code, ErrorCode::InvalidGrant),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -107,7 +107,7 @@ pub fn judge(cfg: &Config, token: &Presented<'_>, req: &Request<'_>, now: i64) -
     match decide(&cx, &ask) {
         Decision::Issue { grant, .. } => Verdict::Rotate { grant, in_grace },
         Decision::Deny(d) => Verdict::Refuse(d),
-        Decision::NeedsConsent { .. } => {
+        Decision::NeedsConsent { .. } | Decision::Declined(_) => {
             invalid("refresh_token needs the user's consent again; authorize again")
         }
     }

@@ -198,9 +198,7 @@ async fn decide_request(
             consent,
         },
     );
-    if let Decision::Deny(d) = &decision
-        && d.code != ErrorCode::AccessDenied
-    {
+    if let Decision::Deny(d) = &decision {
         emit(&Event::Denied {
             path: Path::Authorize,
             client_id: r.client.client_id.clone(),
@@ -237,7 +235,7 @@ pub async fn start(
             screen: Some(screen),
             ..
         } => (screen, false),
-        Decision::Issue { screen: None, .. } | Decision::Deny(_) => {
+        Decision::Issue { screen: None, .. } | Decision::Deny(_) | Decision::Declined(_) => {
             return Err(ApiError::internal(
                 "the authorization decision returned no screen at start",
             ));
@@ -297,7 +295,7 @@ pub async fn submit(
     let state = req.state.as_deref();
     let grant = match decision {
         Decision::Issue { grant, .. } => grant,
-        Decision::Deny(d) => {
+        Decision::Declined(d) => {
             // The user's refusal (or nothing grantable) always goes back to the client.
             emit(&Event::ConsentDenied {
                 user_id: user.user_id.clone(),
@@ -306,9 +304,9 @@ pub async fn submit(
             let loc = error_location(s, &r.redirect_uri, state, d.code, &d.description);
             return Ok(AuthorizeSubmitResponse { redirect_uri: loc });
         }
-        Decision::NeedsConsent { .. } => {
+        Decision::NeedsConsent { .. } | Decision::Deny(_) => {
             return Err(ApiError::internal(
-                "the authorization decision asked for consent at submit",
+                "the authorization decision asked for consent, or refused, after it was checked",
             ));
         }
     };

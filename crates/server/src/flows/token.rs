@@ -198,7 +198,7 @@ async fn client_credentials(
     let grant = match decide(&cx, &ask) {
         Decision::Issue { grant, .. } => grant,
         Decision::Deny(d) => return Err(denied(Path::ClientCredentials, &client.client_id, d)),
-        Decision::NeedsConsent { .. } => {
+        Decision::NeedsConsent { .. } | Decision::Declined(_) => {
             return Err(ApiError::internal(
                 "client_credentials cannot ask for consent",
             ));
@@ -299,7 +299,7 @@ async fn authorization_code(
     let decided: Decided = match decide(&cx, &ask) {
         Decision::Issue { grant, .. } => grant,
         Decision::Deny(d) => return Err(denied(Path::CodeRedemption, &client.client_id, d)),
-        Decision::NeedsConsent { .. } => {
+        Decision::NeedsConsent { .. } | Decision::Declined(_) => {
             return Err(ApiError::internal(
                 "a code redemption cannot ask for consent",
             ));
