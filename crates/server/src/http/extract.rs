@@ -27,14 +27,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes> {
-    Bytes::from_request(req, state).await.map_err(|e| {
-        // Keep the rejection's status (413 for a body over the limit).
-        ApiError::new(
-            e.status(),
-            ErrorCode::InvalidRequest,
-            format!("cannot read the request body: {}", e.body_text()),
-        )
-    })
+    Bytes::from_request(req, state)
+        .await
+        .map_err(unreadable_body)
+}
+
+/// A body axum could not read, as a JSON error that keeps the rejection's status (413 for a
+/// body over the limit).
+pub fn unreadable_body(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    ApiError::new(
+        e.status(),
+        ErrorCode::InvalidRequest,
+        format!("cannot read the request body: {}", e.body_text()),
+    )
 }
 
 fn from_json<T: DeserializeOwned>(

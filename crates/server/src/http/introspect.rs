@@ -55,12 +55,13 @@ async fn caller(s: &Shared, headers: &HeaderMap, form: &Form) -> ApiResult<Calle
         e.www_authenticate = Some("Basic realm=\"consentry\"".into());
         return Err(e);
     }
-    let client_id = presented_client(headers, form)?.client_id;
-    if is_metadata_document_id(&client_id) {
+    let presented = presented_client(headers, form)?;
+    let client_id = &presented.client_id;
+    if is_metadata_document_id(client_id) {
         // Public by definition: refused without fetching the document.
-        return Err(public_caller(&truncate(&client_id)));
+        return Err(public_caller(&truncate(client_id)));
     }
-    let client = authenticate_client(s, &presented_client(headers, form)?).await?;
+    let client = authenticate_client(s, &presented).await?;
     if !client.is_confidential() {
         return Err(public_caller(&client.client_id));
     }
@@ -156,26 +157,27 @@ pub async fn revoke(
     body: Bytes,
 ) -> ApiResult<Response> {
     let form = Form::parse(&headers, &body)?;
-    let client_id = presented_client(&headers, &form)?.client_id;
-    if is_metadata_document_id(&client_id) {
+    let presented = presented_client(&headers, &form)?;
+    let client_id = &presented.client_id;
+    if is_metadata_document_id(client_id) {
         // A metadata-document client is public (client_id only): the token is looked at before
         // the document is fetched, so an unknown token or another client's never fetches it.
         let token = form.require("token")?;
         match introspect::token_client(&s, token).await? {
             None => return Ok(no_store(StatusCode::OK.into_response())),
-            Some(owner) if owner != client_id => {
+            Some(owner) if owner != *client_id => {
                 return Err(ApiError::bad_request(
                     ErrorCode::UnauthorizedClient,
                     format!(
                         "the token was not issued to client '{}'",
-                        truncate(&client_id)
+                        truncate(client_id)
                     ),
                 ));
             }
             Some(_) => {}
         }
     }
-    let client = authenticate_client(&s, &presented_client(&headers, &form)?).await?;
+    let client = authenticate_client(&s, &presented).await?;
     let token = form.require("token")?;
     introspect::revoke(&s, &client, token).await?;
     Ok(no_store(StatusCode::OK.into_response()))

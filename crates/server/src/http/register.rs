@@ -89,13 +89,7 @@ fn registration_body(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(None)),
-        Err(e) => {
-            return Err(ApiError::new(
-                e.status(),
-                ErrorCode::InvalidRequest,
-                format!("cannot read the request body: {}", e.body_text()),
-            ));
-        }
+        Err(e) => return Err(crate::http::extract::unreadable_body(e)),
     };
     if body.len() > MAX_REGISTRATION_BYTES {
         return Err(too_large(Some(body.len())));

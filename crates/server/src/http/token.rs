@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use consentry_protocol::{ErrorCode, percent_decode};
+use consentry_protocol::percent_decode;
 
 use crate::clients::truncate;
 use crate::error::{ApiError, ApiResult};
@@ -96,14 +96,7 @@ pub async fn token(
     // other failure, not axum's plain-text rejection.
     let body = match body {
         Ok(b) => b,
-        Err(e) => {
-            return ApiError::new(
-                e.status(),
-                ErrorCode::InvalidRequest,
-                format!("cannot read the request body: {}", e.body_text()),
-            )
-            .into_response();
-        }
+        Err(e) => return crate::http::extract::unreadable_body(e).into_response(),
     };
     let result = match request(&headers, &body) {
         Ok(req) => exchange(&s, &req).await,
