@@ -137,5 +137,7 @@ pub(crate) fn error_body<J: JsonObject>(json: &J) -> Option<ErrorBody> {
         error,
         error_description: json.str_member("error_description").unwrap_or_default(),
         redirect_uri: json.str_member("redirect_uri"),
+        client_name: json.str_member("client_name"),
+        organization_name: json.str_member("organization_name"),
     })
 }

@@ -59,11 +59,22 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// Too many requests: slow down.
     RateLimited,
+    // Organizations
+    /// The member's organization does not allow this app (its policy's `first_party` or
+    /// `third_party` rule). The agent receives `access_denied`.
+    AppNotAllowedForOrg,
+    /// The member's organization does not allow this scope for agents (`scopes.disallowed`).
+    ScopeNotAllowedForOrg,
+    /// The caller is authenticated but may not do this (e.g. the organization API without one of
+    /// the profile's `admin_roles`).
+    Forbidden,
+    /// A conditional request's `If-Match` is stale (412), or it is missing where required (428).
+    PreconditionFailed,
 }
 
 impl ErrorCode {
     /// Every code, in a fixed order (for tables and tests).
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidRequest,
         ErrorCode::InvalidClient,
         ErrorCode::InvalidGrant,
@@ -87,6 +98,10 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::RateLimited,
+        ErrorCode::AppNotAllowedForOrg,
+        ErrorCode::ScopeNotAllowedForOrg,
+        ErrorCode::Forbidden,
+        ErrorCode::PreconditionFailed,
     ];
 
     /// The wire string (`invalid_request`, …).
@@ -115,6 +130,21 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::AppNotAllowedForOrg => "app_not_allowed_for_org",
+            ErrorCode::ScopeNotAllowedForOrg => "scope_not_allowed_for_org",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::PreconditionFailed => "precondition_failed",
+        }
+    }
+
+    /// The code an OAuth client receives for this one (RFC 6749 §4.1.2.1 knows no organization
+    /// codes: an organization's refusal reaches the agent as `access_denied`).
+    pub const fn oauth(self) -> ErrorCode {
+        match self {
+            ErrorCode::AppNotAllowedForOrg | ErrorCode::ScopeNotAllowedForOrg => {
+                ErrorCode::AccessDenied
+            }
+            other => other,
         }
     }
 
@@ -137,4 +167,10 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// Where the client receives the error, when the server verified the client and its redirect URI.
     pub redirect_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// With `app_not_allowed_for_org`: the app's display name, for the consent screen's sentence.
+    pub client_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// With `app_not_allowed_for_org`: the organization's display name (or id).
+    pub organization_name: Option<String>,
 }

@@ -23,6 +23,7 @@ pub mod authorize;
 pub mod client;
 pub mod error;
 pub mod form;
+pub mod policy;
 pub mod wire;
 
 pub use authorize::{
@@ -34,3 +35,4 @@ pub use authorize::{
 pub use client::{ApplicationType, ClientAuthMethod, GrantType, RegistrationMode, UnknownValue};
 pub use error::{ErrorBody, ErrorCode};
 pub use form::Form;
+pub use policy::{AppMode, AppRule, OrgPolicy, PolicyError, PolicyLimits, ScopeRules};

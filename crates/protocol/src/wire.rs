@@ -42,6 +42,13 @@ pub struct User {
     #[serde(default)]
     /// Roles, when the TAT carried them (scope policies use them).
     pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The organization the user signed in as a member of (the TAT's organization claim);
+    /// absent on a server whose token profile maps none (one implicit organization).
+    pub organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its display name, when the TAT carried one.
+    pub organization_name: Option<String>,
 }
 
 /// `POST /v1/oauth/authorize/start`: the authorization parameters, authenticated either by a
@@ -89,11 +96,24 @@ pub struct ScopeResult {
     pub description: String,
     /// The resource (RFC 8707) this scope applies to.
     pub resource: String,
-    /// False when the user may not grant it (the scope requires a role the user lacks); such
-    /// scopes are left out of the grant.
+    /// False when the user may not grant it (the scope requires a role the user lacks, or the
+    /// organization disallows it); such scopes are left out of the grant.
     pub is_grantable: bool,
     /// True when the user granted it to this client before.
     pub already_granted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why it is not grantable.
+    pub not_grantable_reason: Option<NotGrantable>,
+}
+
+/// Why a scope cannot be granted on the consent screen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotGrantable {
+    /// It requires a role the user does not hold.
+    RoleRequired,
+    /// The user's organization disallows it for agents.
+    ScopeNotAllowedForOrg,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,4 +203,124 @@ pub struct ConnectedApp {
     #[serde(default)]
     /// When it last used its grant (Unix seconds).
     pub last_used_at: Option<i64>,
+}
+
+// --- organizations ---
+
+/// `GET /v1/organization`: the signed-in member's organization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationInfo {
+    /// The organization's id (the TAT claim's value; `default` for the implicit organization of
+    /// a server whose token profile maps no organization claim).
+    pub organization_id: String,
+    #[serde(default)]
+    /// Its display name, when known.
+    pub organization_name: Option<String>,
+    /// Whether the member holds one of the token profile's `admin_roles` (then the
+    /// organization's connected apps and policy are theirs to manage).
+    pub is_admin: bool,
+}
+
+/// A scope an organization's policy can govern.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyScope {
+    /// The scope token.
+    pub scope: String,
+    /// What it allows, in words.
+    pub description: String,
+    /// The server's own `required_roles` for it (the policy's override replaces them).
+    #[serde(default)]
+    pub required_roles: Vec<String>,
+}
+
+/// `GET`/`PUT` of an organization's policy (`/admin/v1/organizations/{id}/policy`,
+/// `/v1/organization/policy`). The `ETag` header carries `version`, quoted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    /// The organization.
+    pub organization_id: String,
+    #[serde(default)]
+    /// Its display name, when known.
+    pub organization_name: Option<String>,
+    /// Incremented by every change; `If-Match: "<version>"` on a `PUT`.
+    pub version: i64,
+    /// The policy document.
+    pub policy: crate::policy::OrgPolicy,
+    #[serde(default)]
+    /// Scopes served here, for editors.
+    pub available_scopes: Vec<PolicyScope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// On a `PUT`: how many grants the new policy revoked.
+    pub revoked_grants: Option<u64>,
+}
+
+/// One member's grant to an app, in an organization's view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgAppMember {
+    /// The member's user id.
+    pub user_id: String,
+    #[serde(default)]
+    /// Their email, as last attested.
+    pub email: Option<String>,
+    #[serde(default)]
+    /// Their name, as last attested.
+    pub name: Option<String>,
+    /// Scopes they granted.
+    pub scopes: Vec<String>,
+    /// Resources the app may access for them.
+    pub resources: Vec<String>,
+    /// When they first granted access (Unix seconds).
+    pub granted_at: i64,
+    #[serde(default)]
+    /// When the app last used their grant (Unix seconds).
+    pub last_used_at: Option<i64>,
+}
+
+/// An app connected by members of an organization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgConnectedApp {
+    /// The app's OAuth `client_id`.
+    pub client_id: String,
+    /// Its display name.
+    pub client_name: String,
+    #[serde(default)]
+    /// Its logo.
+    pub logo_uri: Option<String>,
+    #[serde(default)]
+    /// Its home page.
+    pub client_uri: Option<String>,
+    /// True for the operator's apps, false for self-registered and metadata-document ones.
+    pub first_party: bool,
+    #[serde(default)]
+    /// For a Client ID Metadata Document app: its host (what `allow_hosts` matches).
+    pub host: Option<String>,
+    /// The members who connected it.
+    pub members: Vec<OrgAppMember>,
+}
+
+/// `GET /v1/organization/connected_apps`, `GET /admin/v1/organizations/{id}/connected_apps`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgConnectedApps {
+    /// The organization.
+    pub organization_id: String,
+    /// Its apps, by name.
+    pub apps: Vec<OrgConnectedApp>,
+}
+
+/// `GET /admin/v1/organizations` item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrganizationSummary {
+    /// The organization's id.
+    pub organization_id: String,
+    #[serde(default)]
+    /// Its display name, when known.
+    pub organization_name: Option<String>,
+    /// Members seen (signed in at least once).
+    pub members: i64,
+    /// The policy's version.
+    pub policy_version: i64,
+    /// First seen (Unix seconds).
+    pub created_at: i64,
+    /// Last policy change or name change (Unix seconds).
+    pub updated_at: i64,
 }

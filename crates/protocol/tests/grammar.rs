@@ -2929,6 +2929,10 @@ fn documented_wire(c: ErrorCode) -> &'static str {
         ErrorCode::NotFound => "not_found",
         ErrorCode::MethodNotAllowed => "method_not_allowed",
         ErrorCode::RateLimited => "rate_limited",
+        ErrorCode::AppNotAllowedForOrg => "app_not_allowed_for_org",
+        ErrorCode::ScopeNotAllowedForOrg => "scope_not_allowed_for_org",
+        ErrorCode::Forbidden => "forbidden",
+        ErrorCode::PreconditionFailed => "precondition_failed",
     }
 }
 
@@ -2989,6 +2993,8 @@ fn error_body_table() {
                 error: ErrorCode::InvalidClient,
                 error_description: "client_id 'x' is not registered".into(),
                 redirect_uri: None,
+                client_name: None,
+                organization_name: None,
             },
             r#"{"error":"invalid_client","error_description":"client_id 'x' is not registered"}"#,
         ),
@@ -2998,6 +3004,8 @@ fn error_body_table() {
                 error: ErrorCode::AccessDenied,
                 error_description: "denied".into(),
                 redirect_uri: Some("https://a/cb?error=access_denied".into()),
+                client_name: None,
+                organization_name: None,
             },
             r#"{"error":"access_denied","error_description":"denied","redirect_uri":"https://a/cb?error=access_denied"}"#,
         ),

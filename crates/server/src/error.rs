@@ -16,6 +16,16 @@ pub struct ApiError {
     pub www_authenticate: Option<String>,
     /// Seconds for `Retry-After` (429 and 503 answers).
     pub retry_after: Option<u64>,
+    /// For an organization's refusal: the app and the organization, named for the screen.
+    pub refusal: Option<Refusal>,
+}
+
+/// Who refused what, for the consent screen's sentence ("Your organization does not allow Acme
+/// Agent. Ask an admin of Example Corp.").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub client_name: String,
+    pub organization_name: String,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -29,6 +39,7 @@ impl ApiError {
             redirect_uri: None,
             www_authenticate: None,
             retry_after: None,
+            refusal: None,
         }
     }
 
@@ -114,6 +125,8 @@ impl IntoResponse for ApiError {
             error: self.code,
             error_description: self.description,
             redirect_uri: self.redirect_uri,
+            client_name: self.refusal.as_ref().map(|r| r.client_name.clone()),
+            organization_name: self.refusal.map(|r| r.organization_name),
         };
         let mut resp = (self.status, Json(body)).into_response();
         let h = resp.headers_mut();

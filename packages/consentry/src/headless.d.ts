@@ -25,7 +25,11 @@ export type ConsentryServerErrorCode =
   | 'invalid_session'
   | 'not_found'
   | 'method_not_allowed'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'app_not_allowed_for_org'
+  | 'scope_not_allowed_for_org'
+  | 'forbidden'
+  | 'precondition_failed';
 
 /** Codes only the SDK produces (crates/core/src/error.rs). */
 export type ConsentrySdkErrorCode =

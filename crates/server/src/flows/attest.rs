@@ -125,6 +125,8 @@ pub fn wire_user(u: UserRow) -> User {
         email: u.email,
         name: u.name,
         roles: u.roles,
+        organization_id: None,
+        organization_name: None,
     }
 }
 

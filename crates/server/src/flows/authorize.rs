@@ -266,6 +266,7 @@ pub async fn start(
                 resource: l.resource,
                 is_grantable: l.grantable,
                 already_granted: l.already,
+                not_grantable_reason: None,
             })
             .collect(),
         resources: screen
