@@ -162,6 +162,8 @@ fn walkthrough(
         email: Some("demo@example.com"),
         name: Some("Demo User"),
         roles: &[],
+        organization_id: None,
+        organization_name: None,
         ttl_seconds: 600,
         now,
     })?;

@@ -7,7 +7,8 @@
 //! model and validator), `cimd` (Client ID Metadata Documents and the address guard), `tat`
 //! (Trusted Auth Token verification), `keys` (signing keys, JWKS), `crypto` (sessions, sealed
 //! codes, PKCE), `limits` (rate limiters, the request's client address), `state` (what flows
-//! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`).
+//! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`),
+//! `operator` (`consentry orgs|policy|clients`, a client of the admin API).
 //! HACKING.md at the repository root says where a new rule, endpoint, table or event goes.
 
 pub mod cimd;
@@ -24,6 +25,7 @@ pub mod keys;
 mod layering;
 pub mod limits;
 pub mod mint;
+pub mod operator;
 pub mod state;
 pub mod store;
 pub mod tat;

@@ -19,6 +19,10 @@ pub struct MintTat<'a> {
     pub email: Option<&'a str>,
     pub name: Option<&'a str>,
     pub roles: &'a [String],
+    /// `org_id` and `org_name` (the claims `consentry dev` maps; name others in your profile's
+    /// `claims.organization_id`).
+    pub organization_id: Option<&'a str>,
+    pub organization_name: Option<&'a str>,
     pub ttl_seconds: i64,
     pub now: i64,
 }
@@ -82,6 +86,12 @@ pub fn mint(m: &MintTat<'_>) -> anyhow::Result<String> {
     }
     if !m.roles.is_empty() {
         claims.insert("roles".into(), json!(m.roles));
+    }
+    if let Some(o) = m.organization_id {
+        claims.insert("org_id".into(), json!(o));
+    }
+    if let Some(o) = m.organization_name {
+        claims.insert("org_name".into(), json!(o));
     }
     let mut header = Header::new(alg);
     header.typ = Some("JWT".into());

@@ -1088,4 +1088,148 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    fn app(client_id: &'static str, first_party: bool, host: Option<&str>) -> App<'static> {
+        App {
+            client_id,
+            name: "Acme Agent",
+            first_party,
+            host: host.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_organizations_app_rules_per_kind_and_path() {
+        use consentry_protocol::{AppRule, OrgPolicy};
+        let org = org_with(OrgPolicy {
+            third_party: AppRule {
+                mode: AppMode::Restricted,
+                allow_clients: vec!["cyc-ok".into()],
+                allow_hosts: vec!["*.example.com".into()],
+            },
+            first_party: AppRule {
+                mode: AppMode::NotAllowed,
+                ..AppRule::default()
+            },
+            ..OrgPolicy::default()
+        });
+        assert!(org_allows_app(org, &app("cyc-ok", false, None), super::Path::Authorize).is_ok());
+        assert!(
+            org_allows_app(
+                org,
+                &app("https://a.example.com/c", false, Some("a.example.com")),
+                super::Path::Refresh
+            )
+            .is_ok()
+        );
+        // the host rule is for metadata documents: a registered client has no host
+        let d =
+            org_allows_app(org, &app("cyc-no", false, None), super::Path::Authorize).unwrap_err();
+        assert_eq!(d.code, ErrorCode::AppNotAllowedForOrg);
+        assert_eq!(d.code.oauth(), ErrorCode::AccessDenied);
+        let r = d.refusal.unwrap();
+        assert_eq!(
+            (r.client_name.as_str(), r.organization_name.as_str()),
+            ("Acme Agent", "Acme Corp")
+        );
+        assert!(
+            !d.description.contains("cyc-ok"),
+            "never the allow-list: {}",
+            d.description
+        );
+        // first-party: not allowed at all; each path its own code
+        for (path, code) in [
+            (super::Path::Authorize, ErrorCode::AppNotAllowedForOrg),
+            (super::Path::CodeRedemption, ErrorCode::InvalidGrant),
+            (super::Path::Refresh, ErrorCode::InvalidGrant),
+            (
+                super::Path::ClientCredentials,
+                ErrorCode::UnauthorizedClient,
+            ),
+        ] {
+            let d = org_allows_app(org, &app("cyc-ok", true, None), path).unwrap_err();
+            assert_eq!(d.code, code, "{path:?}");
+            assert!(
+                d.description.contains("first_party.mode"),
+                "{}",
+                d.description
+            );
+        }
+    }
+
+    #[test]
+    fn a_grant_stands_while_its_scopes_roles_and_age_fit_the_policy() {
+        use consentry_protocol::OrgPolicy;
+        let mut policy = OrgPolicy::default();
+        policy.scopes.disallowed = vec!["notes:delete".into()];
+        policy
+            .scopes
+            .required_roles
+            .insert("notes:write".into(), vec!["editor".into()]);
+        policy.limits.grant_max_lifetime_seconds = Some(100);
+        let org = org_with(policy);
+        let a = app("web", true, None);
+        let editor = ["editor".to_owned()];
+        let read = ["notes:read".to_owned()];
+        let write = ["notes:write".to_owned()];
+        let delete = ["notes:delete".to_owned()];
+        assert!(grant_stands(org, &a, &read, Some(&[]), 0, 99, super::Path::Refresh).is_ok());
+        assert!(grant_stands(org, &a, &read, Some(&[]), 0, 100, super::Path::Refresh).is_err());
+        assert!(grant_stands(org, &a, &delete, Some(&editor), 0, 1, super::Path::Refresh).is_err());
+        assert!(grant_stands(org, &a, &write, Some(&editor), 0, 1, super::Path::Refresh).is_ok());
+        assert!(grant_stands(org, &a, &write, Some(&[]), 0, 1, super::Path::Refresh).is_err());
+        // a member who is gone holds no role
+        assert!(grant_stands(org, &a, &write, None, 0, 1, super::Path::Refresh).is_err());
+    }
+
+    #[test]
+    fn the_screen_says_why_a_scope_is_not_grantable_and_limits_only_shorten() {
+        use consentry_protocol::OrgPolicy;
+        let cfg = cfg();
+        let mut policy = OrgPolicy::default();
+        policy.scopes.disallowed = vec!["notes:admin".into()];
+        policy.limits.access_token_ttl_seconds = Some(60);
+        policy.limits.grant_max_lifetime_seconds = Some(i64::MAX);
+        let org = org_with(policy);
+        let client = &cfg.clients["web"];
+        let req = request("notes:read notes:admin");
+        let admin = ["admin".to_owned()];
+        let cx = Context {
+            cfg: &cfg,
+            client,
+            subject: Some(Subject {
+                user_id: "u",
+                roles: &admin,
+            }),
+            org,
+            now: 1_000,
+        };
+        let ask = Ask::Authorize {
+            req: &req,
+            redirect_uri: "https://a.example/cb",
+            attested_at: 1_000,
+            granted: &[],
+            consent: Some(true),
+        };
+        let Decision::Issue {
+            grant,
+            screen: Some(screen),
+        } = decide(&cx, &ask)
+        else {
+            panic!("the rest can still be granted");
+        };
+        let admin_line = screen
+            .lines
+            .iter()
+            .find(|l| l.scope == "notes:admin")
+            .unwrap();
+        assert!(!admin_line.grantable);
+        assert_eq!(admin_line.reason, Some(NotGrantable::ScopeNotAllowedForOrg));
+        assert_eq!(grant.scopes, ["notes:read"]);
+        assert_eq!(grant.limits.access_token_ttl_seconds, 60);
+        assert_eq!(
+            grant.limits.grant_max_lifetime_seconds,
+            cfg.grant_max_lifetime_seconds
+        );
+    }
 }

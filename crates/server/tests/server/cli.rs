@@ -602,3 +602,119 @@ async fn dev_command_writes_config_and_serves() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["user_id"], "demo-user");
 }
+
+/// `consentry orgs|policy|clients` drive a running server through its admin API: the same
+/// validation, the same revocations, the version check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_manage_organizations_policies_and_clients() {
+    const KEY: &str = "admin-key-0123456789abcdefghijklmnopqrstuv";
+    let s = Setup::new(Backend::Sqlite)
+        .top("admin_key", &format!("\"{KEY}\""))
+        .configure(|c| {
+            c.token_profiles[0].claims = Some(consentry_server::config::builder::Claims {
+                organization_id: Some("org_id".into()),
+                ..Default::default()
+            });
+        })
+        .start()
+        .await;
+    let run = |args: &[&str]| {
+        let out = Command::new(binary())
+            .args(args)
+            .arg("--config")
+            .arg(&s.config_path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let mut claims = tat_claims("ana");
+    claims["org_id"] = json!("acme");
+    let (status, body) = s.attest(&s.keys.sign(&claims)).await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["session_token"].as_str().unwrap().to_owned();
+    let pkce = Pkce::new();
+    let (status, _) = s.start_flow(&session, &params(&pkce, "notes:read")).await;
+    assert_eq!(status, 200);
+
+    let (ok, out, err) = run(&["orgs", "list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("acme") && out.contains("members 1"), "{out}");
+
+    let (ok, out, err) = run(&[
+        "policy",
+        "set",
+        "--org",
+        "acme",
+        "--first-party",
+        "restricted",
+        "--allow-first-party",
+        "other-agent",
+        "--disallow-scope",
+        "notes:write",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("version 2"), "{err}");
+    let state: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(state["policy"]["first_party"]["mode"], "restricted");
+    // The change holds on the server at once: the demo agent is no longer allowed.
+    let (status, body) = s.start_flow(&session, &params(&pkce, "notes:read")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "app_not_allowed_for_org");
+
+    let (ok, out, _) = run(&["policy", "get", "--org", "acme"]);
+    assert!(ok);
+    assert!(out.contains("\"notes:write\""), "{out}");
+    // A bad value is the server's error, named, and exits non-zero.
+    let (ok, _, err) = run(&[
+        "policy",
+        "set",
+        "--org",
+        "acme",
+        "--allow-host",
+        "https://x",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("third_party.allow_hosts[0]"), "{err}");
+
+    let (ok, out, err) = run(&[
+        "clients",
+        "create",
+        "--name",
+        "Company Agent",
+        "--redirect-uri",
+        "http://127.0.0.1:9999/company",
+    ]);
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = created["client_id"].as_str().unwrap();
+    assert_eq!(created["first_party"], true);
+    let (ok, _, err) = run(&["clients", "delete", id]);
+    assert!(ok, "{err}");
+    // Without an admin key in the config: a clear refusal, no request.
+    let (ok, _, err) = {
+        let cfg = std::fs::read_to_string(&s.config_path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("admin_key"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = s.dir().join("no-admin.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = Command::new(binary())
+            .args(["orgs", "list", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::new(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(!ok);
+    assert!(err.contains("admin_key"), "{err}");
+}

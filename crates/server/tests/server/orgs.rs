@@ -1058,3 +1058,68 @@ async fn a_policy_changed_on_one_instance_holds_on_another_at_once(b: Backend) {
         "the other instance kept a stale policy for a second"
     );
 }
+
+/// A database written before organizations (migrations 1–6, with a user, their consent and a
+/// live grant) is migrated at start: everything belongs to the implicit organization and keeps
+/// working — the old refresh token refreshes, the connected app is still listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_organizations_keeps_working() {
+    use_binary(option_env!("CARGO_BIN_EXE_consentry"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../../migrations/0001_init.sql"),
+            include_str!("../../migrations/0002_clients_and_revocation.sql"),
+            include_str!("../../migrations/0003_consent_bindings.sql"),
+            include_str!("../../migrations/0005_client_last_use.sql"),
+            include_str!("../../migrations/0006_purge_indexes.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        let now = now();
+        conn.execute_batch(&format!(
+            "CREATE TABLE consentry_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+             INSERT INTO consentry_migrations VALUES (1, {now}), (2, {now}), (3, {now}), (5, {now}), (6, {now});
+             INSERT INTO users VALUES ('old', 'old@example.com', 'Old User', '[]', 'default', {now}, {now});
+             INSERT INTO consent_grants VALUES ('old', '{CLIENT}', '{REDIRECT}', '{RESOURCE}', 'notes:read', '', {now});
+             INSERT INTO token_families VALUES ('fam-old', 'old', '{CLIENT}', 'notes:read', '[\"{RESOURCE}\"]', {now}, {now}, NULL, NULL);
+             INSERT INTO refresh_tokens VALUES ('{}', 'fam-old', {now}, {}, NULL);",
+            consentry_server::crypto::sha256_hex("cyr_from-before-organizations"),
+            now + 86_400
+        ))
+        .unwrap();
+    }
+    let s = Setup::new(Backend::Sqlite)
+        .top("database_url", &format!("\"sqlite://{}\"", path.display()))
+        .start()
+        .await;
+    let (status, body) = s.refresh("cyr_from-before-organizations", CLIENT).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "old");
+    assert!(
+        claims.get("org_id").is_none(),
+        "the implicit organization is not named: {claims}"
+    );
+    let session = s.session("old").await;
+    let apps = s
+        .raw(
+            Method::GET,
+            "/v1/connected_apps",
+            &[("authorization", &format!("Bearer {session}"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(apps.json[0]["client_id"], CLIENT, "{}", apps.text);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let org: String = conn
+        .query_row(
+            "SELECT organization_id FROM users WHERE user_id = 'old'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(org, "default");
+}
