@@ -140,6 +140,7 @@ enum OrgsCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum PolicyCommand {
     /// Print an organization's policy (JSON) and its version.
     Get {
