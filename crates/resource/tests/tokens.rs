@@ -163,6 +163,11 @@ async fn a_valid_token_reaches_the_handler_as_the_caller() {
     assert_eq!(caller.client_id, CLIENT);
     assert_eq!(caller.scopes, ["notes:read", "notes:write"]);
     assert!(caller.grant_id.is_some(), "user grants carry gid");
+    assert_eq!(
+        caller.org_id(),
+        None,
+        "no organization on a server without them"
+    );
     assert_eq!(caller.claims["aud"], RESOURCE);
 
     let base = serve(&res).await;
@@ -799,4 +804,38 @@ async fn an_unreachable_issuer_fails_closed_and_known_keys_outlive_it() {
         "temporarily_unavailable",
         &["jwks.json"],
     );
+}
+
+/// A member of an organization: the caller says which, so the MCP server can scope its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_organization_comes_from_the_token() {
+    let s = Setup::new(Backend::Sqlite)
+        .configure(|c| {
+            c.token_profiles[0].claims = Some(consentry_testkit::config::Claims {
+                organization_id: Some("org_id".into()),
+                ..Default::default()
+            });
+        })
+        .start()
+        .await;
+    let mut claims = tat_claims("alice");
+    claims["org_id"] = json!("acme");
+    let (status, body) = s.attest(&s.keys.sign(&claims)).await;
+    assert_eq!(status, 200, "{body}");
+    let session = body["session_token"].as_str().unwrap();
+    let pkce = Pkce::new();
+    let p = params(&pkce, "notes:read");
+    s.start_flow(session, &p).await;
+    let (_, body) = s.submit(session, &p, true).await;
+    let code = query(body["redirect_uri"].as_str().unwrap())["code"].clone();
+    let (status, t) = s.redeem(&code, CLIENT, REDIRECT, &pkce.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let caller = notes(&s)
+        .build()
+        .unwrap()
+        .verify(t["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(caller.org_id(), Some("acme"));
+    assert_eq!(caller.user_id(), "alice");
 }
