@@ -98,13 +98,36 @@ impl From<ParamError> for ApiError {
 
 impl From<crate::store::sql::DbError> for ApiError {
     fn from(e: crate::store::sql::DbError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::database_unavailable(e);
+        }
         ApiError::internal(e)
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        let unavailable = e.chain().any(|c| {
+            c.downcast_ref::<crate::store::sql::DbError>()
+                .is_some_and(crate::store::sql::DbError::is_unavailable)
+        });
+        if unavailable {
+            return ApiError::database_unavailable(format!("{e:#}"));
+        }
         ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl ApiError {
+    /// The database is down, restarting, full or locked: 503 `temporarily_unavailable` with
+    /// `Retry-After`, the cause in the operator's log only.
+    pub fn database_unavailable(err: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %err, "database unavailable");
+        let mut e = Self::unavailable(
+            "the database is temporarily unavailable; try again shortly (the server log has the cause)",
+        );
+        e.retry_after = Some(1);
+        e
     }
 }
 
