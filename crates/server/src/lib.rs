@@ -7,7 +7,7 @@
 //! model and validator), `cimd` (Client ID Metadata Documents and the address guard), `tat`
 //! (Trusted Auth Token verification), `keys` (signing keys, JWKS), `crypto` (sessions, sealed
 //! codes, PKCE), `limits` (rate limiters, the request's client address), `state` (what flows
-//! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`).
+//! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`); `fuzz` (tests only) the fuzz targets.
 //! HACKING.md at the repository root says where a new rule, endpoint, table or event goes.
 
 pub mod cimd;
@@ -19,6 +19,8 @@ pub mod dev;
 pub mod domain;
 pub mod error;
 pub mod flows;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod keys;
 mod layering;

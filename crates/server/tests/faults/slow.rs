@@ -36,6 +36,7 @@ async fn slow_jwks_and_cimd_hosts_are_bounded_and_isolated() {
     let server = Setup::new(Backend::Sqlite)
         .introspection_secret(NOTES_SECRET)
         .extra(OPEN_REGISTRATION)
+        .top("token_profiles_share_users", "true")
         .extra(&format!(
             "[[token_profiles]]\nid = \"slow\"\nissuer = \"{SLOW_ISS}\"\naudience = \"{TAT_AUD}\"\n\
              jwks_url = \"http://127.0.0.1:{pit}/jwks.json\"\nalgorithms = [\"ES256\"]\n\n\
