@@ -23,9 +23,31 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
 }
 
 const TOKENS: &[&str] = &[
-    "Bearer ", "bearer ", "Basic ", "DPoP ", "eyJ", ".", "-", "_", "~", "+", "/", "=", "\"",
-    "\"typ\":\"at+jwt\"", "\"alg\":", "\"kid\":", "\"crit\":[]", "\"aud\":", "\"exp\":",
-    "\"nbf\":", "\"iat\":", "\"scope\":", "\"client_id\":", "\"kty\":", "\"use\":\"enc\"",
+    "Bearer ",
+    "bearer ",
+    "Basic ",
+    "DPoP ",
+    "eyJ",
+    ".",
+    "-",
+    "_",
+    "~",
+    "+",
+    "/",
+    "=",
+    "\"",
+    "\"typ\":\"at+jwt\"",
+    "\"alg\":",
+    "\"kid\":",
+    "\"crit\":[]",
+    "\"aud\":",
+    "\"exp\":",
+    "\"nbf\":",
+    "\"iat\":",
+    "\"scope\":",
+    "\"client_id\":",
+    "\"kty\":",
+    "\"use\":\"enc\"",
 ];
 
 /// The `Authorization` header (one or two of them, any bytes) through the bearer parser, then the

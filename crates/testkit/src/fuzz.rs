@@ -56,14 +56,12 @@ fn rng(seed: u64) -> TestRng {
 }
 
 fn fails<V>(target: &mut impl FnMut(&V), v: &V) -> Option<String> {
-    catch_unwind(AssertUnwindSafe(|| target(v)))
-        .err()
-        .map(|p| {
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "a panic".into())
-        })
+    catch_unwind(AssertUnwindSafe(|| target(v))).err().map(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".into())
+    })
 }
 
 /// Run `target` on inputs of `strategy` within the budget of the environment; on a panic, shrink
@@ -192,12 +190,71 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 /// Tokens that tend to matter to parsers of URLs, forms, JSON and JWTs.
 pub const COMMON_TOKENS: &[&str] = &[
-    "%", "%2", "%25", "%00", "%ZZ", "%C3%A9", "%E2%80%AE", "%FF", "&", "=", "+", "?", "#", "/",
-    "//", ":", ";", ",", ".", "..", "@", "[", "]", "{", "}", "\"", "\\", "\\u0000", "\\ud800",
-    "\u{0}", "\u{202e}", "é", "\u{fffd}", " ", "\t", "\n", "\r\n", "null", "true", "false", "0",
-    "-1", "1e999", "-0", "9223372036854775807", "18446744073709551616", "1.5", "[]", "{}",
-    "\"\"", "http://", "https://", "http://127.0.0.1:1/", "https://[::1]/", "localhost",
-    "javascript:", "data:", "file:", "xn--", "*", ".", "=", "eyJ", "..", "===",
+    "%",
+    "%2",
+    "%25",
+    "%00",
+    "%ZZ",
+    "%C3%A9",
+    "%E2%80%AE",
+    "%FF",
+    "&",
+    "=",
+    "+",
+    "?",
+    "#",
+    "/",
+    "//",
+    ":",
+    ";",
+    ",",
+    ".",
+    "..",
+    "@",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "\u{0}",
+    "\u{202e}",
+    "é",
+    "\u{fffd}",
+    " ",
+    "\t",
+    "\n",
+    "\r\n",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1e999",
+    "-0",
+    "9223372036854775807",
+    "18446744073709551616",
+    "1.5",
+    "[]",
+    "{}",
+    "\"\"",
+    "http://",
+    "https://",
+    "http://127.0.0.1:1/",
+    "https://[::1]/",
+    "localhost",
+    "javascript:",
+    "data:",
+    "file:",
+    "xn--",
+    "*",
+    ".",
+    "=",
+    "eyJ",
+    "..",
+    "===",
 ];
 
 /// Inputs: a seed of `corpus` (or nothing) with up to 8 mutations, or (one time in eight) random

@@ -805,7 +805,10 @@ mod tests {
                 panic!("{name}: expected an error, got {r:?}");
             };
             assert!(m.contains("cannot begin a transaction"), "{name}: {m}");
-            assert!(r.as_ref().is_err_and(DbError::is_unavailable), "{name}: a busy lock is a 503");
+            assert!(
+                r.as_ref().is_err_and(DbError::is_unavailable),
+                "{name}: a busy lock is a 503"
+            );
         }
         // The thread lives on: with the lock free, writes commit again.
         actor

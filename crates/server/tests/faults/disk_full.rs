@@ -166,15 +166,7 @@ async fn sqlite_on_a_full_disk() {
     drop(check);
     server.restart().await;
     let checker = Client::new(&server);
-    let copy = {
-        let l = ledger.lock().unwrap();
-        Ledger {
-            registrations: l.registrations.clone(),
-            used_codes: l.used_codes.clone(),
-            rotated: l.rotated.clone(),
-            revoked: l.revoked.clone(),
-        }
-    };
+    let copy = ledger.lock().unwrap().clone();
     let bad = check_ledger(&checker, &copy).await;
     assert!(bad.is_empty(), "after the full disk: {bad:#?}");
     say!(

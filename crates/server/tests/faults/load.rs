@@ -146,7 +146,12 @@ impl Client {
         self.send(req).await
     }
 
-    pub async fn post_form(&self, path: &str, bearer: Option<&str>, form: &[(&str, &str)]) -> Answer {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        form: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self
             .http
             .post(self.url(path))
@@ -257,8 +262,12 @@ impl Client {
     }
 
     pub async fn introspect(&self, token: &str) -> Answer {
-        self.post_form("/oauth2/introspect", Some(NOTES_SECRET), &[("token", token)])
-            .await
+        self.post_form(
+            "/oauth2/introspect",
+            Some(NOTES_SECRET),
+            &[("token", token)],
+        )
+        .await
     }
 
     /// One whole life of a grant for a user of its own, recording what was acknowledged.
@@ -279,8 +288,14 @@ impl Client {
             .used_codes
             .push((code, pkce.verifier.clone()));
 
-        let mut refresh = tokens["refresh_token"].as_str().unwrap_or_default().to_owned();
-        let mut access = tokens["access_token"].as_str().unwrap_or_default().to_owned();
+        let mut refresh = tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut access = tokens["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for _ in 0..2 {
             let t = self
                 .expect_ok("refresh", self.refresh(&refresh).await)

@@ -90,7 +90,10 @@ async fn postgres_stopped_and_restarted_under_load() {
              the round: {:?}; slowest {} ms; {load_ok} whole grant lives",
             restarted.duration_since(stopped) + took,
             client.tally.kinds(),
-            client.tally.slowest_ms.load(std::sync::atomic::Ordering::Relaxed)
+            client
+                .tally
+                .slowest_ms
+                .load(std::sync::atomic::Ordering::Relaxed)
         );
         assert!(server.is_running(), "the server exited: {}", server.log());
         let kinds = client.tally.kinds();

@@ -136,9 +136,8 @@ async fn slow_jwks_and_cimd_hosts_are_bounded_and_isolated() {
             }
         }
     }
-    let unexpected =
-        client
-            .tally
-            .unexpected(&["503 temporarily_unavailable", "400 invalid_client"]);
+    let unexpected = client
+        .tally
+        .unexpected(&["503 temporarily_unavailable", "400 invalid_client"]);
     assert!(unexpected.is_empty(), "{unexpected:?}; {}", server.log());
 }

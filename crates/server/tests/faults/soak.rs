@@ -47,7 +47,12 @@ async fn soak_at_80_percent_of_max() {
     let max = done as f64 / measure.as_secs_f64();
     let rate = (max * 0.8).max(1.0);
     let failed_before = client.tally.failed.load(Ordering::Relaxed);
-    assert_eq!(failed_before, 0, "errors at max: {:?}", client.tally.kinds());
+    assert_eq!(
+        failed_before,
+        0,
+        "errors at max: {:?}",
+        client.tally.kinds()
+    );
     say!(
         "max: {max:.1} whole grant lives/s ({} req/s); soaking at {rate:.1}/s for {} s",
         max * 8.0,
@@ -68,8 +73,12 @@ async fn soak_at_80_percent_of_max() {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let handles: Vec<_> = (0..workers)
         .map(|w| {
-            let (client, lives, errors, ledger) =
-                (client.clone(), lives.clone(), errors.clone(), ledger.clone());
+            let (client, lives, errors, ledger) = (
+                client.clone(),
+                lives.clone(),
+                errors.clone(),
+                ledger.clone(),
+            );
             tokio::spawn(async move {
                 let period = Duration::from_secs_f64(workers as f64 / rate);
                 let mut tick = tokio::time::interval(period);
