@@ -392,6 +392,7 @@ uri = "http://127.0.0.1:8788/mcp"
 name = "Notes"
 scopes = ["notes:read"]
 default_scopes = ["notes:read"]
+introspection_secret = "notes-introspection-secret-0123456789abcdef"
 
 [[clients]]
 client_id = "demo-agent"
@@ -532,26 +533,52 @@ fn fuzz_dcr_http() {
     assert_reached("POST /oauth2/register", 201);
 }
 
-/// Token endpoint form bodies through `POST /oauth2/token`.
+/// Form bodies and client credentials (`Authorization: Basic` or `Bearer`, any bytes) through
+/// the token, introspection and revocation endpoints.
 #[test]
 fn fuzz_token_form_http() {
     let h = http();
+    const PATHS: [&str; 3] = ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"];
+    let auth_seeds: Vec<Vec<u8>> = [
+        "",
+        "Basic ZGVtby1hZ2VudDpzZWNyZXQ=",
+        "Basic c3ZjJTNBb3BzJTJCMSt4JTI1JTJGJTNGOnBAc3M=",
+        "Bearer notes-introspection-secret-0123456789abcdef",
+        "basic Og==",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
     run(
         "token_form_http",
-        mutated(corpus("form"), URL_TOKENS),
-        |input: &Vec<u8>| {
-            let answer = h.rt.block_on(send(
-                &h.router,
-                "POST",
-                "/oauth2/token",
-                "application/x-www-form-urlencoded",
-                None,
-                input.clone(),
-            ));
-            no_5xx("POST /oauth2/token", input, answer);
+        (
+            mutated(corpus("form"), URL_TOKENS),
+            mutated(auth_seeds, &["Basic ", "Bearer ", ":", "%3A", "=="]),
+            0..PATHS.len(),
+        ),
+        |(body, auth, path): &(Vec<u8>, Vec<u8>, usize)| {
+            let mut req = Request::builder()
+                .method("POST")
+                .uri(PATHS[*path])
+                .header("content-type", "application/x-www-form-urlencoded");
+            if !auth.is_empty()
+                && let Ok(v) = axum::http::HeaderValue::from_bytes(auth)
+            {
+                req = req.header("authorization", v);
+            }
+            let req = req.body(Body::from(body.clone())).unwrap();
+            let answer = h.rt.block_on(async {
+                let resp = h.router.clone().oneshot(req).await.unwrap();
+                let status = resp.status();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&bytes).into_owned())
+            });
+            no_5xx("POST /oauth2/{token,introspect,revoke}", body, answer);
         },
     );
-    assert_reached("POST /oauth2/token", 400);
+    assert_reached("POST /oauth2/{token,introspect,revoke}", 200);
 }
 
 /// Authorization requests (the query's parameters as the SDK sends them, JSON) through

@@ -821,6 +821,55 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    /// What a retry may clear is `is_unavailable` (503), what it will not (a bad row, a bug) is
+    /// not (500).
+    #[test]
+    fn unavailable_errors_are_told_from_bugs() {
+        let sqlite = |code: rusqlite::ffi::c_int| {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert!(sqlite(code).is_unavailable(), "{code}");
+        }
+        for code in [
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+            rusqlite::ffi::SQLITE_CORRUPT,
+        ] {
+            assert!(!sqlite(code).is_unavailable(), "{code}");
+        }
+        assert!(DbError::Postgres(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            DbError::Postgres(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into()
+            ))
+            .is_unavailable()
+        );
+        assert!(!DbError::Postgres(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!DbError::Other("column 3 missing".into()).is_unavailable());
+        assert!(DbError::Unavailable("commit failed".into()).is_unavailable());
+        let e = crate::error::ApiError::from(DbError::Postgres(sqlx::Error::PoolTimedOut));
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            e.code,
+            consentry_protocol::ErrorCode::TemporarilyUnavailable
+        );
+        assert_eq!(e.retry_after, Some(1));
+        let e = crate::error::ApiError::from(
+            anyhow::Error::new(DbError::Postgres(sqlx::Error::PoolTimedOut)).context("loading"),
+        );
+        assert_eq!(e.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let e = crate::error::ApiError::from(DbError::Other("column 3 missing".into()));
+        assert_eq!(e.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
     fn wal_len(db: &std::path::Path) -> u64 {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
