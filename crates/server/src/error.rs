@@ -153,3 +153,27 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::sql::DbError;
+
+    /// A database that is away is a 503 with `Retry-After`, however the error reached the
+    /// handler (directly or inside an anyhow context); a bug or a bad row stays a 500.
+    #[test]
+    fn an_unavailable_database_is_a_503() {
+        let e = ApiError::from(DbError::Postgres(sqlx::Error::PoolTimedOut));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(e.retry_after, Some(1));
+        let e = ApiError::from(
+            anyhow::Error::new(DbError::Postgres(sqlx::Error::PoolTimedOut)).context("loading"),
+        );
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = ApiError::from(DbError::Other("column 3 missing".into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, ErrorCode::ServerError);
+    }
+}
