@@ -15,6 +15,7 @@ use axum::http::{Request, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use consentry_protocol as protocol;
+use consentry_testkit::fuzz::proptest;
 use consentry_testkit::fuzz::{corpus_dir, mutated, mutated_text, run};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use tower::ServiceExt;
@@ -89,6 +90,7 @@ const JSON_TOKENS: &[&str] = &[
     "\"software_id\":",
     "\"client_id\":",
     "\"client_secret\":",
+    "\"consent_granted\":true,",
     "\"kty\":",
     "\"crv\":",
     "\"kid\":",
@@ -511,26 +513,67 @@ fn no_5xx(what: &'static str, input: &[u8], (status, body): (StatusCode, String)
     );
 }
 
-/// Dynamic Client Registration bodies through `POST /oauth2/register`.
+/// Dynamic Client Registration bodies through `POST /oauth2/register`, and RFC 7592 updates
+/// through `PUT /oauth2/register/{id}` of a registered client (with its access token).
 #[test]
 fn fuzz_dcr_http() {
     let h = http();
+    let (status, reg) = h.rt.block_on(send(
+        &h.router,
+        "POST",
+        "/oauth2/register",
+        "application/json",
+        None,
+        corpus("dcr")[0].clone(),
+    ));
+    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    let reg: serde_json::Value = serde_json::from_str(&reg).unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    let update_path = format!("/oauth2/register/{client_id}");
+    let rat = reg["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     run(
         "dcr_http",
-        mutated(corpus("dcr"), JSON_TOKENS),
-        |input: &Vec<u8>| {
-            let answer = h.rt.block_on(send(
-                &h.router,
-                "POST",
-                "/oauth2/register",
-                "application/json",
-                None,
-                input.clone(),
-            ));
-            no_5xx("POST /oauth2/register", input, answer);
+        (
+            mutated(corpus("dcr"), JSON_TOKENS),
+            proptest::bool::weighted(0.25),
+        ),
+        |(input, update): &(Vec<u8>, bool)| {
+            let answer = if *update {
+                // RFC 7592 §2.2: an update names the client; a JSON object that does not gets
+                // the name added (the rest of the input as it is).
+                let body = match serde_json::from_slice::<serde_json::Value>(input) {
+                    Ok(serde_json::Value::Object(mut m)) if !m.contains_key("client_id") => {
+                        m.insert("client_id".into(), client_id.clone().into());
+                        serde_json::to_vec(&m).unwrap()
+                    }
+                    _ => input.clone(),
+                };
+                h.rt.block_on(send(
+                    &h.router,
+                    "PUT",
+                    &update_path,
+                    "application/json",
+                    Some(&rat),
+                    body,
+                ))
+            } else {
+                h.rt.block_on(send(
+                    &h.router,
+                    "POST",
+                    "/oauth2/register",
+                    "application/json",
+                    None,
+                    input.clone(),
+                ))
+            };
+            no_5xx("POST/PUT /oauth2/register", input, answer);
         },
     );
-    assert_reached("POST /oauth2/register", 201);
+    assert_reached("POST/PUT /oauth2/register", 201);
+    assert_reached("POST/PUT /oauth2/register", 200);
 }
 
 /// Form bodies and client credentials (`Authorization: Basic` or `Bearer`, any bytes) through
@@ -582,30 +625,38 @@ fn fuzz_token_form_http() {
 }
 
 /// Authorization requests (the query's parameters as the SDK sends them, JSON) through
-/// `POST /v1/oauth/authorize/start` with a live session.
+/// `POST /v1/oauth/authorize/start` and `/submit` (with or without `consent_granted`) with a live
+/// session.
 #[test]
 fn fuzz_authorize_start_http() {
     let h = http();
     let seeds: Vec<Vec<u8>> = corpus_text("authorize")
         .iter()
         .filter_map(|q| protocol::parse_query(q).ok())
+        .filter_map(|p| serde_json::to_value(&p).ok())
+        .flat_map(|p| {
+            let mut submit = p.clone();
+            submit["consent_granted"] = serde_json::Value::Bool(true);
+            [p, submit]
+        })
         .filter_map(|p| serde_json::to_vec(&p).ok())
         .collect();
     assert!(!seeds.is_empty());
+    const PATHS: [&str; 2] = ["/v1/oauth/authorize/start", "/v1/oauth/authorize/submit"];
     run(
         "authorize_start_http",
-        mutated(seeds, JSON_TOKENS),
-        |input: &Vec<u8>| {
+        (mutated(seeds, JSON_TOKENS), 0..PATHS.len()),
+        |(input, path): &(Vec<u8>, usize)| {
             let answer = h.rt.block_on(send(
                 &h.router,
                 "POST",
-                "/v1/oauth/authorize/start",
+                PATHS[*path],
                 "application/json",
                 Some(&h.session),
                 input.clone(),
             ));
-            no_5xx("POST /v1/oauth/authorize/start", input, answer);
+            no_5xx("POST /v1/oauth/authorize/{start,submit}", input, answer);
         },
     );
-    assert_reached("POST /v1/oauth/authorize/start", 200);
+    assert_reached("POST /v1/oauth/authorize/{start,submit}", 200);
 }
