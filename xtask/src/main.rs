@@ -130,7 +130,7 @@ fn main() -> ExitCode {
     let (cmd, rest) = match args.split_first() {
         Some((cmd, rest)) => (cmd.as_str(), rest),
         None => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", faults::FAULTS_USAGE);
             return ExitCode::from(2);
         }
     };
@@ -189,7 +189,7 @@ fn main() -> ExitCode {
         }
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", faults::FAULTS_USAGE);
             Ok(ExitCode::from(2))
         }
     };

@@ -372,9 +372,33 @@ impl Load {
     }
 }
 
-/// Check every acknowledged operation of `ledger` against the (restarted) server; returns the
-/// violations found.
+/// Check every acknowledged operation of `ledger` against the (restarted) server, 8 requests at a
+/// time; returns the violations found.
 pub async fn check_ledger(client: &Client, ledger: &Ledger) -> Vec<String> {
+    const PARTS: usize = 8;
+    fn part<T: Clone>(list: &[T], i: usize) -> Vec<T> {
+        list.iter().skip(i).step_by(PARTS).cloned().collect()
+    }
+    let tasks: Vec<_> = (0..PARTS)
+        .map(|i| {
+            let slice = Ledger {
+                registrations: part(&ledger.registrations, i),
+                used_codes: part(&ledger.used_codes, i),
+                rotated: part(&ledger.rotated, i),
+                revoked: part(&ledger.revoked, i),
+            };
+            let client = client.clone();
+            tokio::spawn(async move { check_part(&client, &slice).await })
+        })
+        .collect();
+    let mut bad = Vec::new();
+    for t in tasks {
+        bad.extend(t.await.unwrap());
+    }
+    bad
+}
+
+async fn check_part(client: &Client, ledger: &Ledger) -> Vec<String> {
     let mut bad = Vec::new();
     for (id, rat) in &ledger.registrations {
         match client
