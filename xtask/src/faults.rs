@@ -12,7 +12,7 @@ pub(crate) const FAULTS_USAGE: &str = "\
   fuzz [--minutes N] [--cases N] [--seed S]
                                 every fuzz target (crates/server/src/fuzz.rs, crates/resource/src/fuzz.rs),
                                 two at a time, each until --cases inputs (default 1000000) or N minutes
-                                (default 5), whichever comes first; --seed replays a run
+                                (default 8), whichever comes first; --seed replays a run
 ";
 
 pub(crate) fn cmd_faults(args: &[String]) -> Result<ExitCode> {
@@ -58,7 +58,7 @@ const FUZZ_SUITES: [(&str, &str); 2] = [
 const FUZZ_THREADS: u64 = 2;
 
 pub(crate) fn cmd_fuzz(args: &[String]) -> Result<ExitCode> {
-    let mut minutes: u64 = 5;
+    let mut minutes: u64 = 8;
     let mut cases: u64 = 1_000_000;
     let mut seed: Option<u64> = None;
     let mut it = args.iter();
