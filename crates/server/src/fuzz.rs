@@ -361,13 +361,7 @@ fn http() -> &'static Http {
     static HTTP: OnceLock<Http> = OnceLock::new();
     HTTP.get_or_init(|| {
         crate::install_crypto_providers();
-        // On tmpfs where there is one: every registration commits with an fsync (synchronous =
-        // FULL), which on a disk would be most of a target's time.
-        let dir = if Path::new("/dev/shm").is_dir() {
-            tempfile::tempdir_in("/dev/shm").unwrap()
-        } else {
-            tempfile::tempdir().unwrap()
-        };
+        let dir = fuzz_dir();
         let (private_pem, public_pem) =
             crate::keys::generate_pem_keypair(crate::keys::SigningAlg::ES256).unwrap();
         let toml = format!(
@@ -446,6 +440,36 @@ enabled = false
             _dir: dir,
         }
     })
+}
+
+/// The database folder of the HTTP targets. On tmpfs where there is one: every registration
+/// commits with an fsync (synchronous = FULL), which on a disk would be most of a target's time.
+/// It lives in a static, never dropped: it is named after the process, and folders of processes
+/// that are gone are removed first, so runs do not pile up in memory.
+fn fuzz_dir() -> tempfile::TempDir {
+    const PREFIX: &str = "consentry-fuzz-";
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .tempdir_in(base)
+        .unwrap()
 }
 
 async fn send(

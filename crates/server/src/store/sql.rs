@@ -738,6 +738,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows[0].text(0).unwrap(), "wal");
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA journal_size_limit", &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].int(0).unwrap(),
+            4 << 20,
+            "a reset WAL is truncated back to 4 MiB"
+        );
     }
 
     /// When `BEGIN IMMEDIATE` fails (here: another connection holds the write lock longer than

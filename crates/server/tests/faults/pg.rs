@@ -138,6 +138,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.stop("immediate");
+        // `fast`, not `immediate`: an immediate stop can leave its shared memory segments in
+        // /dev/shm behind.
+        self.stop("fast");
     }
 }
