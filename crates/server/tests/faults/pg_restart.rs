@@ -63,8 +63,39 @@ async fn postgres_stopped_and_restarted_under_load() {
             matches!(&health, Ok((503, b)) if b["error"] == "temporarily_unavailable"),
             "healthz while the database is down: {health:?}"
         );
+        // A write is answered 503 temporarily_unavailable with Retry-After, within the pool's
+        // acquire timeout.
+        let asked = Instant::now();
+        let r = client
+            .http
+            .post(format!("{}/oauth2/register", client.base))
+            .json(&serde_json::json!({
+                "client_name": "during the outage",
+                "redirect_uris": [consentry_testkit::REDIRECT],
+                "token_endpoint_auth_method": "none",
+            }))
+            .send()
+            .await
+            .unwrap();
+        let waited = asked.elapsed();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(
+            (body["error"].as_str(), retry_after.as_deref()),
+            (Some("temporarily_unavailable"), Some("1")),
+            "a write while the database is down: {body}"
+        );
+        assert!(
+            waited < Duration::from_secs(8),
+            "the write waited {waited:?}"
+        );
+        say!("a write while down: 503 temporarily_unavailable, Retry-After: 1, after {waited:?}");
         assert!(server.is_running(), "the server exited: {}", server.log());
-        tokio::time::sleep(*down_for / 2).await;
+        tokio::time::sleep(down_for.saturating_sub(stopped.elapsed())).await;
         tokio::task::block_in_place(|| c.start_again());
         let restarted = Instant::now();
         say!("postgres started again");
@@ -115,7 +146,6 @@ async fn postgres_stopped_and_restarted_under_load() {
             "answers other than 2xx and 503 temporarily_unavailable: {unexpected:?}; {}",
             server.log()
         );
-        // A database outage is not the client's fault: each 503 said when to come back.
         let slowest = client
             .tally
             .slowest_ms
