@@ -4,6 +4,8 @@
 //! cargo xtask test [--no-lint] [-- <cargo test args>]   every check CI runs
 //! cargo xtask demo                                     consentry + MCP server + Next app, Ctrl-C stops all
 //! cargo xtask bench [args...]                          the load benchmark
+//! cargo xtask faults [--soak-minutes N]                 the long fault tests (crash, outage, full disk, slow hosts, soak)
+//! cargo xtask fuzz [--minutes N] [--cases N]           every fuzz target, long
 //! cargo xtask pg-smoke                                 start/query/stop a throwaway PostgreSQL
 //! cargo xtask sdk                                      build the browser SDK into packages/consentry/dist
 //! cargo xtask size                                     build it and print its size, per crate
@@ -22,6 +24,7 @@ mod bench;
 mod browser;
 mod builds;
 mod demo;
+mod faults;
 mod leptos_app;
 mod postgres;
 mod process;
@@ -127,7 +130,7 @@ fn main() -> ExitCode {
     let (cmd, rest) = match args.split_first() {
         Some((cmd, rest)) => (cmd.as_str(), rest),
         None => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", faults::FAULTS_USAGE);
             return ExitCode::from(2);
         }
     };
@@ -136,6 +139,8 @@ fn main() -> ExitCode {
         "demo" => cmd_demo(rest),
         "bench" => cmd_bench(rest),
         "pg-smoke" => cmd_pg_smoke(rest),
+        "faults" => faults::cmd_faults(rest),
+        "fuzz" => faults::cmd_fuzz(rest),
         "sdk" => no_args("sdk", rest)
             .and_then(|()| step("build the browser SDK", build_sdk))
             .map(|()| ExitCode::SUCCESS),
@@ -179,12 +184,12 @@ fn main() -> ExitCode {
             status.map(exit_code)
         }
         "help" | "-h" | "--help" => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", faults::FAULTS_USAGE);
             Ok(ExitCode::SUCCESS)
         }
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", faults::FAULTS_USAGE);
             Ok(ExitCode::from(2))
         }
     };

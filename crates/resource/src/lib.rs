@@ -33,6 +33,8 @@
 
 mod challenge;
 mod error;
+#[cfg(test)]
+mod fuzz;
 mod introspect;
 mod jwks;
 mod layer;

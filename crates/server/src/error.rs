@@ -101,13 +101,36 @@ impl From<ParamError> for ApiError {
 
 impl From<crate::store::sql::DbError> for ApiError {
     fn from(e: crate::store::sql::DbError) -> Self {
+        if e.is_unavailable() {
+            return ApiError::database_unavailable(e);
+        }
         ApiError::internal(e)
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        let unavailable = e.chain().any(|c| {
+            c.downcast_ref::<crate::store::sql::DbError>()
+                .is_some_and(crate::store::sql::DbError::is_unavailable)
+        });
+        if unavailable {
+            return ApiError::database_unavailable(format!("{e:#}"));
+        }
         ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl ApiError {
+    /// The database is down, restarting, full or locked: 503 `temporarily_unavailable` with
+    /// `Retry-After`, the cause in the operator's log only.
+    pub fn database_unavailable(err: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %err, "database unavailable");
+        let mut e = Self::unavailable(
+            "the database is temporarily unavailable; try again shortly (the server log has the cause)",
+        );
+        e.retry_after = Some(1);
+        e
     }
 }
 
@@ -133,5 +156,29 @@ impl IntoResponse for ApiError {
             h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::store::sql::DbError;
+
+    /// A database that is away is a 503 with `Retry-After`, however the error reached the
+    /// handler (directly or inside an anyhow context); a bug or a bad row stays a 500.
+    #[test]
+    fn an_unavailable_database_is_a_503() {
+        let e = ApiError::from(DbError::Postgres(sqlx::Error::PoolTimedOut));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(e.retry_after, Some(1));
+        let e = ApiError::from(
+            anyhow::Error::new(DbError::Postgres(sqlx::Error::PoolTimedOut)).context("loading"),
+        );
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        let e = ApiError::from(DbError::Other("column 3 missing".into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.code, ErrorCode::ServerError);
     }
 }

@@ -8,7 +8,8 @@
 //! (Trusted Auth Token verification), `keys` (signing keys, JWKS), `crypto` (sessions, sealed
 //! codes, PKCE), `limits` (rate limiters, the request's client address), `state` (what flows
 //! share), `clock`, `error`, `mint` (TATs for `consentry mint-tat`), `dev` (`consentry dev`),
-//! `operator` (`consentry orgs|policy|clients`, a client of the admin API).
+//! `operator` (`consentry orgs|policy|clients`, a client of the admin API); `fuzz` (tests only)
+//! the fuzz targets.
 //! HACKING.md at the repository root says where a new rule, endpoint, table or event goes.
 
 pub mod cimd;
@@ -20,6 +21,8 @@ pub mod dev;
 pub mod domain;
 pub mod error;
 pub mod flows;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod keys;
 mod layering;

@@ -363,7 +363,7 @@ impl TatVerifier {
     }
 }
 
-fn select_jwk(
+pub(crate) fn select_jwk(
     set: &JwkSet,
     kid: Option<&str>,
     alg: Algorithm,

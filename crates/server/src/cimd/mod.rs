@@ -37,6 +37,8 @@
 
 mod cache;
 mod document;
+#[cfg(test)]
+pub(crate) use document::parse_document;
 mod fetch;
 pub mod guard;
 mod url;

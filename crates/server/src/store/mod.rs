@@ -146,7 +146,9 @@ impl Store {
         }
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(max_connections.unwrap_or(16))
-            .acquire_timeout(Duration::from_secs(10))
+            // Also how long a request waits while PostgreSQL is down or restarting before it is
+            // answered 503 temporarily_unavailable (sqlx retries the connection meanwhile).
+            .acquire_timeout(PG_ACQUIRE_TIMEOUT)
             .connect(url)
             .await
             .with_context(|| format!("cannot open database '{}'", redact(url)))?;
@@ -243,6 +245,9 @@ async fn listen_for_policy_changes(pool: sqlx::PgPool, policies: Arc<Policies>) 
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// How long an operation waits for a PostgreSQL connection (pool full, or the database down).
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most rows one purge transaction deletes.
 const PURGE_BATCH: i64 = 500;

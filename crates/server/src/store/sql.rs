@@ -30,6 +30,10 @@ pub enum DbError {
     Postgres(#[from] sqlx::Error),
     #[error("database: {0}")]
     Other(String),
+    /// The database could not take the operation for a reason outside it (a failed `BEGIN` or
+    /// `COMMIT` of a SQLite batch on a full disk or a held lock); see [`DbError::is_unavailable`].
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// An operation undid its own writes on purpose (an expected outcome such as a lost race,
     /// named by the operation); returning it as an error is what rolls the transaction back.
     #[error("rolled back: {0}")]
@@ -37,6 +41,76 @@ pub enum DbError {
 }
 
 pub type DbResult<T> = Result<T, DbError>;
+
+impl DbError {
+    /// The database is down, restarting, out of connections, out of disk or locked: a condition
+    /// of the moment that a retry may clear (answered 503 `temporarily_unavailable`), not a bug
+    /// or a bad row (500).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Sqlite(e) => sqlite_unavailable(e),
+            DbError::Postgres(e) => postgres_unavailable(e),
+            DbError::Unavailable(_) => true,
+            DbError::Other(_) | DbError::RolledBack(_) => false,
+        }
+    }
+}
+
+fn sqlite_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            C::DiskFull
+                | C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::CannotOpen
+                | C::OutOfMemory
+                | C::ReadOnly
+        )
+    )
+}
+
+fn postgres_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception), 53 (insufficient resources: disk full, too
+        // many connections), 57P01–57P03 (the server shutting down, crashed, or starting).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("53") || matches!(&*c, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
+}
+
+/// Why a SQLite batch failed as a whole (its `BEGIN` or `COMMIT`), told to each of its jobs.
+struct BatchError {
+    message: String,
+    unavailable: bool,
+}
+
+impl BatchError {
+    fn new(what: &str, e: &rusqlite::Error) -> BatchError {
+        BatchError {
+            message: format!("{what}: {e}"),
+            unavailable: sqlite_unavailable(e),
+        }
+    }
+
+    fn to_db_error(&self) -> DbError {
+        if self.unavailable {
+            DbError::Unavailable(self.message.clone())
+        } else {
+            DbError::Other(self.message.clone())
+        }
+    }
+}
 
 /// A bound parameter or a read column. Nulls are typed so PostgreSQL knows the column type.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,7 +224,7 @@ pub trait Tx {
 
 /// Answers a job's caller: with what the job returned, or with the batch's error (`Some`: the
 /// transaction failed to begin or to commit, and the job's writes are not in the database).
-type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+type Finish = Box<dyn FnOnce(Option<&BatchError>) + Send>;
 
 /// Runs a job's operation on the connection; given `None` (its batch could not begin a
 /// transaction) it drops the operation unrun.
@@ -377,9 +451,14 @@ impl SqliteActor {
         // resident memory tripled); pages are only allocated as the database grows.
         // wal_autocheckpoint = 0: the checkpoints run on a thread of their own (below), not
         // inside a commit on this one.
+        // journal_size_limit: when the writer restarts the WAL after a complete checkpoint, it
+        // truncates the file back to 4 MiB, so a burst (or a checkpoint that fell behind for a
+        // while) does not leave a larger file for good (a 10-minute soak saw the file step up
+        // from 3 to 14 MiB without it).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0; \
+             PRAGMA journal_size_limit = 4194304;",
         )?;
         conn.busy_timeout(busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(128);
@@ -402,7 +481,7 @@ impl SqliteActor {
                     if let Err(e) = control(&conn, if writes { "BEGIN IMMEDIATE" } else { "BEGIN" })
                     {
                         tracing::warn!("SQLite: cannot begin a transaction: {e}");
-                        let err = format!("cannot begin a transaction: {e}");
+                        let err = BatchError::new("cannot begin a transaction", &e);
                         for job in batch {
                             (job.run)(None)(Some(&err));
                         }
@@ -414,12 +493,13 @@ impl SqliteActor {
                     }
                     let err = control(&conn, "COMMIT")
                         .map_err(|e| {
+                            tracing::warn!("SQLite: commit failed: {e}");
                             let _ = control(&conn, "ROLLBACK");
-                            format!("commit failed: {e}")
+                            BatchError::new("commit failed", &e)
                         })
                         .err();
                     for f in finishers {
-                        f(err.as_deref());
+                        f(err.as_ref());
                     }
                     if writes {
                         checkpoints.after_write(&conn);
@@ -439,9 +519,12 @@ impl SqliteActor {
         let (tx, rx) = oneshot::channel::<DbResult<T>>();
         let run = Box::new(move |conn: Option<&rusqlite::Connection>| -> Finish {
             let Some(conn) = conn else {
-                return Box::new(move |batch_error: Option<&str>| {
-                    let e = batch_error.unwrap_or("the operation was not run");
-                    let _ = tx.send(Err(DbError::Other(e.to_owned())));
+                return Box::new(move |batch_error: Option<&BatchError>| {
+                    let e = batch_error.map_or_else(
+                        || DbError::Other("the operation was not run".into()),
+                        BatchError::to_db_error,
+                    );
+                    let _ = tx.send(Err(e));
                 });
             };
             // Each writing closure in its own savepoint: a failing one leaves no trace in the
@@ -467,9 +550,9 @@ impl SqliteActor {
                     Err(e) => Err(e.into()),
                 }
             };
-            Box::new(move |batch_error: Option<&str>| {
+            Box::new(move |batch_error: Option<&BatchError>| {
                 let out = match batch_error {
-                    Some(e) => Err(DbError::Other(e.to_owned())),
+                    Some(e) => Err(e.to_db_error()),
                     None => res,
                 };
                 let _ = tx.send(out);
@@ -655,6 +738,15 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rows[0].text(0).unwrap(), "wal");
+        let rows = actor
+            .run(false, |tx| tx.query("PRAGMA journal_size_limit", &[]))
+            .await
+            .unwrap();
+        assert_eq!(
+            rows[0].int(0).unwrap(),
+            4 << 20,
+            "a reset WAL is truncated back to 4 MiB"
+        );
     }
 
     /// When `BEGIN IMMEDIATE` fails (here: another connection holds the write lock longer than
@@ -723,10 +815,14 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "a job of the failed batch wrote to the file");
         for (name, r) in [("first", &first), ("second", &second)] {
-            let Err(DbError::Other(m)) = r else {
+            let Err(DbError::Unavailable(m)) = r else {
                 panic!("{name}: expected an error, got {r:?}");
             };
             assert!(m.contains("cannot begin a transaction"), "{name}: {m}");
+            assert!(
+                r.as_ref().is_err_and(DbError::is_unavailable),
+                "{name}: a busy lock is a 503"
+            );
         }
         // The thread lives on: with the lock free, writes commit again.
         actor
@@ -737,6 +833,42 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1);
+    }
+
+    /// What a retry may clear is `is_unavailable` (503), what it will not (a bad row, a bug) is
+    /// not (500).
+    #[test]
+    fn unavailable_errors_are_told_from_bugs() {
+        let sqlite = |code: std::ffi::c_int| {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_IOERR,
+        ] {
+            assert!(sqlite(code).is_unavailable(), "{code}");
+        }
+        for code in [
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+            rusqlite::ffi::SQLITE_CORRUPT,
+        ] {
+            assert!(!sqlite(code).is_unavailable(), "{code}");
+        }
+        assert!(DbError::Postgres(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(
+            DbError::Postgres(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into()
+            ))
+            .is_unavailable()
+        );
+        assert!(!DbError::Postgres(sqlx::Error::RowNotFound).is_unavailable());
+        assert!(!DbError::Other("column 3 missing".into()).is_unavailable());
+        assert!(DbError::Unavailable("commit failed".into()).is_unavailable());
     }
 
     fn wal_len(db: &std::path::Path) -> u64 {
