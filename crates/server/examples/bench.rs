@@ -57,6 +57,7 @@ struct Opts {
     instances: usize,
     peer: Option<PathBuf>,
     json: Option<PathBuf>,
+    server_bin: Option<PathBuf>,
     verify_max: usize,
     users: u64,
     consentry: bool,
@@ -64,7 +65,8 @@ struct Opts {
 
 const USAGE: &str = "bench [--seconds 10] [--warmup 2] [--concurrency 16] \
 [--phases code,refresh,introspect,register] [--database-url URL] [--instances N] [--users 1000] \
-[--peer DIR] [--peer-only] [--json FILE] [--verify-max 2000]";
+[--peer DIR] [--peer-only] [--json FILE] [--verify-max 2000] \
+[--server-bin PATH (default: the consentry next to this binary)]";
 
 fn opts() -> Result<Opts> {
     let mut o = Opts {
@@ -76,6 +78,7 @@ fn opts() -> Result<Opts> {
         instances: 1,
         peer: None,
         json: None,
+        server_bin: None,
         verify_max: 2000,
         users: 1000,
         consentry: true,
@@ -114,6 +117,7 @@ fn opts() -> Result<Opts> {
             "--database-url" => o.database_url = Some(v),
             "--peer" => o.peer = Some(PathBuf::from(v)),
             "--json" => o.json = Some(PathBuf::from(v)),
+            "--server-bin" => o.server_bin = Some(PathBuf::from(v)),
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
         i += 2;
@@ -506,11 +510,14 @@ introspection_secret = "{secret}"
 
 async fn start_consentry(o: &Opts, dir: &Path) -> Result<Target> {
     let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .context("binary directory")?
-        .join("consentry");
+    let bin = match &o.server_bin {
+        Some(b) => b.clone(),
+        None => exe
+            .parent()
+            .and_then(|p| p.parent())
+            .context("binary directory")?
+            .join("consentry"),
+    };
     if !bin.exists() {
         bail!("build the server first: cargo build --release -p consentry-server --bin consentry");
     }

@@ -377,9 +377,15 @@ impl SqliteActor {
         // resident memory tripled); pages are only allocated as the database grows.
         // wal_autocheckpoint = 0: the checkpoints run on a thread of their own (below), not
         // inside a commit on this one.
+        // temp_store = MEMORY: the sub-journal that lets each closure's savepoint roll back
+        // (the pages it changed, as they were) lives in memory. On disk it was a temp file
+        // created, written page by page and unlinked in every batch (openat + pwrite + unlink on
+        // this thread: a tenth of the server's CPU in the code flow). It is never synced and
+        // never read after a crash (the WAL is what survives), so durability is unchanged.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0; \
+             PRAGMA temp_store = MEMORY;",
         )?;
         conn.busy_timeout(busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(128);
