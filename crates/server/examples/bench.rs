@@ -58,6 +58,7 @@ struct Opts {
     peer: Option<PathBuf>,
     json: Option<PathBuf>,
     server_bin: Option<PathBuf>,
+    timeline: bool,
     verify_max: usize,
     users: u64,
     consentry: bool,
@@ -66,7 +67,8 @@ struct Opts {
 const USAGE: &str = "bench [--seconds 10] [--warmup 2] [--concurrency 16] \
 [--phases code,refresh,introspect,register] [--database-url URL] [--instances N] [--users 1000] \
 [--peer DIR] [--peer-only] [--json FILE] [--verify-max 2000] \
-[--server-bin PATH (default: the consentry next to this binary)]";
+[--server-bin PATH (default: the consentry next to this binary)] \
+[--timeline (ops/s and p99 of every second)]";
 
 fn opts() -> Result<Opts> {
     let mut o = Opts {
@@ -79,6 +81,7 @@ fn opts() -> Result<Opts> {
         peer: None,
         json: None,
         server_bin: None,
+        timeline: false,
         verify_max: 2000,
         users: 1000,
         consentry: true,
@@ -90,6 +93,11 @@ fn opts() -> Result<Opts> {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--timeline" {
+            o.timeline = true;
+            i += 1;
+            continue;
         }
         if flag == "--peer-only" {
             o.consentry = false;
@@ -542,7 +550,8 @@ async fn start_consentry(o: &Opts, dir: &Path) -> Result<Target> {
             .args(["serve", "--config"])
             .arg(&cfg)
             .current_dir(dir)
-            .env("CONSENTRY_LOG", "warn")
+            // The purge reports how many rows it removed and how long it took.
+            .env("CONSENTRY_LOG", "warn,consentry::purge=info")
             .stdout(Stdio::null())
             .spawn()
             .context("starting consentry")?;
@@ -1530,6 +1539,19 @@ async fn run_target(t: Arc<Target>, o: &Opts) -> Result<Vec<Phase>> {
             }
         };
         print_phase(&t.name, &p);
+        if o.timeline {
+            let cells: Vec<String> = p
+                .timeline
+                .iter()
+                .zip(&p.p99_timeline)
+                .map(|(n, p99)| format!("{n}/{p99:.1}"))
+                .collect();
+            println!(
+                "{:<20}   ops and p99 ms per second: {}",
+                "",
+                cells.join(" ")
+            );
+        }
         out.push(p);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
