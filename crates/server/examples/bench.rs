@@ -59,6 +59,7 @@ struct Opts {
     json: Option<PathBuf>,
     server_bin: Option<PathBuf>,
     timeline: bool,
+    seeded: u64,
     verify_max: usize,
     users: u64,
     consentry: bool,
@@ -68,7 +69,8 @@ const USAGE: &str = "bench [--seconds 10] [--warmup 2] [--concurrency 16] \
 [--phases code,refresh,introspect,register] [--database-url URL] [--instances N] [--users 1000] \
 [--peer DIR] [--peer-only] [--json FILE] [--verify-max 2000] \
 [--server-bin PATH (default: the consentry next to this binary)] \
-[--timeline (ops/s and p99 of every second)]";
+[--timeline (ops/s and p99 of every second)] \
+[--seeded N (Consentry on an empty SQLite store, then on one seeded with N users: the growth)]";
 
 fn opts() -> Result<Opts> {
     let mut o = Opts {
@@ -82,6 +84,7 @@ fn opts() -> Result<Opts> {
         json: None,
         server_bin: None,
         timeline: false,
+        seeded: 0,
         verify_max: 2000,
         users: 1000,
         consentry: true,
@@ -116,6 +119,7 @@ fn opts() -> Result<Opts> {
             "--instances" => o.instances = (num(&v)? as usize).max(1),
             "--verify-max" => o.verify_max = num(&v)? as usize,
             "--users" => o.users = (num(&v)? as u64).max(1),
+            "--seeded" => o.seeded = num(&v)? as u64,
             "--phases" => {
                 o.phases = v.split(',').map(|s| s.trim().to_owned()).collect();
                 if let Some(p) = o.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
@@ -516,7 +520,7 @@ introspection_secret = "{secret}"
     )
 }
 
-async fn start_consentry(o: &Opts, dir: &Path) -> Result<Target> {
+async fn start_consentry(o: &Opts, dir: &Path, db: Option<String>) -> Result<Target> {
     let exe = std::env::current_exe()?;
     let bin = match &o.server_bin {
         Some(b) => b.clone(),
@@ -533,9 +537,8 @@ async fn start_consentry(o: &Opts, dir: &Path) -> Result<Target> {
         consentry_server::keys::generate_pem_keypair(consentry_server::keys::SigningAlg::ES256)?;
     std::fs::write(dir.join("tat_pub.pem"), public_pem)?;
     let secret = consentry_server::crypto::random_token(24);
-    let db = o
-        .database_url
-        .clone()
+    let db = db
+        .or_else(|| o.database_url.clone())
         .unwrap_or_else(|| format!("sqlite://{}", dir.join("consentry.db").display()));
     let ports: Vec<u16> = (0..o.instances)
         .map(|_| free_port())
@@ -1673,17 +1676,26 @@ async fn run(o: Opts) -> Result<()> {
     let mut report = json!({"workers": o.concurrency, "seconds": o.seconds, "cores": cores});
     let mut ours = Vec::new();
     if o.consentry {
-        let t = Arc::new(start_consentry(&o, &dir).await?);
-        ours = run_target(t.clone(), &o).await?;
-        let rss = t
-            .pids
-            .iter()
-            .map(|p| vm_hwm(*p))
-            .collect::<Vec<_>>()
-            .join(", ");
-        println!("consentry max RSS: {rss}");
+        ours = run_consentry(&o, &dir, None).await?;
         report["consentry"] = Value::Array(ours.iter().map(Phase::json).collect());
-        drop(t);
+    }
+    if o.seeded > 0 {
+        let seeded_dir = dir.join("seeded");
+        std::fs::create_dir_all(&seeded_dir)?;
+        let url = format!("sqlite://{}", seeded_dir.join("consentry.db").display());
+        let seed = std::env::current_exe()?.with_file_name("seed");
+        println!("seeding {} users into {url} …", o.seeded);
+        let st = Command::new(&seed)
+            .args(["--database-url", &url, "--users", &o.seeded.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", seed.display()))?;
+        if !st.success() {
+            bail!("seeding failed: {st}");
+        }
+        let grown = run_consentry(&o, &seeded_dir, Some(url)).await?;
+        report["consentry_seeded"] = Value::Array(grown.iter().map(Phase::json).collect());
+        print_growth(&ours, &grown, o.seeded);
     }
     if let Some(peer) = &o.peer {
         let t = Arc::new(start_peer(peer).await?);
@@ -1700,6 +1712,52 @@ async fn run(o: Opts) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Start Consentry (on `db`, else `--database-url`, else a fresh SQLite file), run the phases,
+/// stop it.
+async fn run_consentry(o: &Opts, dir: &Path, db: Option<String>) -> Result<Vec<Phase>> {
+    let t = Arc::new(start_consentry(o, dir, db).await?);
+    let phases = run_target(t.clone(), o).await?;
+    let rss = t
+        .pids
+        .iter()
+        .map(|p| vm_hwm(*p))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("consentry max RSS: {rss}");
+    Ok(phases)
+}
+
+fn print_growth(empty: &[Phase], seeded: &[Phase], users: u64) {
+    println!("\nempty store vs {users} seeded users (one run; change in %)");
+    println!(
+        "{:<11} {:>10} {:>10} {:>8} {:>9} {:>9} {:>10} {:>10} {:>8}",
+        "phase", "ops/s", "seeded", "Δ", "p99 ms", "seeded", "µs/op", "seeded", "Δ"
+    );
+    let pct = |a: f64, b: f64| (b / a.max(1e-9) - 1.0) * 100.0;
+    for p in empty {
+        let Some(q) = seeded.iter().find(|q| q.phase == p.phase) else {
+            continue;
+        };
+        println!(
+            "{:<11} {:>10.0} {:>10.0} {:>+7.1}% {:>9.2} {:>9.2} {:>10.1} {:>10.1} {:>+7.1}%{}",
+            p.phase,
+            p.ops_s(),
+            q.ops_s(),
+            pct(p.ops_s(), q.ops_s()),
+            p.pct(0.99),
+            q.pct(0.99),
+            p.server_us(),
+            q.server_us(),
+            pct(p.server_us(), q.server_us()),
+            if p.valid() && q.valid() {
+                ""
+            } else {
+                "  (INVALID)"
+            }
+        );
+    }
 }
 
 fn vm_hwm(pid: u32) -> String {
