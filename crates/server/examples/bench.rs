@@ -1675,8 +1675,10 @@ async fn run(o: Opts) -> Result<()> {
     print_header();
     let mut report = json!({"workers": o.concurrency, "seconds": o.seconds, "cores": cores});
     let mut ours = Vec::new();
+    let mut invalid = 0;
     if o.consentry {
         ours = run_consentry(&o, &dir, None).await?;
+        invalid += ours.iter().filter(|p| !p.valid()).count();
         report["consentry"] = Value::Array(ours.iter().map(Phase::json).collect());
     }
     if o.seeded > 0 {
@@ -1694,12 +1696,14 @@ async fn run(o: Opts) -> Result<()> {
             bail!("seeding failed: {st}");
         }
         let grown = run_consentry(&o, &seeded_dir, Some(url)).await?;
+        invalid += grown.iter().filter(|p| !p.valid()).count();
         report["consentry_seeded"] = Value::Array(grown.iter().map(Phase::json).collect());
         print_growth(&ours, &grown, o.seeded);
     }
     if let Some(peer) = &o.peer {
         let t = Arc::new(start_peer(peer).await?);
         let theirs = run_target(t.clone(), &o).await?;
+        invalid += theirs.iter().filter(|p| !p.valid()).count();
         println!("peer max RSS: {}", vm_hwm(t.pids[0]));
         report["peer"] = Value::Array(theirs.iter().map(Phase::json).collect());
         drop(t);
@@ -1711,6 +1715,9 @@ async fn run(o: Opts) -> Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if invalid > 0 {
+        bail!("{invalid} phase(s) INVALID: a check failed or nothing completed (see above)");
+    }
     Ok(())
 }
 
