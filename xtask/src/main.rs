@@ -72,9 +72,13 @@ commands:
                                 the example agent; Ctrl-C stops all of them
   e2e-test                      `sdk`, then tests/: the example agent (official MCP TypeScript SDK) against
                                 consentry, the MCP server and the Next app, the user in Chromium
-  bench [args...]               cargo run --release -p consentry-server --example bench -- [args...]
-  bench-peer [args...]          side by side with node-oidc-provider through ../shared/bench
-                                (crates/server/bench/peer.sh; needs node, npm, openssl)
+  bench [args...]               the Rust load driver (crates/server/examples/bench.rs) against the release
+                                server: code flow, refresh, introspection, registration (--help)
+  bench-peer [args...]          the same driver against Consentry and node-oidc-provider (../shared/bench,
+                                npm ci into target/peer-bench) in one run, with ratios; `bench-peer --node
+                                [args...]`: the shared Node driver instead (crates/server/bench/peer.sh)
+  seed [args...]                fill a SQLite or PostgreSQL store with users, grants, refresh tokens and
+                                clients (crates/server/examples/seed.rs; --help)
   pg-smoke                      start a throwaway PostgreSQL, run `select 1` through psql, stop it
   sdk                           build the browser SDK (crates/wasm → packages/consentry/dist): installs
                                 the wasm32 target, wasm-bindgen-cli (into .tools) and the package's
@@ -175,14 +179,8 @@ fn main() -> ExitCode {
             step(WASM_TEST_STEP, test_wasm_in_browser)?;
             Ok(ExitCode::SUCCESS)
         }),
-        "bench-peer" => {
-            let status = Command::new("bash")
-                .arg("crates/server/bench/peer.sh")
-                .args(rest)
-                .status()
-                .map_err(|e| spawn_error("bash", &e));
-            status.map(exit_code)
-        }
+        "bench-peer" => cmd_bench_peer(rest),
+        "seed" => cmd_seed(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}{}", faults::FAULTS_USAGE);
             Ok(ExitCode::SUCCESS)

@@ -99,11 +99,29 @@ pub(crate) fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
     if tested.is_err() {
         cluster.print_log_tail(40);
     }
+    // `cargo test` built the examples: one short pass of the load driver over every phase
+    // (debug build, SQLite, ~15 s) proves it still runs and its checks (JWKS, rotation, reuse,
+    // introspection, registration) still pass; it exits non-zero on an INVALID phase.
+    let smoked = tested.as_ref().map_or(Ok(()), |_| {
+        step("load driver smoke (examples/bench, 1 s per phase)", || {
+            run(
+                Command::new(target_dir().join("debug").join("examples").join("bench")).args([
+                    "--seconds",
+                    "1",
+                    "--warmup",
+                    "0.5",
+                    "--concurrency",
+                    "4",
+                ]),
+            )
+        })
+    });
     step("stop PostgreSQL", || {
         drop(cluster);
         Ok(())
     })?;
     tested?;
+    smoked?;
 
     // The browser SDK last: it needs the server binary the Rust tests just built.
     step("build the browser SDK (cargo xtask sdk)", build_sdk)?;

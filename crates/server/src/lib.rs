@@ -100,9 +100,17 @@ fn spawn_maintenance(state: Arc<AppState>) {
             {
                 tracing::warn!("reloading signing keys: {e:#}");
             }
-            if n.is_multiple_of(10) {
-                if let Err(e) = state.store.purge_expired(t).await {
-                    tracing::warn!("purging expired rows: {e}");
+            // At start (the first tick is immediate), then every ten ticks (5 minutes).
+            if n % 10 == 1 {
+                let started = std::time::Instant::now();
+                match state.store.purge_expired(t).await {
+                    Ok(rows) => tracing::info!(
+                        target: "consentry::purge",
+                        rows,
+                        ms = started.elapsed().as_millis() as u64,
+                        "purged expired rows"
+                    ),
+                    Err(e) => tracing::warn!("purging expired rows: {e}"),
                 }
                 purge_clients(&state, t).await;
                 let _ = state

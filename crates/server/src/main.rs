@@ -482,6 +482,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// mimalloc instead of glibc's malloc: allocation and free (malloc, _int_free,
+/// malloc_consolidate, …) took ~8 % of the server's CPU per request in profiles.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

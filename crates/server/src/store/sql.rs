@@ -455,10 +455,15 @@ impl SqliteActor {
         // truncates the file back to 4 MiB, so a burst (or a checkpoint that fell behind for a
         // while) does not leave a larger file for good (a 10-minute soak saw the file step up
         // from 3 to 14 MiB without it).
+        // temp_store = MEMORY: the sub-journal that lets each closure's savepoint roll back
+        // (the pages it changed, as they were) lives in memory. On disk it was a temp file
+        // created, written page by page and unlinked in every batch (openat + pwrite + unlink on
+        // this thread: a tenth of the server's CPU in the code flow). It is never synced and
+        // never read after a crash (the WAL is what survives), so durability is unchanged.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
              PRAGMA cache_size = -8192; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = 4194304;",
+             PRAGMA journal_size_limit = 4194304; PRAGMA temp_store = MEMORY;",
         )?;
         conn.busy_timeout(busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(128);
