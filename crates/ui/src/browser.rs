@@ -67,8 +67,9 @@ pub fn navigate(location: &str) {
     }
 }
 
-/// Add the stylesheet once per document.
-pub fn inject_css(id: &str, css: &str) {
+/// Add the stylesheet once per document. `nonce`: the page's Content Security Policy nonce, for a
+/// `style-src` without `'unsafe-inline'` (the `<style>` element carries it; the first mount's wins).
+pub fn inject_css(id: &str, css: &str, nonce: Option<&str>) {
     let Some(doc) = window().and_then(|w| w.document()) else {
         return;
     };
@@ -79,6 +80,9 @@ pub fn inject_css(id: &str, css: &str) {
         return;
     };
     style.set_id(id);
+    if let Some(nonce) = nonce {
+        let _ = style.set_attribute("nonce", nonce);
+    }
     style.set_text_content(Some(css));
     if let Some(head) = doc.head() {
         let _ = head.append_child(&style);

@@ -160,7 +160,8 @@ pub(crate) type Body = Arc<dyn Fn(&Strings) -> (u8, bool, AnyView) + Send + Sync
 /// it and the keyboard starts from the top; any other re-render (new words or colours from
 /// `update()`, a busy flag) leaves focus where the user put it.
 pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
-    crate::browser::inject_css(style::STYLE_ID, style::CSS);
+    let nonce = look.with_untracked(|l| l.nonce.clone());
+    crate::browser::inject_css(style::STYLE_ID, style::CSS, nonce.as_deref());
     // The root is found again by a per-mount key: cheaper in wasm than a `NodeRef`.
     static MOUNTS: AtomicU32 = AtomicU32::new(0);
     let key = decimal(MOUNTS.fetch_add(1, Ordering::Relaxed));
@@ -191,7 +192,7 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
         }
         el("DIV", class)
             .attr("data-cnsy-root", key.clone())
-            .attr("style", style)
+            .style(style)
             .child(
                 el("DIV", "cnsy-card")
                     .attr("aria-busy", if busy { "true" } else { "false" })
