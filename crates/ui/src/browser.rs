@@ -29,6 +29,16 @@ pub fn query(selector: &str) -> Option<web_sys::Element> {
     window()?.document()?.query_selector(selector).ok()?
 }
 
+/// Set the inline declarations of the element `selector` finds through CSSOM (`el.style = css`,
+/// which is `el.style.cssText = css`), not as a `style` attribute: a Content Security Policy
+/// without `'unsafe-inline'` refuses every `style` attribute a script sets (even an empty one),
+/// and allows CSSOM.
+pub fn set_style(selector: &str, css: &str) {
+    if let Some(el) = query(selector) {
+        let _ = js_sys::Reflect::set(&el, &JsValue::from_str("style"), &JsValue::from_str(css));
+    }
+}
+
 /// Run `f` before the next repaint (`requestAnimationFrame`), once the view is in the DOM.
 pub fn before_repaint(f: impl FnOnce() + 'static) {
     if let Some(w) = window() {

@@ -11,7 +11,6 @@ use tachys::html::attribute::any_attribute::{AnyAttribute, IntoAnyAttribute};
 use tachys::html::attribute::custom::custom_attribute;
 use tachys::html::element::custom;
 use tachys::html::event as ev;
-use tachys::html::property::prop;
 use tachys::prelude::*;
 
 /// One element under construction.
@@ -42,14 +41,6 @@ impl El {
     pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.attrs
             .push(custom_attribute(name, value.into()).into_any_attr());
-        self
-    }
-
-    /// Inline declarations (the theme's custom properties), set through CSSOM (`el.style = …`,
-    /// i.e. `style.cssText`) rather than as a `style` attribute: a Content Security Policy
-    /// without `'unsafe-inline'` refuses every `style` attribute a script sets, CSSOM it allows.
-    pub fn style(mut self, css: String) -> Self {
-        self.attrs.push(prop("style", css).into_any_attr());
         self
     }
 

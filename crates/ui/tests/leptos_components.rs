@@ -320,9 +320,23 @@ async fn strings_and_theme_props_are_reactive_and_an_unsafe_logo_is_dropped() {
         root.get_attribute("class").as_deref(),
         Some("cnsy-root cnsy-dark")
     );
+    // Set through CSSOM before the next paint (a strict CSP refuses style attributes), so read
+    // back in CSSOM's serialization.
+    for _ in 0..200 {
+        if root.get_attribute("style").is_some() {
+            break;
+        }
+        let sleep = js_sys::Promise::new(&mut |resolve, _| {
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 10)
+                .unwrap();
+        });
+        wasm_bindgen_futures::JsFuture::from(sleep).await.unwrap();
+    }
     assert_eq!(
         root.get_attribute("style").as_deref(),
-        Some("--consentry-color-primary:#4f46e5;")
+        Some("--consentry-color-primary: #4f46e5;")
     );
     assert!(el.query_selector("img.cnsy-brand").unwrap().is_some());
     assert_eq!(
