@@ -267,6 +267,7 @@ pub(crate) fn cmd_size() -> Result<ExitCode> {
         }
         Ok(())
     })?;
+    step(PREBUILT_STD_STEP, check_prebuilt_std_fallback)?;
     let status = Command::new("node")
         .arg(repo_root().join(SDK_PACKAGE).join("scripts/size.mjs"))
         .current_dir(repo_root())

@@ -79,7 +79,8 @@ commands:
                                 the wasm32 target, wasm-bindgen-cli (into .tools) and the package's
                                 npm devDependencies (binaryen's wasm-opt, typescript, playwright)
   size                          `sdk`, then print raw/gzip/brotli bytes of consentry/headless and what
-                                each crate contributes (twiggy, installed into .tools)
+                                each crate contributes (twiggy, installed into .tools), and the size of
+                                the CONSENTRY_SDK_PREBUILT_STD fallback
   sdk-test                      `sdk`, then type-check the package and run its Playwright tests in
                                 Debian's Chromium against a real `consentry` server (apt-get if missing)
   wasm-test                     clippy (wasm32) and the wasm-bindgen tests of consentry-wasm and consentry-ui in headless
