@@ -347,6 +347,29 @@ async fn strings_and_theme_props_are_reactive_and_an_unsafe_logo_is_dropped() {
 }
 
 #[wasm_bindgen_test]
+async fn the_nonce_prop_goes_on_the_injected_stylesheet() {
+    // Added once per document: take away the one an earlier test added.
+    let document = web_sys::window().unwrap().document().unwrap();
+    if let Some(old) = document.get_element_by_id("consentry-ui-style") {
+        old.remove();
+    }
+    script_fetch(vec![start_answer(true)]);
+    let el = fresh_element();
+    let (token, url) = (tat(), authorize_url());
+    let _handle = leptos::mount::mount_to(el.clone(), move || {
+        view! {
+            <IdentityProvider base_url=BASE trusted_auth_token=token url=url allow_framing=true
+                nonce="cmFuZG9tLW5vbmNl"/>
+        }
+    });
+    until("a screen", &el, |t| !t.is_empty()).await;
+    let style = document.get_element_by_id("consentry-ui-style").unwrap();
+    // The IDL attribute: a browser hides the content attribute's value under a CSP.
+    let nonce = js_sys::Reflect::get(&style, &"nonce".into()).unwrap();
+    assert_eq!(nonce.as_string().as_deref(), Some("cmFuZG9tLW5vbmNl"));
+}
+
+#[wasm_bindgen_test]
 async fn unmounting_mid_flight_neither_renders_nor_redirects() {
     script_fetch(vec![
         start_answer(true),
