@@ -83,13 +83,13 @@ pub(crate) fn test_wasm_in_browser() -> Result<()> {
         .env("CHROMEDRIVER", &chromedriver))
 }
 
-pub(crate) const SDK_PACK_STEP: &str =
-    "packaging: npm pack -> fresh Vite and Next 16 apps -> Chromium";
+pub(crate) const SDK_PACK_STEP: &str = "packaging: npm pack -> publint, attw -> fresh Vite and Next 16 apps -> Chromium; the tarball and the binary alone (import map, CDN layout, strict CSP, require(esm))";
 
 /// The packed package as consumers get it (packages/consentry/tests/packaging): the Playwright
-/// globalSetup packs dist/ and installs the tarball into apps kept in a temp dir (node_modules
-/// reused while nothing changed); each test builds an app, serves it and runs a flow against the
-/// real server. Needs `build_sdk` first.
+/// globalSetup packs dist/, lints the tarball (publint, attw) and installs it into apps kept in a
+/// temp dir (node_modules reused while nothing changed); each test builds an app, serves it and
+/// runs a flow against the real server. Then [`test_standalone`] with the debug binary and a
+/// tarball packed from dist/. Needs `build_sdk` first.
 pub(crate) fn test_sdk_packaging() -> Result<()> {
     let package = repo_root().join(SDK_PACKAGE);
     let chromium = ensure_chromium()?;
@@ -100,7 +100,26 @@ pub(crate) fn test_sdk_packaging() -> Result<()> {
         .current_dir(&package)
         .env("CONSENTRY_BIN", &server)
         .env("CHROMIUM_PATH", &chromium)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))?;
+    test_standalone(&server, None)
+}
+
+/// packages/consentry/tests/standalone: `binary` copied alone into a scratch directory, the npm
+/// tarball (`tarball`, else one packed from dist/) installed alone into a scratch app, plain HTML
+/// pages with an import map (same origin and a CDN layout) under a strict CSP, in Chromium.
+pub(crate) fn test_standalone(binary: &Path, tarball: Option<&Path>) -> Result<()> {
+    let package = repo_root().join(SDK_PACKAGE);
+    let chromium = ensure_chromium()?;
+    let mut cmd = Command::new(package.join("node_modules/.bin/playwright"));
+    cmd.args(["test", "-c", "tests/standalone/playwright.config.mjs"])
+        .current_dir(&package)
+        .env("CONSENTRY_STANDALONE_BIN", binary)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
+    if let Some(tarball) = tarball {
+        cmd.env("CONSENTRY_STANDALONE_TGZ", tarball);
+    }
+    run(&mut cmd)
 }
 
 pub(crate) const EXAMPLES_TEST_STEP: &str =
@@ -248,6 +267,7 @@ pub(crate) fn cmd_size() -> Result<ExitCode> {
         }
         Ok(())
     })?;
+    step(PREBUILT_STD_STEP, check_prebuilt_std_fallback)?;
     let status = Command::new("node")
         .arg(repo_root().join(SDK_PACKAGE).join("scripts/size.mjs"))
         .current_dir(repo_root())

@@ -16,6 +16,7 @@
 //! cargo xtask e2e-test                                 the example agent end to end against the whole demo
 //! cargo xtask leptos-app / leptos-test                 examples/leptos-app: build / components + end to end
 //! cargo xtask publish-check                            cargo package of the crates.io crates
+//! cargo xtask dist [--glibc]                           release artifacts in dist/ (server archive, npm tarball, sums)
 //! ```
 //!
 //! std only, on purpose: this must build in seconds on a fresh machine.
@@ -24,6 +25,7 @@ mod bench;
 mod browser;
 mod builds;
 mod demo;
+mod dist;
 mod faults;
 mod leptos_app;
 mod postgres;
@@ -84,7 +86,8 @@ commands:
                                 the wasm32 target, wasm-bindgen-cli (into .tools) and the package's
                                 npm devDependencies (binaryen's wasm-opt, typescript, playwright)
   size                          `sdk`, then print raw/gzip/brotli bytes of consentry/headless and what
-                                each crate contributes (twiggy, installed into .tools)
+                                each crate contributes (twiggy, installed into .tools), and the size of
+                                the CONSENTRY_SDK_PREBUILT_STD fallback
   sdk-test                      `sdk`, then type-check the package and run its Playwright tests in
                                 Debian's Chromium against a real `consentry` server (apt-get if missing)
   wasm-test                     clippy (wasm32) and the wasm-bindgen tests of consentry-wasm and consentry-ui in headless
@@ -96,6 +99,10 @@ commands:
   leptos-test                   consentry-ui's Leptos components in Chromium, then examples/leptos-app end
                                 to end (the example agent, consentry, the MCP server, the user in Chromium)
   publish-check                 cargo doc -D warnings and `cargo package` of the crates.io crates
+  dist [--glibc]                release artifacts in dist/: consentry-<version>-x86_64-unknown-linux-musl.tar.gz
+                                (static server binary; --glibc: a glibc build named after the oldest glibc it
+                                needs), consentry-<version>.tgz (npm pack), SHA256SUMS; then unpacks and installs
+                                them into scratch directories and runs a flow in Chromium (tests/standalone)
   examples-test                 `sdk`, then `npm ci` (when its lockfile changed) in examples/nextjs-app and
                                 examples/vite-headless, tsc, and their Playwright tests: production
                                 builds, the real server, login + consent + code exchange in Chromium
@@ -175,6 +182,7 @@ fn main() -> ExitCode {
             step(leptos_app::E2E_STEP, leptos_app::test_e2e).map(|()| ExitCode::SUCCESS)
         }),
         "publish-check" => no_args("publish-check", rest).and_then(|()| publish::cmd_check()),
+        "dist" => dist::cmd_dist(rest),
         "wasm-test" => no_args("wasm-test", rest).and_then(|()| {
             step(WASM_TEST_STEP, test_wasm_in_browser)?;
             Ok(ExitCode::SUCCESS)

@@ -84,7 +84,13 @@ pub(crate) fn small_std() -> Result<bool> {
 
 /// Build one feature set of consentry-wasm; returns the built `.wasm`.
 pub(crate) fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
+    build_sdk_wasm_in(features, small_std()?, &target_dir())
+}
+
+/// [`build_sdk_wasm`] with std rebuilt or not, into `target`.
+fn build_sdk_wasm_in(features: &str, small_std: bool, target: &Path) -> Result<PathBuf> {
     let mut cmd = cargo();
+    cmd.env("CARGO_TARGET_DIR", target);
     // `cargo rustc --crate-type cdylib`: the crate is also an rlib (for its wasm-bindgen tests),
     // and building both types defeats part of LTO (+10 KB raw, +4 KB gzip on the headless wasm).
     cmd.args([
@@ -103,7 +109,7 @@ pub(crate) fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
         "--features",
         features,
     ]);
-    if small_std()? {
+    if small_std {
         cmd.args(SMALL_STD.cargo_args)
             .env("RUSTC_BOOTSTRAP", "1")
             // Target-scoped, so build scripts and proc macros (host) build as usual.
@@ -113,7 +119,7 @@ pub(crate) fn build_sdk_wasm(features: &str) -> Result<PathBuf> {
             );
     }
     run(&mut cmd)?;
-    Ok(target_dir()
+    Ok(target
         .join(WASM_TARGET)
         .join(SDK_PROFILE)
         .join(format!("{SDK_WASM}.wasm")))
@@ -156,6 +162,41 @@ pub(crate) fn build_sdk() -> Result<()> {
         fs::remove_dir_all(&old)?;
     }
     eprintln!("    {} (sizes: cargo xtask size)", dist.display());
+    Ok(())
+}
+
+pub(crate) const PREBUILT_STD_STEP: &str =
+    "the CONSENTRY_SDK_PREBUILT_STD fallback: full wasm against the prebuilt std (size printed)";
+
+/// The fallback of [`SMALL_STD`] ([`PREBUILT_STD_ENV`]) built in the test command, so that it
+/// cannot rot unnoticed: the full (UI) wasm against the prebuilt std, in a target directory of its
+/// own (its artifacts would otherwise replace the small-std ones and rebuild both every run),
+/// through wasm-bindgen and wasm-opt like the shipped one. Its size is printed next to the
+/// shipped build's, not checked against a budget. Needs `build_sdk` first (the tools, dist/).
+pub(crate) fn check_prebuilt_std_fallback() -> Result<()> {
+    let (features, name) = SDK_BUILDS[1];
+    let target = target_dir().join("sdk-prebuilt-std");
+    let built = build_sdk_wasm_in(features, false, &target)?;
+    let out = target.join("out");
+    bindgen_and_optimise(&ensure_wasm_bindgen()?, &built, &out, name, false)?;
+    let file = format!("{name}_bg.wasm");
+    let shipped = repo_root().join(SDK_PACKAGE).join("dist/wasm").join(&file);
+    for (what, wasm) in [
+        ("prebuilt std", out.join(&file)),
+        ("shipped (std rebuilt)", shipped),
+    ] {
+        let bytes = fs::read(&wasm)?;
+        let gzipped = Command::new("gzip")
+            .args(["-9c"])
+            .arg(&wasm)
+            .output()
+            .map_err(|e| spawn_error("gzip", &e))?;
+        eprintln!(
+            "    {file}, {what}: {} bytes, {} gzip -9",
+            bytes.len(),
+            gzipped.stdout.len()
+        );
+    }
     Ok(())
 }
 

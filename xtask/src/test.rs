@@ -125,6 +125,7 @@ pub(crate) fn run_tests(lint: bool, test_args: &[String]) -> Result<()> {
 
     // The browser SDK last: it needs the server binary the Rust tests just built.
     step("build the browser SDK (cargo xtask sdk)", build_sdk)?;
+    step(PREBUILT_STD_STEP, check_prebuilt_std_fallback)?;
     step("browser SDK tests (tsc, Playwright + Chromium)", test_sdk)?;
     step(WASM_TEST_STEP, test_wasm_in_browser)?;
     step(SDK_PACK_STEP, test_sdk_packaging)?;
@@ -161,6 +162,11 @@ pub(crate) fn ensure_component(cargo_subcommand: &str, component: &str) -> Resul
 }
 
 pub(crate) fn ensure_wasm_target() -> Result<()> {
+    ensure_target(WASM_TARGET)
+}
+
+/// `rustup target add target` unless it is installed.
+pub(crate) fn ensure_target(target: &str) -> Result<()> {
     let out = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
@@ -173,10 +179,10 @@ pub(crate) fn ensure_wasm_target() -> Result<()> {
     }
     if String::from_utf8_lossy(&out.stdout)
         .lines()
-        .any(|l| l.trim() == WASM_TARGET)
+        .any(|l| l.trim() == target)
     {
-        eprintln!("    target {WASM_TARGET} already installed");
+        eprintln!("    target {target} already installed");
         return Ok(());
     }
-    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+    run(Command::new("rustup").args(["target", "add", target]))
 }

@@ -29,6 +29,16 @@ pub fn query(selector: &str) -> Option<web_sys::Element> {
     window()?.document()?.query_selector(selector).ok()?
 }
 
+/// Set the inline declarations of the element `selector` finds through CSSOM (`el.style = css`,
+/// which is `el.style.cssText = css`), not as a `style` attribute: a Content Security Policy
+/// without `'unsafe-inline'` refuses every `style` attribute a script sets (even an empty one),
+/// and allows CSSOM.
+pub fn set_style(selector: &str, css: &str) {
+    if let Some(el) = query(selector) {
+        let _ = js_sys::Reflect::set(&el, &JsValue::from_str("style"), &JsValue::from_str(css));
+    }
+}
+
 /// Run `f` before the next repaint (`requestAnimationFrame`), once the view is in the DOM.
 pub fn before_repaint(f: impl FnOnce() + 'static) {
     if let Some(w) = window() {
@@ -67,8 +77,9 @@ pub fn navigate(location: &str) {
     }
 }
 
-/// Add the stylesheet once per document.
-pub fn inject_css(id: &str, css: &str) {
+/// Add the stylesheet once per document. `nonce`: the page's Content Security Policy nonce, for a
+/// `style-src` without `'unsafe-inline'` (the `<style>` element carries it; the first mount's wins).
+pub fn inject_css(id: &str, css: &str, nonce: Option<&str>) {
     let Some(doc) = window().and_then(|w| w.document()) else {
         return;
     };
@@ -79,6 +90,9 @@ pub fn inject_css(id: &str, css: &str) {
         return;
     };
     style.set_id(id);
+    if let Some(nonce) = nonce {
+        let _ = style.set_attribute("nonce", nonce);
+    }
     style.set_text_content(Some(css));
     if let Some(head) = doc.head() {
         let _ = head.append_child(&style);

@@ -90,6 +90,10 @@ pub fn IdentityProvider(
     /// The authorization URL to read (`url`); the page's `location.href` when not given.
     #[prop(optional, into)]
     url: Option<String>,
+    /// The page's Content Security Policy nonce for the injected stylesheet (`nonce`), for a
+    /// `style-src` without `'unsafe-inline'`.
+    #[prop(optional, into)]
+    nonce: Option<String>,
 ) -> impl IntoView {
     let client = Rc::new(Client::new(WebPlatform, &base_url));
     let login = trusted_auth_token.map(|token| TatLogin {
@@ -107,7 +111,7 @@ pub fn IdentityProvider(
         },
         Rc::new(RefCell::new(hooks)),
     ));
-    let view = idp.view(look(strings, theme));
+    let view = idp.view(look(strings, theme, nonce));
     stop_on_cleanup(move || idp.stop());
     view
 }
@@ -155,6 +159,10 @@ pub fn ConnectedApps(
     /// Called with every error the list shows (`onError`).
     #[prop(optional, into)]
     on_error: Option<Callback<SdkError>>,
+    /// The page's Content Security Policy nonce for the injected stylesheet (`nonce`), for a
+    /// `style-src` without `'unsafe-inline'`.
+    #[prop(optional, into)]
+    nonce: Option<String>,
 ) -> impl IntoView {
     let client = Rc::new(Client::new(WebPlatform, &base_url));
     let login = trusted_auth_token.map(|token| TatLogin {
@@ -166,7 +174,7 @@ pub fn ConnectedApps(
         client,
         ConnectedAppsOptions { login },
         Rc::new(RefCell::new(hooks(on_event, on_error, None, None))),
-        look(strings, theme),
+        look(strings, theme, nonce),
     ));
     let view = apps.view();
     stop_on_cleanup(move || apps.stop());
@@ -204,12 +212,17 @@ fn hooks(
 }
 
 /// The look signal the controllers render with, following the `strings` and `theme` props.
-fn look(strings: Signal<Strings>, theme: Signal<Theme>) -> ArcRwSignal<Look> {
+fn look(
+    strings: Signal<Strings>,
+    theme: Signal<Theme>,
+    nonce: Option<String>,
+) -> ArcRwSignal<Look> {
     let current = move || Look {
         strings: strings.get(),
         theme: safe_theme(theme.get()),
+        nonce: nonce.clone(),
     };
-    let look = ArcRwSignal::new(untrack(current));
+    let look = ArcRwSignal::new(untrack(current.clone()));
     let target = look.clone();
     // Runs after the first render, then whenever a prop signal changes; an equal look does not
     // re-render (focus and selection stay where the user put them).

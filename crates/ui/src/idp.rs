@@ -160,14 +160,19 @@ pub(crate) type Body = Arc<dyn Fn(&Strings) -> (u8, bool, AnyView) + Send + Sync
 /// it and the keyboard starts from the top; any other re-render (new words or colours from
 /// `update()`, a busy flag) leaves focus where the user put it.
 pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
-    crate::browser::inject_css(style::STYLE_ID, style::CSS);
+    let nonce = look.with_untracked(|l| l.nonce.clone());
+    crate::browser::inject_css(style::STYLE_ID, style::CSS, nonce.as_deref());
     // The root is found again by a per-mount key: cheaper in wasm than a `NodeRef`.
     static MOUNTS: AtomicU32 = AtomicU32::new(0);
     let key = decimal(MOUNTS.fetch_add(1, Ordering::Relaxed));
-    let mut heading = String::from("[data-cnsy-root=\"");
-    heading.push_str(&key);
-    heading.push_str("\"] .cnsy-h");
+    let mut root = String::from("[data-cnsy-root=\"");
+    root.push_str(&key);
+    root.push_str("\"]");
+    let mut heading = root.clone();
+    heading.push_str(" .cnsy-h");
     let mut focused_screen = None;
+    // The theme's custom properties, as last set on the root (through CSSOM: see set_style).
+    let mut applied_style = String::new();
     let render: Arc<Mutex<dyn FnMut() -> AnyView + Send>> = Arc::new(Mutex::new(move || {
         let (class, style, logo, strings) = look.with(|l| {
             (
@@ -178,12 +183,22 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
             )
         });
         let (screen, busy, content) = body(&strings);
-        if focused_screen != Some(screen) {
-            focused_screen = Some(screen);
-            let heading = heading.clone();
+        // Once the view is in the DOM: the new theme on the root, focus on a new screen's
+        // heading (one closure type for both: each costs its own glue).
+        let focus = (focused_screen != Some(screen)).then(|| heading.clone());
+        focused_screen = Some(screen);
+        let restyle = (style != applied_style).then(|| {
+            applied_style.clone_from(&style);
+            (root.clone(), style)
+        });
+        if focus.is_some() || restyle.is_some() {
             browser::before_repaint(move || {
-                if let Some(h) =
-                    browser::query(&heading).and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
+                if let Some((root, style)) = restyle {
+                    browser::set_style(&root, &style);
+                }
+                if let Some(h) = focus
+                    .and_then(|heading| browser::query(&heading))
+                    .and_then(|h| h.dyn_into::<web_sys::HtmlElement>().ok())
                 {
                     let _ = h.focus();
                 }
@@ -191,7 +206,6 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
         }
         el("DIV", class)
             .attr("data-cnsy-root", key.clone())
-            .attr("style", style)
             .child(
                 el("DIV", "cnsy-card")
                     .attr("aria-busy", if busy { "true" } else { "false" })

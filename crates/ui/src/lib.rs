@@ -181,6 +181,9 @@ pub struct Look {
     pub strings: Strings,
     /// Colours (CSS custom properties), colour scheme, logo.
     pub theme: Theme,
+    /// The page's Content Security Policy nonce for the injected stylesheet (`nonce`), for a
+    /// `style-src` without `'unsafe-inline'`. Read when the stylesheet is first added.
+    pub nonce: Option<String>,
 }
 
 /// Who is signing in: the product's Trusted Auth Token and its token profile.

@@ -76,7 +76,8 @@ impl Theme {
         self
     }
 
-    /// The root element's `style` attribute. A value that could end the declaration (`;`, braces,
+    /// The root element's inline declarations (set through CSSOM, not as a `style` attribute:
+    /// see `browser::set_style`). A value that could end the declaration (`;`, braces,
     /// quotes, backslash, angle brackets, newlines) is dropped rather than escaped: theme values
     /// are colours, lengths and font lists.
     pub fn style_attr(&self) -> String {

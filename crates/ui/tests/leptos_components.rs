@@ -320,9 +320,23 @@ async fn strings_and_theme_props_are_reactive_and_an_unsafe_logo_is_dropped() {
         root.get_attribute("class").as_deref(),
         Some("cnsy-root cnsy-dark")
     );
+    // Set through CSSOM before the next paint (a strict CSP refuses style attributes), so read
+    // back in CSSOM's serialization.
+    for _ in 0..200 {
+        if root.get_attribute("style").is_some() {
+            break;
+        }
+        let sleep = js_sys::Promise::new(&mut |resolve, _| {
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 10)
+                .unwrap();
+        });
+        wasm_bindgen_futures::JsFuture::from(sleep).await.unwrap();
+    }
     assert_eq!(
         root.get_attribute("style").as_deref(),
-        Some("--consentry-color-primary:#4f46e5;")
+        Some("--consentry-color-primary: #4f46e5;")
     );
     assert!(el.query_selector("img.cnsy-brand").unwrap().is_some());
     assert_eq!(
@@ -330,6 +344,29 @@ async fn strings_and_theme_props_are_reactive_and_an_unsafe_logo_is_dropped() {
         vec!["/v1/oauth/authorize/start"],
         "a new look does not restart the flow"
     );
+}
+
+#[wasm_bindgen_test]
+async fn the_nonce_prop_goes_on_the_injected_stylesheet() {
+    // Added once per document: take away the one an earlier test added.
+    let document = web_sys::window().unwrap().document().unwrap();
+    if let Some(old) = document.get_element_by_id("consentry-ui-style") {
+        old.remove();
+    }
+    script_fetch(vec![start_answer(true)]);
+    let el = fresh_element();
+    let (token, url) = (tat(), authorize_url());
+    let _handle = leptos::mount::mount_to(el.clone(), move || {
+        view! {
+            <IdentityProvider base_url=BASE trusted_auth_token=token url=url allow_framing=true
+                nonce="cmFuZG9tLW5vbmNl"/>
+        }
+    });
+    until("a screen", &el, |t| !t.is_empty()).await;
+    let style = document.get_element_by_id("consentry-ui-style").unwrap();
+    // The IDL attribute: a browser hides the content attribute's value under a CSP.
+    let nonce = js_sys::Reflect::get(&style, &"nonce".into()).unwrap();
+    assert_eq!(nonce.as_string().as_deref(), Some("cmFuZG9tLW5vbmNl"));
 }
 
 #[wasm_bindgen_test]

@@ -238,6 +238,7 @@ fn look_from_js(options: &JsValue) -> Look {
                 .as_string()
                 .filter(|u| safe_image_url(u)),
         },
+        nonce: get(options, "nonce").as_string().filter(|n| !n.is_empty()),
     }
 }
 

@@ -118,6 +118,12 @@ export interface ConsentryUiOptions {
   onError?: (error: ConsentryError) => void;
   /** `{ onEvent, onError }`, the hosted product's wrapper (the top-level ones win). */
   callbacks?: { onEvent?: (event: ConsentryEvent) => void; onError?: (error: ConsentryError) => void };
+  /**
+   * Your Content Security Policy nonce (`style-src 'nonce-…'`): the one `<style>` element the UI
+   * adds carries it, so the policy needs no `'unsafe-inline'`. Read when the stylesheet is first
+   * added (the first mount on the page).
+   */
+  nonce?: string;
 }
 
 export interface IdentityProviderOptions extends ConsentryUiOptions {

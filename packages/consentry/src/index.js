@@ -112,6 +112,7 @@ function normalize(o) {
     url: typeof o.url === 'string' ? o.url : undefined,
     strings: o.strings,
     theme: o.theme ?? o.presentation?.theme,
+    nonce: typeof o.nonce === 'string' ? o.nonce : undefined,
     onEvent: guard(o.onEvent ?? callbacks.onEvent),
     onError: onError && ((e) => onError(toError(e))),
     onBeforeRedirect: onBeforeRedirect && ((location) => onBeforeRedirect(location)),

@@ -26,7 +26,8 @@ export function mount(el: HTMLElement, trustedAuthToken: string): () => void {
     onError: (e: ConsentryError) => console.log(e.code satisfies string),
     onBeforeRedirect: (location: string) => location.startsWith('https://'),
   });
-  const apps = mountConnectedApps(el, { baseUrl: 'https://auth.example.com' });
+  // `nonce`: the page's CSP nonce for the injected stylesheet.
+  const apps = mountConnectedApps(el, { baseUrl: 'https://auth.example.com', nonce: 'cmFuZG9tLW5vbmNl' });
   void ui.ready.then(() => ui.update({ baseUrl: 'https://auth.example.com', strings: { 'consent.deny': 'No' } }));
   void init().then(() => createConsentryClient({ baseUrl: 'https://auth.example.com' }));
   return () => {

@@ -42,12 +42,13 @@ function npm(args, { cwd, capture = false }) {
   return r.stdout;
 }
 
-/** Every file the package.json `exports` map points at. */
+/** Every file the package.json `exports` map points at (not the `./wasm/*` pattern). */
 function exportedFiles(manifest) {
   const out = new Set();
   const walk = (v) => {
-    if (typeof v === 'string') out.add(v.replace(/^\.\//, ''));
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+    if (typeof v === 'string') {
+      if (!v.includes('*')) out.add(v.replace(/^\.\//, ''));
+    } else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
   walk(manifest.exports);
   return [...out];
@@ -77,7 +78,33 @@ function pack(work) {
   writeFileSync(path.join(tarballs, name), bytes);
   rmSync(staging, { recursive: true, force: true });
   console.log(`packed ${info.name}@${info.version}: ${info.filename}, ${bytes.length} bytes, ${packed.length} files (${packed.join(', ')})`);
+  lint(path.join(tarballs, name));
   return { name, path: path.join(tarballs, name), files: packed };
+}
+
+/**
+ * The tarball through publint (strict: warnings fail) and Are the Types Wrong. attw's profile
+ * `esm-only`: the package is ESM only on purpose, so node10 and CommonJS-from-node16 resolutions
+ * are not checked (attw's TypeScript predates require(esm); Node's require(esm) itself is tested
+ * in tests/standalone).
+ */
+function lint(tarball) {
+  const bin = (name) => path.join(PACKAGE_DIR, 'node_modules', '.bin', name);
+  for (const [name, args] of [
+    ['publint', ['run', '--strict', tarball]],
+    ['attw', ['--profile', 'esm-only', '--format', 'table-flipped', '--no-color', '--no-emoji', tarball]],
+  ]) {
+    const r = spawnSync(bin(name), args, { stdio: 'inherit' });
+    if (r.error || r.status !== 0) {
+      throw new Error(`${name} ${args.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`})`);
+    }
+  }
+}
+
+/** require(esm) of consentry/react, where React is installed (Node >= 20.19). */
+function requireReact(dir) {
+  const r = spawnSync(process.execPath, ['-e', "if (typeof require('consentry/react').IdentityProvider !== 'function') process.exit(1)"], { cwd: dir, stdio: 'inherit' });
+  if (r.error || r.status !== 0) throw new Error(`require('consentry/react') failed in ${dir}`);
 }
 
 function prepareApp(work, app, tarball) {
@@ -172,6 +199,7 @@ export default async function globalSetup() {
   try {
     const tarball = pack(work);
     for (const app of APPS) prepareApp(work, app, tarball);
+    requireReact(path.join(work, 'vite'));
     for (const old of readdirSync(path.join(work, 'tarballs'))) {
       if (old !== tarball.name) rmSync(path.join(work, 'tarballs', old), { force: true });
     }

@@ -29,25 +29,38 @@ export function authorizeQuery({ state = 'st-1' } = {}) {
   }).toString();
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/** A free loopback port: any (the OS picks), or one of `CONSENTRY_TEST_PORTS=first-last` (a range
+ * agreed on a shared machine). */
+export async function freePort() {
+  const listen = (port) => new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+    s.listen(port, '127.0.0.1', () => {
+      const { port: bound } = s.address();
+      s.close(() => resolve(bound));
     });
   });
+  const range = /^(\d+)-(\d+)$/.exec(process.env.CONSENTRY_TEST_PORTS ?? '');
+  if (!range) return listen(0);
+  const [first, last] = [Number(range[1]), Number(range[2])];
+  for (let i = 0; i < 4 * (last - first + 1); i++) {
+    try {
+      return await listen(first + Math.floor(Math.random() * (last - first + 1)));
+    } catch {
+      // taken: try another
+    }
+  }
+  throw new Error(`no free port in CONSENTRY_TEST_PORTS=${process.env.CONSENTRY_TEST_PORTS}`);
 }
 
 const b64url = (x) => Buffer.from(x).toString('base64url');
 
 /**
  * Start `consentry dev` with `appOrigin` allowed. Resolves to { url, dir, mintTat, exchangeCode, stop }.
- * The binary: $CONSENTRY_BIN (set by `cargo xtask`), else target/debug/consentry.
+ * The binary: `bin`, else $CONSENTRY_BIN (set by `cargo xtask`), else target/debug/consentry.
  */
-export async function startConsentry({ appOrigin, resource = RESOURCE }) {
-  const bin = process.env.CONSENTRY_BIN || path.resolve(PACKAGE_DIR, '../../target/debug/consentry');
+export async function startConsentry({ appOrigin, resource = RESOURCE, bin: binary }) {
+  const bin = binary || process.env.CONSENTRY_BIN || path.resolve(PACKAGE_DIR, '../../target/debug/consentry');
   const dir = mkdtempSync(path.join(tmpdir(), 'consentry-sdk-test-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
