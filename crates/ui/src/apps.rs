@@ -207,7 +207,7 @@ fn list_view<P: Platform + 'static>(
 }
 
 /// "Allowed on …" · "Last used on …".
-fn format_pair(a: &str, b: &str) -> String {
+pub(crate) fn format_pair(a: &str, b: &str) -> String {
     let mut s = String::with_capacity(a.len() + b.len() + 5);
     s.push_str(a);
     s.push_str(" \u{b7} ");

@@ -11,6 +11,8 @@ use tachys::html::attribute::any_attribute::{AnyAttribute, IntoAnyAttribute};
 use tachys::html::attribute::custom::custom_attribute;
 use tachys::html::element::custom;
 use tachys::html::event as ev;
+use tachys::html::property::prop;
+use wasm_bindgen::JsValue;
 use tachys::prelude::*;
 
 /// One element under construction.
@@ -47,6 +49,13 @@ impl El {
     /// A boolean attribute (`disabled`), present only when `on`.
     pub fn flag(self, name: &'static str, on: bool) -> Self {
         if on { self.attr(name, "") } else { self }
+    }
+
+    /// A DOM property (`checked`, `value`): set on every render, so the control shows the state
+    /// even after the user changed it (an attribute would only set its default).
+    pub fn prop(mut self, name: &'static str, value: JsValue) -> Self {
+        self.attrs.push(prop(name, value).into_any_attr());
+        self
     }
 
     pub fn on_click(mut self, f: impl FnMut(ev::MouseEvent) + 'static) -> Self {
