@@ -2,13 +2,13 @@
 
 use core::cell::RefCell;
 
-use consentry_protocol::{AuthorizeParams, ErrorCode, OrgPolicy, percent_encode};
+use consentry_protocol::{AuthorizeParams, ErrorCode, percent_encode};
 
 use crate::error::{SdkError, SdkErrorCode};
 use crate::http::{
     HttpRequest, HttpResponse, JsonObject, Method, Platform, WireObject, WireValue, error_body,
 };
-use crate::org::{policy_etag, policy_to_json};
+use crate::org::{Policy, policy_etag, policy_to_json};
 use crate::params::authorize_params_wire;
 use crate::tat::check_usable;
 
@@ -198,7 +198,18 @@ impl<P: Platform> Client<P> {
     /// `version` was read is refused with `precondition_failed` (HTTP 412), never overwritten.
     pub async fn put_organization_policy(
         &self,
-        policy: &OrgPolicy,
+        policy: &Policy,
+        version: i64,
+    ) -> Result<P::Json, SdkError> {
+        self.put_organization_policy_json(policy_to_json(policy), version)
+            .await
+    }
+
+    /// [`Client::put_organization_policy`] with the document already as JSON text (the page's
+    /// own object, stringified by the browser).
+    pub async fn put_organization_policy_json(
+        &self,
+        policy: String,
         version: i64,
     ) -> Result<P::Json, SdkError> {
         let bearer = self.bearer()?;
@@ -208,7 +219,7 @@ impl<P: Platform> Client<P> {
                 url: self.url("/v1/organization/policy"),
                 bearer: Some(bearer),
                 body: None,
-                json: Some(policy_to_json(policy)),
+                json: Some(policy),
                 if_match: Some(policy_etag(version)),
             })
             .await?;

@@ -43,7 +43,7 @@ pub use http::{
     HttpRequest, HttpResponse, JsonObject, Method, Platform, TransportError, WireObject, WireValue,
 };
 pub use org::{
-    OrgAppView, OrgMemberView, PolicyScopeView, PolicyView, policy_etag, policy_from_json,
+    OrgAppView, OrgMemberView, Policy, PolicyScopeView, PolicyView, policy_etag, policy_from_json,
     policy_to_json,
 };
 pub use params::{ParsedParams, authorize_params_wire, parse_authorize_params};
@@ -54,7 +54,7 @@ pub use view::{
 };
 
 pub use consentry_protocol::{
-    AppMode, AppRule, AuthorizeParams, ErrorCode, OrgPolicy, PolicyLimits, ScopeRules,
+    AppMode, AppRule, AuthorizeParams, ErrorCode, OrgPolicy, PolicyLimits,
     is_forbidden_redirect_scheme, redirect_host,
 };
 pub use consentry_protocol::wire::NotGrantable;

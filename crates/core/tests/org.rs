@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use consentry_core::{
-    AppMode, AppRule, Client, Method, OrgAppView, OrgPolicy, PolicyLimits, PolicyView,
-    ScopeRules, SdkErrorCode, Session, policy_etag, policy_from_json, policy_to_json,
+    AppMode, AppRule, Client, Method, OrgAppView, OrgPolicy, Policy, PolicyLimits, PolicyView,
+    SdkErrorCode, Session, policy_etag, policy_from_json, policy_to_json,
 };
 use consentry_protocol::ErrorCode;
+use consentry_protocol::policy::ScopeRules;
 use consentry_testkit::platform::{FakeJson, FakePlatform, NOW, block_on, json};
 use serde_json::json;
 
@@ -51,23 +52,25 @@ fn full_policy() -> OrgPolicy {
 
 #[test]
 fn the_policy_round_trips_through_the_contract() {
-    for policy in [OrgPolicy::default(), full_policy()] {
-        let text = policy_to_json(&policy);
-        // What the server parses (serde, deny_unknown_fields) is what was written.
+    for contract in [OrgPolicy::default(), full_policy()] {
+        // What the server writes reads back as the same document …
+        let served = serde_json::to_value(&contract).unwrap();
+        let held: Policy = policy_from_json(&FakeJson(served));
+        assert_eq!(held.disallowed, contract.scopes.disallowed);
+        assert_eq!(held.required_roles.len(), contract.scopes.required_roles.len());
+        // … and what the browser writes is what the server parses (serde, deny_unknown_fields).
+        let text = policy_to_json(&held);
         let parsed: OrgPolicy = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed, policy, "{text}");
-        // And what the server writes reads back the same.
-        let served = serde_json::to_value(&policy).unwrap();
-        assert_eq!(policy_from_json(&FakeJson(served)), policy);
+        assert_eq!(parsed, contract, "{text}");
     }
     assert_eq!(
-        policy_to_json(&OrgPolicy::default()),
+        policy_to_json(&Policy::default()),
         r#"{"first_party":{"mode":"all_allowed"},"third_party":{"mode":"all_allowed"},"scopes":{},"limits":{}}"#
     );
     assert_eq!(policy_etag(42), "\"42\"");
     // Lenient reading: wrong types are defaults, the server names the error on save.
     let odd = policy_from_json(&FakeJson(json!({"first_party": {"mode": 3}, "limits": "x"})));
-    assert_eq!(odd, OrgPolicy::default());
+    assert_eq!(odd, Policy::default());
 }
 
 #[test]
@@ -169,12 +172,12 @@ fn organization_errors_keep_their_codes() {
         assert_eq!(e.code.as_str(), "forbidden");
         assert_eq!(e.status, Some(403));
         let e = client
-            .put_organization_policy(&OrgPolicy::default(), 1)
+            .put_organization_policy(&Policy::default(), 1)
             .await
             .unwrap_err();
         assert_eq!(e.code.as_str(), "precondition_failed");
         let e = client
-            .put_organization_policy(&OrgPolicy::default(), 1)
+            .put_organization_policy(&Policy::default(), 1)
             .await
             .unwrap_err();
         assert_eq!(e.description, "third_party.allow_hosts[1]: bad");

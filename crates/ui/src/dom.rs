@@ -26,6 +26,7 @@ pub struct El {
 /// tachys compares a custom element's tag with the live node's `tagName` on every re-render and
 /// builds a new node when they differ, so a lower-case tag would replace every element of the
 /// card on every re-render (losing focus and selection) instead of updating it in place.
+#[inline(never)]
 pub fn el(tag: &'static str, class: &'static str) -> El {
     let mut e = El {
         tag,
@@ -40,6 +41,7 @@ pub fn el(tag: &'static str, class: &'static str) -> El {
 
 impl El {
     /// An attribute; the value is text (escaped by the DOM, never parsed as markup).
+    #[inline(never)]
     pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.attrs
             .push(custom_attribute(name, value.into()).into_any_attr());
@@ -53,6 +55,7 @@ impl El {
 
     /// A DOM property (`checked`, `value`): set on every render, so the control shows the state
     /// even after the user changed it (an attribute would only set its default).
+    #[inline(never)]
     pub fn prop(mut self, name: &'static str, value: JsValue) -> Self {
         self.attrs.push(prop(name, value).into_any_attr());
         self
@@ -65,11 +68,13 @@ impl El {
     }
 
     /// A text child.
+    #[inline(never)]
     pub fn text(mut self, s: impl Into<String>) -> Self {
         self.children.push(s.into().into_any());
         self
     }
 
+    #[inline(never)]
     pub fn child(mut self, c: AnyView) -> Self {
         self.children.push(c);
         self
@@ -87,6 +92,7 @@ impl El {
         self
     }
 
+    #[inline(never)]
     pub fn view(self) -> AnyView {
         custom(self.tag)
             .add_any_attr(self.attrs)

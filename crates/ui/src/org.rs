@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use consentry_core::{
-    AppMode, Client, ErrorCode, JsonObject, OrgAppView, OrgPolicy, PolicyView, SdkError,
-    SdkErrorCode,
+    AppMode, Client, ErrorCode, JsonObject, OrgAppView, Policy, PolicyView, SdkError, SdkErrorCode,
 };
 use reactive_graph::owner::{LocalStorage, StoredValue};
 use reactive_graph::prelude::*;
@@ -25,26 +24,47 @@ use crate::mount::spawn_local;
 use crate::{ConnectedAppsOptions, Hooks, Look, Platform, Shown, Strings, UiEvent, browser};
 
 /// What both screens share: the client, the page's callbacks, the look, and whether it is alive.
-struct Ctl<P: Platform, S> {
+/// One controller and one state type for both (each distinct signal and controller type costs
+/// its own copy of the reactive code in the bundle).
+struct Ctl<P: Platform> {
     client: Rc<Client<P>>,
     hooks: Rc<RefCell<Hooks>>,
     options: ConnectedAppsOptions,
-    state: ArcRwSignal<S>,
+    state: ArcRwSignal<State>,
     look: ArcRwSignal<Look>,
     alive: Cell<bool>,
     /// A prefix for this mount's element ids (labels point at their fields).
     uid: String,
+    /// The policy editor (else the connected apps).
+    policy: bool,
 }
 
-type Stored<P, S> = StoredValue<Rc<Ctl<P, S>>, LocalStorage>;
+type Stored<P> = StoredValue<Rc<Ctl<P>>, LocalStorage>;
 
-fn ctl<P: Platform, S: 'static>(
+#[derive(Clone, Debug, PartialEq)]
+struct AppsList {
+    org: String,
+    apps: Vec<OrgAppView>,
+    confirming: Option<String>,
+    busy: bool,
+    notice: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Loading,
+    Apps(Box<AppsList>),
+    Policy(Box<Edit>),
+    Failed(Shown),
+}
+
+fn build<P: Platform>(
     client: Rc<Client<P>>,
     options: ConnectedAppsOptions,
     hooks: Rc<RefCell<Hooks>>,
     look: ArcRwSignal<Look>,
-    state: S,
-) -> Rc<Ctl<P, S>> {
+    policy: bool,
+) -> Rc<Ctl<P>> {
     static MOUNTS: AtomicU32 = AtomicU32::new(0);
     let mut uid = String::from("cnsy-o");
     uid.push_str(&decimal(MOUNTS.fetch_add(1, Ordering::Relaxed)));
@@ -52,14 +72,15 @@ fn ctl<P: Platform, S: 'static>(
         client,
         hooks,
         options,
-        state: ArcRwSignal::new(state),
+        state: ArcRwSignal::new(State::Loading),
         look,
         alive: Cell::new(true),
         uid,
+        policy,
     })
 }
 
-impl<P: Platform, S: From<Shown> + Send + Sync + 'static> Ctl<P, S> {
+impl<P: Platform> Ctl<P> {
     /// Sign in with the Trusted Auth Token unless the client has a session. `false`: failed or
     /// stopped (the failure is shown).
     async fn signed_in(&self) -> bool {
@@ -85,10 +106,9 @@ impl<P: Platform, S: From<Shown> + Send + Sync + 'static> Ctl<P, S> {
 
     #[inline(never)]
     fn fail(&self, e: &SdkError) {
-        if !self.report(e) {
-            return;
+        if self.report(e) {
+            self.state.set(State::Failed(Shown::from(e)));
         }
-        self.state.set(S::from(Shown::from(e)));
     }
 
     /// Tell the page; `false` when the component is gone (before or because of the callback).
@@ -107,12 +127,60 @@ impl<P: Platform, S: From<Shown> + Send + Sync + 'static> Ctl<P, S> {
         self.alive.get()
     }
 
+    /// Change the state in place: one instantiation of the signal's update for every change.
+    #[inline(never)]
+    fn change(&self, f: &mut dyn FnMut(&mut State)) {
+        self.state.update(|s| f(s));
+    }
+
+    /// A word of the current look.
+    #[inline(never)]
+    fn fill(&self, key: &str, values: &[(&str, &str)]) -> String {
+        self.look.with(|l| l.strings.fill(key, values))
+    }
+
     /// An element id of this mount.
     fn id(&self, suffix: &str) -> String {
         let mut id = self.uid.clone();
         id.push('-');
         id.push_str(suffix);
         id
+    }
+}
+
+/// The view of either screen; loads on the next tick.
+fn view<P: Platform + 'static>(ctl: &Rc<Ctl<P>>) -> AnyView {
+    spawn_local(load(Rc::clone(ctl), None));
+    let stored = StoredValue::new_local(Rc::clone(ctl));
+    let state = ctl.state.clone();
+    let loading = if ctl.policy {
+        "policy.loading"
+    } else {
+        "org_apps.loading"
+    };
+    frame(
+        ctl.look.clone(),
+        Arc::new(move |strings| {
+            state.with(|state| match state {
+                State::Loading => (0, true, h1(strings.get(loading)).view()),
+                State::Failed(shown) => (3, false, error_view(strings, shown)),
+                State::Apps(list) => (
+                    // Asking to confirm, and leaving that, are screens of their own.
+                    if list.confirming.is_some() { 2 } else { 1 },
+                    list.busy,
+                    apps_view(strings, list, stored),
+                ),
+                State::Policy(edit) => (1, edit.busy, policy_view(strings, edit, stored)),
+            })
+        }),
+    )
+}
+
+async fn load<P: Platform + 'static>(ctl: Rc<Ctl<P>>, notice: Option<String>) {
+    if ctl.policy {
+        load_policy(ctl).await;
+    } else {
+        load_apps(ctl, notice).await;
     }
 }
 
@@ -127,29 +195,10 @@ fn org_name<J: JsonObject>(json: &J) -> String {
 // ---------------------------------------------------------------------------------------------
 // OrganizationConnectedApps
 
-#[derive(Clone, Debug, PartialEq)]
-enum AppsState {
-    Loading,
-    List {
-        org: String,
-        apps: Vec<OrgAppView>,
-        confirming: Option<String>,
-        busy: bool,
-        notice: Option<String>,
-    },
-    Failed(Shown),
-}
-
-impl From<Shown> for AppsState {
-    fn from(s: Shown) -> Self {
-        AppsState::Failed(s)
-    }
-}
-
 /// The organization's connected apps' controller; the view comes from
 /// [`OrganizationConnectedApps::view`].
 pub struct OrganizationConnectedApps<P: Platform + 'static> {
-    ctl: Rc<Ctl<P, AppsState>>,
+    ctl: Rc<Ctl<P>>,
 }
 
 /// Build the organization's connected apps list (for admins; others see `forbidden`).
@@ -160,45 +209,14 @@ pub fn organization_connected_apps<P: Platform + 'static>(
     look: ArcRwSignal<Look>,
 ) -> OrganizationConnectedApps<P> {
     OrganizationConnectedApps {
-        ctl: ctl(client, options, hooks, look, AppsState::Loading),
+        ctl: build(client, options, hooks, look, false),
     }
 }
 
 impl<P: Platform + 'static> OrganizationConnectedApps<P> {
     /// The view; loads the list on the next tick.
     pub fn view(&self) -> AnyView {
-        let ctl = Rc::clone(&self.ctl);
-        spawn_local(load_apps(Rc::clone(&ctl), None));
-        let stored = StoredValue::new_local(ctl);
-        let state = self.ctl.state.clone();
-        frame(
-            self.ctl.look.clone(),
-            Arc::new(move |strings| {
-                state.with(|state| match state {
-                    AppsState::Loading => (0, true, h1(strings.get("org_apps.loading")).view()),
-                    AppsState::Failed(shown) => (3, false, error_view(strings, shown)),
-                    AppsState::List {
-                        org,
-                        apps,
-                        confirming,
-                        busy,
-                        notice,
-                    } => (
-                        if confirming.is_some() { 2 } else { 1 },
-                        *busy,
-                        apps_view(
-                            strings,
-                            org,
-                            apps,
-                            confirming.as_deref(),
-                            *busy,
-                            notice,
-                            stored,
-                        ),
-                    ),
-                })
-            }),
-        )
+        view(&self.ctl)
     }
 
     /// Stop: nothing in flight may update the list any more.
@@ -228,26 +246,22 @@ fn dates(strings: &Strings, granted_at: Option<f64>, last_used_at: Option<f64>) 
     }
 }
 
-fn apps_view<P: Platform + 'static>(
-    strings: &Strings,
-    org: &str,
-    apps: &[OrgAppView],
-    confirming: Option<&str>,
-    busy: bool,
-    notice: &Option<String>,
-    ctl: Stored<P, AppsState>,
-) -> AnyView {
+fn apps_view<P: Platform + 'static>(strings: &Strings, list: &AppsList, ctl: Stored<P>) -> AnyView {
+    let AppsList {
+        org,
+        apps,
+        confirming,
+        busy,
+        notice,
+    } = list;
+    let (org, confirming, busy) = (org.as_str(), confirming.as_deref(), *busy);
     let set_confirming = move |id: Option<String>| {
-        ctl.with_value(|c| {
-            c.state.update(|s| {
-                if let AppsState::List {
-                    confirming, notice, ..
-                } = s
-                {
-                    *confirming = id;
-                    *notice = None;
-                }
-            });
+        let mut id = Some(id);
+        ctl.get_value().change(&mut |s| {
+            if let (State::Apps(list), Some(id)) = (s, id.take()) {
+                list.confirming = id;
+                list.notice = None;
+            }
         });
     };
     let items = apps.iter().map(|app| {
@@ -356,7 +370,7 @@ fn apps_view<P: Platform + 'static>(
         .view()
 }
 
-async fn load_apps<P: Platform + 'static>(ctl: Rc<Ctl<P, AppsState>>, notice: Option<String>) {
+async fn load_apps<P: Platform + 'static>(ctl: Rc<Ctl<P>>, notice: Option<String>) {
     if !ctl.signed_in().await {
         return;
     }
@@ -368,27 +382,27 @@ async fn load_apps<P: Platform + 'static>(ctl: Rc<Ctl<P, AppsState>>, notice: Op
         return;
     }
     match ctl.client.organization_connected_apps().await {
-        Ok(json) if ctl.alive.get() => ctl.state.set(AppsState::List {
+        Ok(json) if ctl.alive.get() => ctl.state.set(State::Apps(Box::new(AppsList {
             org,
             apps: OrgAppView::list_from_json(&json),
             confirming: None,
             busy: false,
             notice,
-        }),
+        }))),
         Ok(_) => {}
         Err(e) => ctl.fail(&e),
     }
 }
 
-async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P, AppsState>>, client_id: String) {
+async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P>>, client_id: String) {
     if !ctl.alive.get() {
         return;
     }
     let mut name = client_id.clone();
-    ctl.state.update(|s| {
-        if let AppsState::List { busy, apps, .. } = s {
-            *busy = true;
-            if let Some(app) = apps.iter().find(|a| a.client_id == client_id) {
+    ctl.change(&mut |s| {
+        if let State::Apps(list) = s {
+            list.busy = true;
+            if let Some(app) = list.apps.iter().find(|a| a.client_id == client_id) {
                 name.clone_from(&app.name);
             }
         }
@@ -407,13 +421,11 @@ async fn revoke<P: Platform + 'static>(ctl: Rc<Ctl<P, AppsState>>, client_id: St
     }) {
         return;
     }
-    let notice = ctl.look.with(|l| {
-        l.strings.fill(
-            "org_apps.revoked",
-            &[("app", &name), ("count", &decimal(count))],
-        )
-    });
-    spawn_local(load_apps(ctl, Some(notice)));
+    let notice = ctl.fill(
+        "org_apps.revoked",
+        &[("app", &name), ("count", &decimal(count))],
+    );
+    spawn_local(load(ctl, Some(notice)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,7 +436,7 @@ struct Edit {
     /// As last loaded or saved: the version to send, the organization, the scopes served.
     saved: PolicyView,
     /// What the admin is editing.
-    draft: OrgPolicy,
+    draft: Policy,
     /// Apps members connected: (client id, name, first-party), for the allow-list picker.
     apps: Vec<(String, String, bool)>,
     /// The client ids offered per kind (first-party, third-party): connected apps, the lists'
@@ -439,23 +451,10 @@ struct Edit {
     conflict: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum PolicyState {
-    Loading,
-    Edit(Box<Edit>),
-    Failed(Shown),
-}
-
-impl From<Shown> for PolicyState {
-    fn from(s: Shown) -> Self {
-        PolicyState::Failed(s)
-    }
-}
-
 /// The organization policy editor's controller; the view comes from
 /// [`OrganizationPolicy::view`].
 pub struct OrganizationPolicy<P: Platform + 'static> {
-    ctl: Rc<Ctl<P, PolicyState>>,
+    ctl: Rc<Ctl<P>>,
 }
 
 /// Build the organization policy editor (for admins; others see `forbidden`).
@@ -466,27 +465,14 @@ pub fn organization_policy<P: Platform + 'static>(
     look: ArcRwSignal<Look>,
 ) -> OrganizationPolicy<P> {
     OrganizationPolicy {
-        ctl: ctl(client, options, hooks, look, PolicyState::Loading),
+        ctl: build(client, options, hooks, look, true),
     }
 }
 
 impl<P: Platform + 'static> OrganizationPolicy<P> {
     /// The view; loads the policy on the next tick.
     pub fn view(&self) -> AnyView {
-        let ctl = Rc::clone(&self.ctl);
-        spawn_local(load_policy(Rc::clone(&ctl)));
-        let stored = StoredValue::new_local(ctl);
-        let state = self.ctl.state.clone();
-        frame(
-            self.ctl.look.clone(),
-            Arc::new(move |strings| {
-                state.with(|state| match state {
-                    PolicyState::Loading => (0, true, h1(strings.get("policy.loading")).view()),
-                    PolicyState::Failed(shown) => (3, false, error_view(strings, shown)),
-                    PolicyState::Edit(edit) => (1, edit.busy, policy_view(strings, edit, stored)),
-                })
-            }),
-        )
+        view(&self.ctl)
     }
 
     /// Stop: nothing in flight may update the editor any more.
@@ -496,16 +482,15 @@ impl<P: Platform + 'static> OrganizationPolicy<P> {
 }
 
 /// Change the draft (and forget the last notice); nothing while saving.
-fn edit<P: Platform + 'static>(ctl: Stored<P, PolicyState>, f: impl FnOnce(&mut Edit)) {
-    ctl.with_value(|c| {
-        c.state.update(|s| {
-            if let PolicyState::Edit(e) = s
-                && !e.busy
-            {
-                e.notice = None;
-                f(e);
-            }
-        });
+#[inline(never)]
+fn edit<P: Platform + 'static>(ctl: Stored<P>, f: &mut dyn FnMut(&mut Edit)) {
+    ctl.get_value().change(&mut |s| {
+        if let State::Policy(e) = s
+            && !e.busy
+        {
+            e.notice = None;
+            f(e);
+        }
     });
 }
 
@@ -524,18 +509,58 @@ fn push_new(list: &mut Vec<String>, item: &str) {
     }
 }
 
-/// `<label><input type=…> text</label>`: a radio (with its group's `name`) or a checkbox.
-fn choice(name: Option<&str>, checked: bool, text: El, on: impl FnMut() + 'static) -> AnyView {
-    let mut on = on;
-    let input = match name {
-        Some(name) => el("INPUT", "").attr("type", "radio").attr("name", name),
-        None => el("INPUT", "").attr("type", "checkbox"),
+/// What a radio, checkbox or switch of the editor changes.
+#[derive(Clone)]
+enum Pick {
+    /// The mode of first-party (0) or third-party (1) apps.
+    Mode(usize, AppMode),
+    /// A client id on the allow-list of first-party (0) or third-party (1) apps.
+    Client(usize, String),
+    /// A host on the third-party allow-list.
+    Host(String),
+    /// A scope: on is allowed.
+    Scope(String),
+}
+
+fn rule_mut(e: &mut Edit, kind: usize) -> &mut consentry_core::AppRule {
+    if kind == 0 {
+        &mut e.draft.first_party
+    } else {
+        &mut e.draft.third_party
+    }
+}
+
+fn apply(e: &mut Edit, pick: &Pick) {
+    match pick {
+        Pick::Mode(kind, mode) => rule_mut(e, *kind).mode = *mode,
+        Pick::Client(kind, id) => toggle(&mut rule_mut(e, *kind).allow_clients, id),
+        Pick::Host(host) => toggle(&mut e.draft.third_party.allow_hosts, host),
+        Pick::Scope(scope) => toggle(&mut e.draft.disallowed, scope),
+    }
+}
+
+/// `<label><input> text</label>`: a radio of the group `name` (a mode), else a checkbox, a
+/// switch for a scope (described by `hint`).
+fn choice<P: Platform + 'static>(
+    ctl: Stored<P>,
+    name: &str,
+    checked: bool,
+    text: El,
+    pick: Pick,
+) -> AnyView {
+    let input = match &pick {
+        Pick::Mode(..) => el("INPUT", "").attr("type", "radio").attr("name", name),
+        Pick::Scope(_) => el("INPUT", "")
+            .attr("type", "checkbox")
+            .attr("role", "switch")
+            .attr("aria-describedby", name),
+        _ => el("INPUT", "").attr("type", "checkbox"),
     };
     el("LABEL", "cnsy-opt")
         .child(
             input
                 .prop("checked", JsValue::from_bool(checked))
-                .on_click(move |_| on())
+                .on_click(move |_| edit(ctl, &mut |e| apply(e, &pick)))
                 .view(),
         )
         .child(text.view())
@@ -558,9 +583,10 @@ fn field(id: String, label: String, input: El, button: Option<AnyView>) -> AnyVi
 fn policy_view<P: Platform + 'static>(
     strings: &Strings,
     e: &Edit,
-    ctl: Stored<P, PolicyState>,
+    ctl: Stored<P>,
 ) -> AnyView {
-    let ids = ctl.with_value(|c| {
+    let c = ctl.get_value();
+    let ids = {
         [
             c.id("c0"),
             c.id("c1"),
@@ -569,7 +595,7 @@ fn policy_view<P: Platform + 'static>(
             c.id("g"),
             c.id("sd"),
         ]
-    });
+    };
     let org = e.saved.organization_name.as_str();
     let mut parts = vec![
         h1(strings.fill("policy.title", &[("org", org)])).view(),
@@ -597,7 +623,7 @@ fn policy_view<P: Platform + 'static>(
                 )
                 .child_opt(e.conflict.then(|| {
                     button("cnsy-btn", strings.get("policy.reload"), e.busy)
-                        .on_click(move |_| spawn_local(load_policy(ctl.get_value())))
+                        .on_click(move |_| spawn_local(load(ctl.get_value(), None)))
                         .view()
                 }))
                 .view(),
@@ -609,7 +635,7 @@ fn policy_view<P: Platform + 'static>(
         } else {
             &e.draft.third_party
         };
-        let group = ctl.with_value(|c| c.id(if kind == 0 { "m0" } else { "m1" }));
+        let group = c.id(if kind == 0 { "m0" } else { "m1" });
         let modes = [
             (AppMode::AllAllowed, "policy.all"),
             (AppMode::Restricted, "policy.restricted"),
@@ -618,18 +644,11 @@ fn policy_view<P: Platform + 'static>(
         .into_iter()
         .map(|(mode, key)| {
             choice(
-                Some(&group),
+                ctl,
+                &group,
                 rule.mode == mode,
                 span(strings.get(key)),
-                move || {
-                    edit(ctl, |e| {
-                        if kind == 0 {
-                            e.draft.first_party.mode = mode;
-                        } else {
-                            e.draft.third_party.mode = mode;
-                        }
-                    })
-                },
+                Pick::Mode(kind, mode),
             )
         })
         .collect::<Vec<_>>();
@@ -654,21 +673,12 @@ fn policy_view<P: Platform + 'static>(
                     Some(name) if name != id => format_pair(name, id),
                     _ => id.clone(),
                 };
-                let id = id.clone();
                 choice(
-                    None,
-                    rule.allow_clients.contains(&id),
+                    ctl,
+                    "",
+                    rule.allow_clients.contains(id),
                     span(label),
-                    move || {
-                        edit(ctl, |e| {
-                            let rule = if kind == 0 {
-                                &mut e.draft.first_party
-                            } else {
-                                &mut e.draft.third_party
-                            };
-                            toggle(&mut rule.allow_clients, &id);
-                        })
-                    },
+                    Pick::Client(kind, id.clone()),
                 )
             }));
             let input_id = ids[kind].clone();
@@ -686,14 +696,12 @@ fn policy_view<P: Platform + 'static>(
                 pick = pick
                     .child(el("P", "cnsy-mu").text(strings.get("policy.hosts")).view())
                     .children(e.hosts.iter().map(|host| {
-                        let host = host.clone();
                         choice(
-                            None,
-                            rule.allow_hosts.contains(&host),
+                            ctl,
+                            "",
+                            rule.allow_hosts.contains(host),
                             span(host.clone()),
-                            move || {
-                                edit(ctl, |e| toggle(&mut e.draft.third_party.allow_hosts, &host))
-                            },
+                            Pick::Host(host.clone()),
                         )
                     }));
                 let host_id = ids[2].clone();
@@ -714,8 +722,6 @@ fn policy_view<P: Platform + 'static>(
     }
     let allowed = strings.get("policy.allowed");
     let scopes = e.saved.available_scopes.iter().map(|s| {
-        let scope = s.scope.clone();
-        let on = !e.draft.disallows(&scope);
         let mut text = el("SPAN", "").text(s.description.clone());
         if s.description != s.scope {
             text = text.child(
@@ -724,20 +730,13 @@ fn policy_view<P: Platform + 'static>(
                     .view(),
             );
         }
-        el("LABEL", "cnsy-opt")
-            .child(
-                el("INPUT", "")
-                    .attr("type", "checkbox")
-                    .attr("role", "switch")
-                    .attr("aria-describedby", ids[5].clone())
-                    .prop("checked", JsValue::from_bool(on))
-                    .on_click(move |_| {
-                        edit(ctl, |e| toggle(&mut e.draft.scopes.disallowed, &scope));
-                    })
-                    .view(),
-            )
-            .child(text.view())
-            .view()
+        choice(
+            ctl,
+            &ids[5],
+            !e.draft.disallows(&s.scope),
+            text,
+            Pick::Scope(s.scope.clone()),
+        )
     });
     parts.push(
         el("FIELDSET", "")
@@ -759,9 +758,11 @@ fn policy_view<P: Platform + 'static>(
                 .attr("type", "number")
                 .attr("min", "1")
                 .attr("step", "1")
-                .prop(
+                // The attribute (the field's default), not the property: a re-render for another
+                // control must not overwrite what the admin is typing; Save reads the field.
+                .attr(
                     "value",
-                    JsValue::from_str(&seconds.map(|s| limit_text(s, unit)).unwrap_or_default()),
+                    seconds.map(|s| limit_text(s, unit)).unwrap_or_default(),
                 ),
             None,
         )
@@ -820,7 +821,7 @@ fn input_value(id: &str, clear: bool) -> String {
 }
 
 /// Add what the admin typed to the allow-list (checked) and to the offered entries.
-fn add<P: Platform + 'static>(ctl: Stored<P, PolicyState>, id: &str, kind: usize, host: bool) {
+fn add<P: Platform + 'static>(ctl: Stored<P>, id: &str, kind: usize, host: bool) {
     let typed = input_value(id, true);
     let mut value = typed.trim().to_owned();
     if host {
@@ -829,7 +830,7 @@ fn add<P: Platform + 'static>(ctl: Stored<P, PolicyState>, id: &str, kind: usize
     if value.is_empty() {
         return;
     }
-    edit(ctl, |e| {
+    edit(ctl, &mut |e| {
         if host {
             push_new(&mut e.hosts, &value);
             push_new(&mut e.draft.third_party.allow_hosts, &value);
@@ -845,7 +846,7 @@ fn add<P: Platform + 'static>(ctl: Stored<P, PolicyState>, id: &str, kind: usize
     });
 }
 
-async fn load_policy<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
+async fn load_policy<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
     if !ctl.signed_in().await {
         return;
     }
@@ -894,7 +895,7 @@ async fn load_policy<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
     for h in &saved.policy.third_party.allow_hosts {
         push_new(&mut hosts, h);
     }
-    ctl.state.set(PolicyState::Edit(Box::new(Edit {
+    ctl.state.set(State::Policy(Box::new(Edit {
         draft: saved.policy.clone(),
         saved,
         apps,
@@ -924,15 +925,15 @@ fn read_limit(id: &str, current: Option<i64>, unit: i64) -> Result<Option<i64>, 
     }
 }
 
-async fn save<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
+async fn save<P: Platform + 'static>(ctl: Rc<Ctl<P>>) {
     if !ctl.alive.get() {
         return;
     }
     let ids = [ctl.id("t"), ctl.id("g")];
     let mut bad_limit = false;
     let mut request = None;
-    ctl.state.update(|s| {
-        let PolicyState::Edit(e) = s else { return };
+    ctl.change(&mut |s| {
+        let State::Policy(e) = s else { return };
         if e.busy {
             return;
         }
@@ -961,7 +962,7 @@ async fn save<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
         request = Some((policy, e.saved.version));
     });
     if bad_limit {
-        let text = ctl.look.with(|l| l.strings.get("policy.bad_limit"));
+        let text = ctl.fill("policy.bad_limit", &[]);
         return show_error(
             &ctl,
             &SdkError::local(SdkErrorCode::Server(ErrorCode::InvalidRequest), text),
@@ -987,15 +988,15 @@ async fn save<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
             }) {
                 return;
             }
-            let notice = ctl
-                .look
-                .with(|l| l.strings.fill("policy.saved", &[("count", &decimal(count))]));
-            ctl.state.update(|s| {
-                if let PolicyState::Edit(e) = s {
+            let notice = ctl.fill("policy.saved", &[("count", &decimal(count))]);
+            let mut saved = Some(saved);
+            let mut notice = Some(notice);
+            ctl.change(&mut |s| {
+                if let (State::Policy(e), Some(saved)) = (s, saved.take()) {
                     e.draft = saved.policy.clone();
                     e.saved = saved;
                     e.busy = false;
-                    e.notice = Some(notice);
+                    e.notice = notice.take();
                 }
             });
         }
@@ -1004,13 +1005,13 @@ async fn save<P: Platform + 'static>(ctl: Rc<Ctl<P, PolicyState>>) {
 }
 
 /// An error beside the editor (the draft stays): a 412 offers Reload.
-fn show_error<P: Platform + 'static>(ctl: &Ctl<P, PolicyState>, err: &SdkError) {
+fn show_error<P: Platform + 'static>(ctl: &Ctl<P>, err: &SdkError) {
     if !ctl.report(err) {
         return;
     }
     let conflict = err.code == SdkErrorCode::Server(ErrorCode::PreconditionFailed);
-    ctl.state.update(|s| {
-        if let PolicyState::Edit(e) = s {
+    ctl.change(&mut |s| {
+        if let State::Policy(e) = s {
             e.busy = false;
             e.error = Some(Shown::from(err));
             e.conflict = conflict;

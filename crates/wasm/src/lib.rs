@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use consentry_core::{
     AuthorizeParams, Client, SdkError, Session, TatLogin, decode_trusted_auth_token,
-    parse_authorize_params, policy_from_json,
+    parse_authorize_params,
 };
 use js_sys::{Array, Object, Promise, Reflect};
 use std::future::Future;
@@ -25,7 +25,7 @@ use wasm_bindgen::prelude::*;
 
 use wasm_bindgen_futures::future_to_promise;
 
-use platform::{BrowserPlatform, Js};
+use platform::BrowserPlatform;
 
 /// Parse an authorization URL with the server's grammar →
 /// `{ params: object | null, error: error | null, redirectable: boolean }`.
@@ -178,14 +178,14 @@ impl Consentry {
         promise(async move { client.organization_policy().await.map(|j| j.0) })
     }
 
-    /// `policy`: the snake_case document; `version`: the one it was read at (sent as If-Match).
+    /// `policy`: the snake_case document as JSON text (the JS layer builds and stringifies it);
+    /// `version`: the one it was read at (sent as If-Match).
     #[wasm_bindgen(js_name = putOrganizationPolicy)]
-    pub fn put_organization_policy(&self, policy: JsValue, version: f64) -> Promise {
+    pub fn put_organization_policy(&self, policy: String, version: f64) -> Promise {
         let client = Rc::clone(&self.client);
-        let policy = policy_from_json(&Js(policy));
         promise(async move {
             client
-                .put_organization_policy(&policy, version as i64)
+                .put_organization_policy_json(policy, version as i64)
                 .await
                 .map(|j| j.0)
         })

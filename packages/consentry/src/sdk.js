@@ -279,7 +279,7 @@ export function createSdk(initWasm, wasm, entry) {
         getPolicy: () => call((c) => c.organizationPolicy()).then(policyState),
         putPolicy: (policy, version) => {
           const v = versionOf(version);
-          return call((c) => c.putOrganizationPolicy(policyToWire(policy), v)).then(policyState);
+          return call((c) => c.putOrganizationPolicy(JSON.stringify(policyToWire(policy)), v)).then(policyState);
         },
       },
     };
