@@ -174,3 +174,14 @@ pub struct ErrorBody {
     /// With `app_not_allowed_for_org`: the organization's display name (or id).
     pub organization_name: Option<String>,
 }
+
+/// An organization's refusal of an app, for the consent screen's sentence ("Your organization
+/// does not allow Acme Agent. Ask an admin of Example Corp."): travels as [`ErrorBody`]'s
+/// `client_name` and `organization_name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The app's display name.
+    pub client_name: String,
+    /// The organization's display name (or id).
+    pub organization_name: String,
+}

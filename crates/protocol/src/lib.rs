@@ -33,6 +33,6 @@ pub use authorize::{
     redirect_host, redirect_uri_matches, split_uri,
 };
 pub use client::{ApplicationType, ClientAuthMethod, GrantType, RegistrationMode, UnknownValue};
-pub use error::{ErrorBody, ErrorCode};
+pub use error::{ErrorBody, ErrorCode, Refusal};
 pub use form::Form;
 pub use policy::{AppMode, AppRule, OrgPolicy, PolicyError, PolicyLimits, ScopeRules};

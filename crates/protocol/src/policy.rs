@@ -16,6 +16,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The id of the implicit organization: a server whose token profile maps no organization claim
+/// has this one organization (and a token without the claim, where the claim is optional, makes
+/// its user a member of it).
+pub const DEFAULT_ORGANIZATION: &str = "default";
+
 /// Most entries any list of a policy may hold.
 pub const MAX_POLICY_LIST: usize = 500;
 /// Longest client id, host, scope or role in a policy.

@@ -95,6 +95,10 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// `gid`: the grant (authorization) the token belongs to; `None` for client_credentials.
     pub grant_id: Option<String>,
+    /// `org_id`: the organization the user acts in (the Trusted Auth Token's organization
+    /// claim); `None` on a server without organizations and for client_credentials. Scope
+    /// your data by it.
+    pub organization_id: Option<String>,
     /// `jti`.
     pub token_id: String,
     /// `exp`, seconds since 1970.
@@ -108,6 +112,11 @@ impl Caller {
     /// The user's id (`sub`).
     pub fn user_id(&self) -> &str {
         &self.subject
+    }
+
+    /// The user's organization (`org_id`), when the server has organizations.
+    pub fn org_id(&self) -> Option<&str> {
+        self.organization_id.as_deref()
     }
 
     /// Whether the token granted `scope`.
@@ -702,6 +711,10 @@ impl ProtectedResource {
             client_id: c.client_id,
             scopes: c.scopes,
             grant_id: c.grant_id,
+            organization_id: claims
+                .get("org_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             token_id: c.token_id,
             expires_at: c.expires_at,
             claims: Arc::new(claims),
@@ -913,6 +926,7 @@ mod tests {
             client_id: "c".into(),
             scopes: vec!["notes:read".into()],
             grant_id: None,
+            organization_id: None,
             token_id: "j".into(),
             expires_at: 0,
             claims: Arc::default(),

@@ -91,6 +91,21 @@ pub struct SessionClaims {
     pub n: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub r: Vec<String>,
+    /// The organization the user is a member of in this session (`default` when the token
+    /// profile maps none; sessions sealed before organizations carry none and mean `default`).
+    #[serde(default = "default_org", skip_serializing_if = "is_default_org")]
+    pub o: String,
+    /// Its display name, as attested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+}
+
+fn default_org() -> String {
+    consentry_protocol::policy::DEFAULT_ORGANIZATION.to_owned()
+}
+
+fn is_default_org(o: &str) -> bool {
+    o == consentry_protocol::policy::DEFAULT_ORGANIZATION
 }
 
 pub enum SessionError {
@@ -203,9 +218,11 @@ mod tests {
             m: None,
             n: None,
             r: Vec::new(),
+            o: "acme".into(),
+            on: None,
         };
         let t = s.session_token(&c).expect("sign");
-        assert!(matches!(s.open_session(&t, 150), Ok(c) if c.u == "u1"));
+        assert!(matches!(s.open_session(&t, 150), Ok(c) if c.u == "u1" && c.o == "acme"));
         assert!(matches!(
             s.open_session(&t, 200),
             Err(SessionError::Expired)

@@ -36,6 +36,10 @@ fn dev_config(o: &DevOptions, introspection_secret: &str) -> anyhow::Result<Stri
                 name: Some("name".into()),
                 roles: Some("roles".into()),
                 jti: None,
+                // Tokens that carry an organization make their user a member of it; others
+                // belong to the implicit one.
+                organization_id: Some("org_id".into()),
+                organization_name: Some("org_name".into()),
             }),
             ..TokenProfile::with_key_file(
                 "default",

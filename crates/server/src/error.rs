@@ -17,15 +17,7 @@ pub struct ApiError {
     /// Seconds for `Retry-After` (429 and 503 answers).
     pub retry_after: Option<u64>,
     /// For an organization's refusal: the app and the organization, named for the screen.
-    pub refusal: Option<Refusal>,
-}
-
-/// Who refused what, for the consent screen's sentence ("Your organization does not allow Acme
-/// Agent. Ask an admin of Example Corp.").
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub client_name: String,
-    pub organization_name: String,
+    pub refusal: Option<Box<consentry_protocol::Refusal>>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

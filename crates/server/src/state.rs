@@ -39,6 +39,7 @@ pub use crate::clock::now;
 impl AppState {
     pub async fn new(cfg: Config) -> anyhow::Result<AppState> {
         let store = Store::connect(&cfg.database_url, cfg.database_max_connections).await?;
+        store.policies().set_default(cfg.default_policy.clone());
         let now = now();
         let keys = KeyRing::load(&store, cfg.signing_alg, cfg.max_signed_token_ttl(), now).await?;
         let session_secret = store

@@ -52,6 +52,9 @@ pub struct VerifiedTat {
     pub roles: Vec<String>,
     pub jti: Option<String>,
     pub exp: i64,
+    /// The organization claim's value, [`crate::config::DEFAULT_ORGANIZATION`] without one.
+    pub organization_id: String,
+    pub organization_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -560,6 +563,31 @@ fn check_claims(
             claims.jti
         )));
     }
+    let organization_id = match claims.organization_id.as_deref() {
+        None => crate::config::DEFAULT_ORGANIZATION.to_owned(),
+        Some(name) => match claim(c, name) {
+            Some(Value::String(s))
+                if !s.trim().is_empty() && s.len() <= 255 && !s.chars().any(char::is_control) =>
+            {
+                s.clone()
+            }
+            Some(Value::Number(n)) => n.to_string(),
+            None | Some(Value::Null) if !profile.require_organization => {
+                crate::config::DEFAULT_ORGANIZATION.to_owned()
+            }
+            None | Some(Value::Null) => {
+                return Err(invalid(format!(
+                    "trusted auth token has no organization claim '{name}'; token profile '{pid}' requires one (require_organization)"
+                )));
+            }
+            Some(_) => {
+                return Err(invalid(format!(
+                    "trusted auth token organization claim '{name}' must be a non-empty string of at most 255 bytes without control characters"
+                )));
+            }
+        },
+    };
+    let organization_name = claims.organization_name.as_deref().and_then(text);
     Ok(VerifiedTat {
         user_id,
         email: text(&claims.email),
@@ -567,6 +595,8 @@ fn check_claims(
         roles,
         jti,
         exp,
+        organization_id,
+        organization_name,
     })
 }
 

@@ -27,6 +27,20 @@ pub enum ClientSource {
     Registered,
     /// A Client ID Metadata Document fetched from the client_id URL.
     MetadataDocument,
+    /// Created by the operator through the admin API (first-party, like `[[clients]]`).
+    Admin,
+}
+
+impl ClientSource {
+    /// A stable name for the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSource::Config => "config",
+            ClientSource::Registered => "registered",
+            ClientSource::MetadataDocument => "metadata_document",
+            ClientSource::Admin => "admin",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +63,22 @@ pub struct Client {
 }
 
 impl Client {
+    /// The operator's own app (`[[clients]]`, or created through the admin API): an
+    /// organization's `first_party` rule governs it; every other app is third-party.
+    pub fn is_first_party(&self) -> bool {
+        matches!(self.source, ClientSource::Config | ClientSource::Admin)
+    }
+
+    /// For a metadata-document client, its document's host (what an organization's
+    /// `third_party.allow_hosts` matches).
+    pub fn metadata_host(&self) -> Option<String> {
+        if self.source != ClientSource::MetadataDocument {
+            return None;
+        }
+        let parts = consentry_protocol::split_uri(&self.client_id)?;
+        Some(parts.host?.to_ascii_lowercase())
+    }
+
     pub fn is_confidential(&self) -> bool {
         self.token_endpoint_auth_method.is_confidential()
     }
@@ -180,7 +210,11 @@ pub fn client_from_row(row: &crate::store::ClientRow) -> ApiResult<Client> {
     Ok(md.into_client(
         row.client_id.clone(),
         row.secret_hash.clone(),
-        ClientSource::Registered,
-        false,
+        if row.first_party {
+            ClientSource::Admin
+        } else {
+            ClientSource::Registered
+        },
+        row.first_party,
     ))
 }

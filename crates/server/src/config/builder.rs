@@ -86,6 +86,10 @@ pub struct TokenProfile {
     pub allowed_types: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub claims: Option<Claims>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require_organization: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_roles: Option<Vec<String>>,
 }
 
 /// `[token_profiles.claims]`: where the user's attributes are in the token.
@@ -101,6 +105,10 @@ pub struct Claims {
     pub roles: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_name: Option<String>,
 }
 
 /// `[[scopes]]`.

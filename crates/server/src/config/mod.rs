@@ -85,6 +85,20 @@ pub struct RawConfig {
     /// loopback or a private-use scheme. Off: any local program can use such a client's id.
     #[serde(default)]
     pub remember_consent_for_native_clients: bool,
+    /// `[organizations]`: what a new organization starts with.
+    #[serde(default)]
+    pub organizations: OrganizationsConfig,
+}
+
+/// `[organizations]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationsConfig {
+    /// The policy an organization gets when its first member signs in (and that organizations
+    /// without a stored policy follow). Unset: everything allowed. The same document as the
+    /// admin API's (`[organizations.default_policy.third_party] mode = "restricted"` …).
+    #[serde(default)]
+    pub default_policy: Option<consentry_protocol::OrgPolicy>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +215,17 @@ pub struct TokenProfileConfig {
     /// must be one of these.
     #[serde(default)]
     pub allowed_types: Option<Vec<String>>,
+    /// Refuse a token without the `claims.organization_id` claim.
+    #[serde(default)]
+    pub require_organization: bool,
+    /// Members holding one of these roles manage their organization (its connected apps and
+    /// policy) through `/v1/organization`.
+    #[serde(default = "default_admin_roles")]
+    pub admin_roles: Vec<String>,
+}
+
+fn default_admin_roles() -> Vec<String> {
+    vec!["admin".into()]
 }
 
 fn default_max_lifetime() -> i64 {
@@ -225,7 +250,16 @@ pub struct ClaimsConfig {
     /// The token's unique id, used once when `single_use_jti` (Entra ID calls it `uti`).
     #[serde(default = "claim_jti", alias = "token_id")]
     pub jti: String,
+    /// The organization the user acts in (`org_id`, Auth0's `org_id`, WorkOS's `org_id`…).
+    /// Unset: one implicit organization, [`DEFAULT_ORGANIZATION`].
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// The organization's display name.
+    #[serde(default)]
+    pub organization_name: Option<String>,
 }
+
+pub use consentry_protocol::policy::DEFAULT_ORGANIZATION;
 
 impl Default for ClaimsConfig {
     fn default() -> Self {
@@ -235,6 +269,8 @@ impl Default for ClaimsConfig {
             name: claim_name(),
             roles: claim_roles(),
             jti: claim_jti(),
+            organization_id: None,
+            organization_name: None,
         }
     }
 }
@@ -311,6 +347,8 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// See `RawConfig::remember_consent_for_native_clients`.
     pub remember_consent_for_native_clients: bool,
+    /// `[organizations] default_policy`, checked.
+    pub default_policy: consentry_protocol::OrgPolicy,
     /// The config file's directory (relative paths in the config resolve against it).
     pub base_dir: PathBuf,
 }
@@ -335,6 +373,8 @@ pub struct TokenProfile {
     pub claims: ClaimsConfig,
     /// Normalized (`application/` prefix removed, lowercase); `None`: absent or `jwt`.
     pub allowed_types: Option<Vec<String>>,
+    pub require_organization: bool,
+    pub admin_roles: Vec<String>,
 }
 
 /// Scalar top-level keys that `CONSENTRY_<KEY>` may override, with their kind.
@@ -651,6 +691,26 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
                 );
             }
         }
+        for (ck, cv) in [
+            ("organization_id", &p.claims.organization_id),
+            ("organization_name", &p.claims.organization_name),
+        ] {
+            if let Some(cv) = cv
+                && (cv.is_empty() || cv == "/")
+            {
+                bail!(
+                    "{k}.claims.{ck} must name a claim (a top-level name such as \"org_id\", or a JSON Pointer)"
+                );
+            }
+        }
+        if p.require_organization && p.claims.organization_id.is_none() {
+            bail!(
+                "{k}.require_organization = true needs claims.organization_id (the claim that names the user's organization, e.g. \"org_id\")"
+            );
+        }
+        if p.admin_roles.iter().any(|r| r.is_empty()) {
+            bail!("{k}.admin_roles: a role must not be empty");
+        }
         let allowed_types = match p.allowed_types {
             None => None,
             Some(list) => {
@@ -683,6 +743,8 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
             single_use_jti: p.single_use_jti,
             claims: p.claims,
             allowed_types,
+            require_organization: p.require_organization,
+            admin_roles: p.admin_roles,
         });
     }
 
@@ -801,6 +863,25 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         cimd.extra_ca_file = Some(if ca.is_absolute() { ca } else { base.join(ca) });
     }
     let extra_ca_file = extra_ca_file(raw.extra_ca_file, &mut cimd, base)?;
+    let default_policy = raw.organizations.default_policy.unwrap_or_default();
+    default_policy
+        .check()
+        .map_err(|e| anyhow::anyhow!("organizations.default_policy.{e}"))?;
+    {
+        let served: Vec<&String> = raw.resources.iter().flat_map(|r| &r.scopes).collect();
+        for sc in default_policy
+            .scopes
+            .disallowed
+            .iter()
+            .chain(default_policy.scopes.required_roles.keys())
+        {
+            if !served.contains(&sc) {
+                bail!(
+                    "organizations.default_policy.scopes: '{sc}' is not a scope of any [[resources]]"
+                );
+            }
+        }
+    }
     // A refresh token never outlives its grant.
     let refresh_token_ttl_seconds = raw
         .refresh_token_ttl_seconds
@@ -838,6 +919,7 @@ fn validate(raw: RawConfig, base: &Path) -> anyhow::Result<Config> {
         extra_ca_file,
         trusted_proxies,
         remember_consent_for_native_clients: raw.remember_consent_for_native_clients,
+        default_policy,
         base_dir: base.to_path_buf(),
     })
 }

@@ -6,11 +6,14 @@
 //! decision is pure: the flow loads what it needs (the client, the user's current roles, the
 //! consent already given) and passes the time in.
 
-use consentry_protocol::{AuthorizeRequest, ErrorCode, GrantType, RegistrationMode};
+use consentry_protocol::wire::NotGrantable;
+use consentry_protocol::{
+    AppMode, AuthorizeRequest, ErrorCode, GrantType, OrgPolicy, RegistrationMode,
+};
 
-use crate::clients::{Client, ClientSource, quoted_list, truncate};
+use crate::clients::{Client, quoted_list, truncate};
 use crate::config::{Config, ResourceConfig};
-use crate::domain::Denial;
+use crate::domain::{Denial, Refusal};
 
 /// The grant a path issues under (RFC 6749 grant types; the screen issues codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,8 @@ pub enum Ask<'a> {
     },
     /// A refresh token's grant and what the request narrows it to.
     Refresh {
+        /// When the grant began (consent): lifetime limits count from here.
+        grant_created_at: i64,
         granted_scopes: &'a [String],
         resources: &'a [String],
         requested_scopes: Option<&'a [String]>,
@@ -86,13 +91,75 @@ pub enum Ask<'a> {
     },
 }
 
+/// The organization a token would act in (the member's; for `client_credentials`, the
+/// implicit one), with its policy as it is now.
+#[derive(Clone, Copy, Debug)]
+pub struct Org<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+    pub policy: &'a OrgPolicy,
+}
+
+impl Org<'_> {
+    /// How people know it: its name, else its id.
+    pub fn display(&self) -> &str {
+        self.name.unwrap_or(self.id)
+    }
+}
+
+/// An app as an organization's policy sees it: first-party (`[[clients]]`, admin-created) or
+/// third-party (registered itself, or known by a metadata document, with that document's host).
+#[derive(Clone, Debug)]
+pub struct App<'a> {
+    pub client_id: &'a str,
+    pub name: &'a str,
+    pub first_party: bool,
+    pub host: Option<String>,
+}
+
+impl<'a> App<'a> {
+    pub fn of(client: &'a Client) -> App<'a> {
+        App {
+            client_id: &client.client_id,
+            name: &client.client_name,
+            first_party: client.is_first_party(),
+            host: client.metadata_host(),
+        }
+    }
+}
+
 /// Everything a decision may look at besides the ask.
 pub struct Context<'a> {
     pub cfg: &'a Config,
     pub client: &'a Client,
     /// The user (not for `client_credentials`).
     pub subject: Option<Subject<'a>>,
+    pub org: Org<'a>,
     pub now: i64,
+}
+
+/// Lifetimes a grant is issued with: the server's, within the organization's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub access_token_ttl_seconds: i64,
+    pub grant_max_lifetime_seconds: i64,
+}
+
+/// The server's lifetimes, shortened by the organization's `limits`.
+pub fn limits(cfg: &Config, org: Org<'_>) -> Limits {
+    let l = &org.policy.limits;
+    Limits {
+        access_token_ttl_seconds: l
+            .access_token_ttl_seconds
+            .map_or(cfg.access_token_ttl_seconds, |v| {
+                v.min(cfg.access_token_ttl_seconds)
+            }),
+        grant_max_lifetime_seconds: l
+            .grant_max_lifetime_seconds
+            .map_or(cfg.grant_max_lifetime_seconds, |v| {
+                v.min(cfg.grant_max_lifetime_seconds)
+            }),
+    }
 }
 
 /// One requested (resource, scope) pair, as the consent screen shows it.
@@ -101,8 +168,11 @@ pub struct ScopeLine {
     pub resource: String,
     pub scope: String,
     pub description: String,
-    /// The user may grant it (holds one of its `required_roles`, if any).
+    /// The user may grant it (holds one of its `required_roles`, if any, and the organization
+    /// allows it).
     pub grantable: bool,
+    /// Why not, when not grantable.
+    pub reason: Option<NotGrantable>,
     /// The user granted it to this client before.
     pub already: bool,
 }
@@ -123,6 +193,8 @@ pub struct Grant {
     pub audience: Vec<String>,
     /// (resource, scope) pairs the user consented to just now, to remember.
     pub new_consent: Vec<(String, String)>,
+    /// Lifetimes, within the organization's limits.
+    pub limits: Limits,
 }
 
 /// The outcome.
@@ -162,10 +234,11 @@ fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
         } => {
             client_may_use(cx.client, Path::Authorize)?;
             let subject = user(cx)?;
+            org_allows_app(cx.org, &App::of(cx.client), Path::Authorize)?;
             prompt_login(cx, req, *attested_at)?;
             let resources = authorize_resources(cx.cfg, &req.resources)?;
             let scopes = requested_or_default_scopes(&req.scopes, &resources)?;
-            let lines = scope_lines(cx.cfg, &resources, &scopes, subject, granted)?;
+            let lines = scope_lines(cx.cfg, cx.org, &resources, &scopes, subject, granted)?;
             let screen = Screen { resources, lines };
             authorize_outcome(cx, req, redirect_uri, screen, *consent)
         }
@@ -176,11 +249,21 @@ fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
         } => {
             client_may_use(cx.client, Path::CodeRedemption)?;
             let subject = user(cx)?;
-            let scopes = role_gate(cx.cfg, scopes.to_vec(), subject, "code")?;
+            grant_stands(
+                cx.org,
+                &App::of(cx.client),
+                scopes,
+                Some(subject.roles),
+                cx.now,
+                cx.now,
+                Path::CodeRedemption,
+            )?;
+            let scopes = role_gate(cx.cfg, cx.org, scopes.to_vec(), subject, "code")?;
             let audience = narrow_resources(requested_resources, resources)?;
-            Ok(issue(scopes, audience))
+            Ok(issue(scopes, audience, limits(cx.cfg, cx.org)))
         }
         Ask::Refresh {
+            grant_created_at,
             granted_scopes,
             resources,
             requested_scopes,
@@ -188,10 +271,19 @@ fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
         } => {
             client_may_use(cx.client, Path::Refresh)?;
             let subject = user(cx)?;
+            grant_stands(
+                cx.org,
+                &App::of(cx.client),
+                granted_scopes,
+                Some(subject.roles),
+                *grant_created_at,
+                cx.now,
+                Path::Refresh,
+            )?;
             let scopes = narrow_scopes(granted_scopes, *requested_scopes)?;
-            let scopes = role_gate(cx.cfg, scopes, subject, "refresh_token")?;
+            let scopes = role_gate(cx.cfg, cx.org, scopes, subject, "refresh_token")?;
             let audience = narrow_resources(requested_resources, resources)?;
-            Ok(issue(scopes, audience))
+            Ok(issue(scopes, audience, limits(cx.cfg, cx.org)))
         }
         Ask::ClientCredentials {
             requested_scopes,
@@ -199,6 +291,7 @@ fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
         } => {
             client_may_use(cx.client, Path::ClientCredentials)?;
             client_may_act_for_itself(cx.cfg, cx.client)?;
+            org_allows_app(cx.org, &App::of(cx.client), Path::ClientCredentials)?;
             let all: Vec<String> = cx.cfg.resources.iter().map(|r| r.uri.clone()).collect();
             let audience = if requested_resources.is_empty() {
                 only_resource(&all)?
@@ -206,20 +299,132 @@ fn run(cx: &Context<'_>, ask: &Ask<'_>) -> Result<Decision, Denial> {
                 narrow_resources(requested_resources, &all)?
             };
             let scopes = client_scopes(cx.cfg, cx.client, &audience, requested_scopes)?;
-            Ok(issue(scopes, audience))
+            if let Some(sc) = scopes.iter().find(|sc| cx.org.policy.disallows(sc)) {
+                return Err(deny(
+                    ErrorCode::InvalidScope,
+                    format!(
+                        "scope '{}' is not allowed by the policy of organization '{}' (scopes.disallowed)",
+                        truncate(sc),
+                        cx.org.display()
+                    ),
+                ));
+            }
+            Ok(issue(scopes, audience, limits(cx.cfg, cx.org)))
         }
     }
 }
 
-fn issue(scopes: Vec<String>, audience: Vec<String>) -> Decision {
+fn issue(scopes: Vec<String>, audience: Vec<String>, limits: Limits) -> Decision {
     Decision::Issue {
         grant: Grant {
             scopes,
             audience,
             new_consent: Vec::new(),
+            limits,
         },
         screen: None,
     }
+}
+
+/// The organization's rule for this kind of app (`first_party` or `third_party`). The
+/// description names the rule, never the allow-list. On the consent screen the refusal carries
+/// the app's and the organization's names for the user; an agent receives `access_denied`.
+pub fn org_allows_app(org: Org<'_>, app: &App<'_>, path: Path) -> Result<(), Denial> {
+    let (kind, rule) = if app.first_party {
+        ("first_party", &org.policy.first_party)
+    } else {
+        ("third_party", &org.policy.third_party)
+    };
+    let allowed = match rule.mode {
+        AppMode::AllAllowed => true,
+        AppMode::NotAllowed => false,
+        AppMode::Restricted => {
+            rule.allow_clients.iter().any(|c| c == app.client_id)
+                || (!app.first_party
+                    && app.host.as_deref().is_some_and(|h| {
+                        rule.allow_hosts
+                            .iter()
+                            .any(|e| consentry_protocol::policy::host_matches(e, h))
+                    }))
+        }
+    };
+    if allowed {
+        return Ok(());
+    }
+    let description = format!(
+        "the policy of organization '{}' does not allow app '{}' ({kind}.mode = \"{}\")",
+        truncate(org.display()),
+        truncate(app.name),
+        rule.mode.as_str()
+    );
+    Err(match path {
+        Path::Authorize => Denial {
+            code: ErrorCode::AppNotAllowedForOrg,
+            description,
+            refusal: Some(Refusal {
+                client_name: app.name.to_owned(),
+                organization_name: org.display().to_owned(),
+            }),
+        },
+        Path::CodeRedemption | Path::Refresh => deny(
+            ErrorCode::InvalidGrant,
+            format!("{description}; the grant is no longer usable"),
+        ),
+        Path::ClientCredentials => deny(ErrorCode::UnauthorizedClient, description),
+    })
+}
+
+/// Whether an existing grant still stands under its organization's policy: the app is allowed,
+/// no granted scope is disallowed, every granted scope with an organization `required_roles`
+/// entry is held by the member (`roles`: as last attested; `None`: the member is gone), and the
+/// grant is within the organization's `grant_max_lifetime_seconds`. Code redemption and refresh
+/// run it through [`decide`]; a policy change runs it on every live grant of the organization
+/// and revokes those it refuses, so what a change revokes is exactly what a refresh would refuse.
+pub fn grant_stands(
+    org: Org<'_>,
+    app: &App<'_>,
+    scopes: &[String],
+    roles: Option<&[String]>,
+    created_at: i64,
+    now: i64,
+    path: Path,
+) -> Result<(), Denial> {
+    org_allows_app(org, app, path)?;
+    let who = truncate(org.display());
+    if let Some(sc) = scopes.iter().find(|sc| org.policy.disallows(sc)) {
+        return Err(deny(
+            ErrorCode::InvalidGrant,
+            format!(
+                "scope '{}' is not allowed by the policy of organization '{who}' (scopes.disallowed); the grant is no longer usable",
+                truncate(sc)
+            ),
+        ));
+    }
+    for sc in scopes {
+        if let Some(required) = org.policy.scopes.required_roles.get(sc)
+            && !roles.is_some_and(|held| required.iter().any(|r| held.contains(r)))
+        {
+            return Err(deny(
+                ErrorCode::InvalidGrant,
+                format!(
+                    "scope '{}' requires one of the roles {} in organization '{who}' (scopes.required_roles), which the user does not hold; the grant is no longer usable",
+                    truncate(sc),
+                    quoted_list(required)
+                ),
+            ));
+        }
+    }
+    if let Some(max) = org.policy.limits.grant_max_lifetime_seconds
+        && now.saturating_sub(created_at) >= max
+    {
+        return Err(deny(
+            ErrorCode::InvalidGrant,
+            format!(
+                "the grant is older than organization '{who}' allows ({max} s, limits.grant_max_lifetime_seconds); authorize again"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn deny(code: ErrorCode, description: impl Into<String>) -> Denial {
@@ -270,7 +475,7 @@ pub fn client_may_use(client: &Client, path: Path) -> Result<(), Denial> {
 /// A client acting for itself must be one the operator vouches for: from `[[clients]]`, or
 /// registered while registration needed an initial access token.
 fn client_may_act_for_itself(cfg: &Config, client: &Client) -> Result<(), Denial> {
-    if client.source != ClientSource::Config && cfg.registration.mode == RegistrationMode::Open {
+    if !client.is_first_party() && cfg.registration.mode == RegistrationMode::Open {
         // Registered before the server opened its registration, or through an older release
         // that allowed it: anyone can register under open registration.
         return Err(deny(
@@ -379,11 +584,21 @@ fn requested_or_default_scopes(
     Ok(scopes)
 }
 
-/// Whether `subject` may grant `scope`: it has no `required_roles`, or the user holds one.
-pub fn may_grant(cfg: &Config, scope: &str, subject: Subject<'_>) -> bool {
-    cfg.scopes.get(scope).is_none_or(|d| {
-        d.required_roles.is_empty() || d.required_roles.iter().any(|r| subject.roles.contains(r))
-    })
+/// The roles granting `scope` needs: the organization's `scopes.required_roles` entry, else the
+/// server's `[scopes.X] required_roles` (empty: none).
+fn required_roles<'a>(cfg: &'a Config, org: Org<'a>, scope: &str) -> &'a [String] {
+    if let Some(roles) = org.policy.scopes.required_roles.get(scope) {
+        return roles;
+    }
+    cfg.scopes
+        .get(scope)
+        .map_or(&[][..], |d| d.required_roles.as_slice())
+}
+
+/// Whether `subject` may grant `scope`: it needs no role, or the user holds one of them.
+pub fn may_grant(cfg: &Config, org: Org<'_>, scope: &str, subject: Subject<'_>) -> bool {
+    let required = required_roles(cfg, org, scope);
+    required.is_empty() || required.iter().any(|r| subject.roles.contains(r))
 }
 
 /// A line per (resource, scope). A registered `scope` (DCR) is NOT a ceiling here: the user
@@ -393,6 +608,7 @@ pub fn may_grant(cfg: &Config, scope: &str, subject: Subject<'_>) -> bool {
 /// ceiling.
 fn scope_lines(
     cfg: &Config,
+    org: Org<'_>,
     resources: &[ResourceConfig],
     scopes: &[String],
     subject: Subject<'_>,
@@ -409,6 +625,7 @@ fn scope_lines(
                 scope: sc.clone(),
                 description: description.to_owned(),
                 grantable: true,
+                reason: None,
                 already: already(&cfg.issuer, sc),
             });
             continue;
@@ -431,13 +648,20 @@ fn scope_lines(
             .get(sc)
             .map(|d| d.description.clone())
             .unwrap_or_default();
-        let grantable = may_grant(cfg, sc, subject);
+        let reason = if org.policy.disallows(sc) {
+            Some(NotGrantable::ScopeNotAllowedForOrg)
+        } else if !may_grant(cfg, org, sc, subject) {
+            Some(NotGrantable::RoleRequired)
+        } else {
+            None
+        };
         for r in on {
             lines.push(ScopeLine {
                 resource: r.uri.clone(),
                 scope: sc.clone(),
                 description: description.clone(),
-                grantable,
+                grantable: reason.is_none(),
+                reason,
                 already: already(&r.uri, sc),
             });
         }
@@ -470,10 +694,11 @@ fn authorize_outcome(
             },
         ));
     }
+    let limits = limits(cx.cfg, cx.org);
     match consent {
         None if consent_required => Ok(Decision::NeedsConsent { screen }),
         None => Ok(Decision::Issue {
-            grant: screen_grant(&screen),
+            grant: screen_grant(&screen, limits),
             screen: Some(screen),
         }),
         Some(false) => Ok(Decision::Declined(deny(
@@ -485,14 +710,14 @@ fn authorize_outcome(
             "the user may not grant any of the requested scopes",
         ))),
         Some(true) => Ok(Decision::Issue {
-            grant: screen_grant(&screen),
+            grant: screen_grant(&screen, limits),
             screen: Some(screen),
         }),
     }
 }
 
 /// What the screen grants: every grantable line; the new ones are remembered.
-fn screen_grant(screen: &Screen) -> Grant {
+fn screen_grant(screen: &Screen, limits: Limits) -> Grant {
     let mut scopes: Vec<String> = Vec::new();
     for l in screen.lines.iter().filter(|l| l.grantable) {
         if !scopes.contains(&l.scope) {
@@ -508,6 +733,7 @@ fn screen_grant(screen: &Screen) -> Grant {
             .filter(|l| l.grantable && !l.already)
             .map(|l| (l.resource.clone(), l.scope.clone()))
             .collect(),
+        limits,
     }
 }
 
@@ -560,13 +786,14 @@ fn narrow_scopes(granted: &[String], requested: Option<&[String]>) -> Result<Vec
 /// with nothing is refused.
 fn role_gate(
     cfg: &Config,
+    org: Org<'_>,
     scopes: Vec<String>,
     subject: Subject<'_>,
     what: &str,
 ) -> Result<Vec<String>, Denial> {
     let (kept, dropped): (Vec<String>, Vec<String>) = scopes
         .into_iter()
-        .partition(|sc| may_grant(cfg, sc, subject));
+        .partition(|sc| may_grant(cfg, org, sc, subject));
     if kept.is_empty() && !dropped.is_empty() {
         return Err(deny(
             ErrorCode::InvalidGrant,
@@ -576,8 +803,7 @@ fn role_gate(
                 quoted_list(
                     &dropped
                         .iter()
-                        .filter_map(|sc| cfg.scopes.get(sc))
-                        .flat_map(|d| d.required_roles.clone())
+                        .flat_map(|sc| required_roles(cfg, org, sc).to_vec())
                         .collect::<Vec<_>>()
                 )
             ),
@@ -610,7 +836,7 @@ fn client_scopes(
     } else {
         requested.to_vec()
     };
-    let self_registered = client.source != ClientSource::Config;
+    let self_registered = !client.is_first_party();
     for sc in &scopes {
         if !available.contains(sc) {
             return Err(deny(
@@ -702,6 +928,18 @@ mod tests {
         Config::from_toml(CONFIG, Path::new("/tmp"), Vec::new()).unwrap()
     }
 
+    fn open_org() -> Org<'static> {
+        org_with(OrgPolicy::default())
+    }
+
+    fn org_with(policy: OrgPolicy) -> Org<'static> {
+        Org {
+            id: "acme",
+            name: Some("Acme Corp"),
+            policy: Box::leak(Box::new(policy)),
+        }
+    }
+
     fn request(scope: &str) -> AuthorizeRequest {
         AuthorizeRequest::parse(&AuthorizeParams {
             client_id: Some("web".into()),
@@ -723,6 +961,7 @@ mod tests {
                 user_id: "u",
                 roles,
             }),
+            org: open_org(),
             now: 1_000,
         };
         decide(
@@ -804,6 +1043,7 @@ mod tests {
                 user_id: "u",
                 roles,
             }),
+            org: open_org(),
             now: 1_000,
         };
         let code = Ask::Code {
@@ -812,6 +1052,7 @@ mod tests {
             requested_resources: &[],
         };
         let refresh = Ask::Refresh {
+            grant_created_at: 900,
             granted_scopes: &scopes,
             resources: &resources,
             requested_scopes: None,

@@ -88,6 +88,14 @@ pub enum Event {
     UserDeleted {
         user_id: String,
     },
+    /// An organization's policy changed (`by`: `admin_api` or `org_admin`), revoking `revoked`
+    /// grants it excludes.
+    PolicyChanged {
+        organization_id: String,
+        version: i64,
+        by: &'static str,
+        revoked: u64,
+    },
 }
 
 impl Event {
@@ -110,6 +118,7 @@ impl Event {
             Event::ClientUpdated { .. } => "client.updated",
             Event::ClientDeleted { .. } => "client.deleted",
             Event::UserDeleted { .. } => "user.deleted",
+            Event::PolicyChanged { .. } => "policy.changed",
         }
     }
 }

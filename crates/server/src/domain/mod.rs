@@ -17,13 +17,18 @@ use consentry_protocol::ErrorCode;
 pub struct Denial {
     pub code: ErrorCode,
     pub description: String,
+    /// For an organization's refusal on the consent screen: who refused what.
+    pub refusal: Option<Refusal>,
 }
+
+pub use consentry_protocol::Refusal;
 
 impl Denial {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         Denial {
             code,
             description: description.into(),
+            refusal: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::clients::Client;
 use crate::config::Config;
 use crate::domain::Denial;
 use crate::domain::decision::{
-    Ask, Context, Decision, Grant, Path, Subject, client_may_use, decide,
+    Ask, Context, Decision, Grant, Org, Path, Subject, client_may_use, decide,
 };
 
 /// A refresh token as stored, with its grant.
@@ -58,7 +58,13 @@ fn invalid(description: impl Into<String>) -> Verdict {
     Verdict::Refuse(Denial::new(ErrorCode::InvalidGrant, description))
 }
 
-pub fn judge(cfg: &Config, token: &Presented<'_>, req: &Request<'_>, now: i64) -> Verdict {
+pub fn judge(
+    cfg: &Config,
+    org: Org<'_>,
+    token: &Presented<'_>,
+    req: &Request<'_>,
+    now: i64,
+) -> Verdict {
     let client_id = &req.client.client_id;
     if let Err(d) = client_may_use(req.client, Path::Refresh) {
         return Verdict::Refuse(d);
@@ -96,9 +102,11 @@ pub fn judge(cfg: &Config, token: &Presented<'_>, req: &Request<'_>, now: i64) -
             user_id: token.user_id,
             roles,
         }),
+        org,
         now,
     };
     let ask = Ask::Refresh {
+        grant_created_at: token.grant_created_at,
         granted_scopes: token.scopes,
         resources: token.resources,
         requested_scopes: req.scopes,

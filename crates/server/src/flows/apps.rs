@@ -13,9 +13,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::flows::emit;
 use crate::state::{Shared, now};
 
-/// A user's grants, one entry per client.
-pub async fn connected_apps_of(s: &Shared, user_id: &str) -> ApiResult<Vec<ConnectedApp>> {
-    let rows = s.store.connected_apps(user_id).await?;
+/// A member's grants, one entry per client.
+pub async fn connected_apps_of(
+    s: &Shared,
+    org: &str,
+    user_id: &str,
+) -> ApiResult<Vec<ConnectedApp>> {
+    let rows = s.store.connected_apps(org, user_id).await?;
     let mut by_client: BTreeMap<String, ConnectedApp> = BTreeMap::new();
     for r in rows {
         let app = by_client
@@ -54,13 +58,14 @@ pub async fn connected_apps_of(s: &Shared, user_id: &str) -> ApiResult<Vec<Conne
 /// who did it: `user_revoked` (the connected-apps screen) or `admin`.
 pub async fn revoke_connected_app(
     s: &Shared,
+    org: &str,
     user_id: &str,
     client_id: &str,
     reason: &'static str,
 ) -> ApiResult<()> {
     if !s
         .store
-        .revoke_connected_app(user_id, client_id, now())
+        .revoke_connected_app(org, user_id, client_id, now())
         .await?
     {
         return Err(ApiError::new(
@@ -83,8 +88,8 @@ pub async fn revoke_connected_app(
 }
 
 /// Revoke every grant of the user, with every client; the number revoked, `None` for no user.
-pub async fn revoke_user(s: &Shared, user_id: &str) -> ApiResult<Option<u64>> {
-    let revoked = s.store.revoke_user_grants(user_id, now()).await?;
+pub async fn revoke_user(s: &Shared, org: &str, user_id: &str) -> ApiResult<Option<u64>> {
+    let revoked = s.store.revoke_user_grants(org, user_id, now()).await?;
     if let Some(count) = revoked {
         emit(&Event::GrantsRevoked {
             user_id: Some(user_id.to_owned()),
@@ -97,8 +102,8 @@ pub async fn revoke_user(s: &Shared, user_id: &str) -> ApiResult<Option<u64>> {
 }
 
 /// Delete the user and their consents, revoking every grant; false for no user.
-pub async fn delete_user(s: &Shared, user_id: &str) -> ApiResult<bool> {
-    let deleted = s.store.delete_user(user_id, now()).await?;
+pub async fn delete_user(s: &Shared, org: &str, user_id: &str) -> ApiResult<bool> {
+    let deleted = s.store.delete_user(org, user_id, now()).await?;
     if deleted {
         emit(&Event::UserDeleted {
             user_id: user_id.to_owned(),

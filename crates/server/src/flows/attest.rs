@@ -60,6 +60,7 @@ pub async fn attest_tat(
         }
     };
     let row = UserRow {
+        organization_id: v.organization_id.clone(),
         user_id: v.user_id.clone(),
         email: v.email.clone(),
         name: v.name.clone(),
@@ -73,6 +74,7 @@ pub async fn attest_tat(
             jti.as_deref(),
             v.exp.saturating_add(crate::tat::LEEWAY_SECONDS),
             &row,
+            v.organization_name.as_deref(),
             &profile.id,
             profile.jit_provisioning,
             now,
@@ -110,6 +112,8 @@ pub async fn attest_tat(
         m: v.email,
         n: v.name,
         r: v.roles,
+        o: v.organization_id,
+        on: v.organization_name,
     };
     let token = s.sealer.session_token(&claims)?;
     emit(&Event::SessionAttested {
@@ -119,20 +123,24 @@ pub async fn attest_tat(
     Ok((token, claims))
 }
 
-pub fn wire_user(u: UserRow) -> User {
+/// The user as the browser API shows them: a member of `organization_name`'s organization
+/// (the implicit organization is not named).
+pub fn wire_user(u: UserRow, organization_name: Option<String>) -> User {
+    let implicit = u.organization_id == crate::config::DEFAULT_ORGANIZATION;
     User {
         user_id: u.user_id,
         email: u.email,
         name: u.name,
         roles: u.roles,
-        organization_id: None,
-        organization_name: None,
+        organization_id: (!implicit).then_some(u.organization_id),
+        organization_name,
     }
 }
 
 /// The user as attested: the session carries the attributes, signed.
 pub fn session_user(session: &SessionClaims) -> UserRow {
     UserRow {
+        organization_id: session.o.clone(),
         user_id: session.u.clone(),
         email: session.m.clone(),
         name: session.n.clone(),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::{Client, truncate};
 use crate::crypto::SessionClaims;
-use crate::domain::decision::{Ask, Context, Decision, Path, Subject, client_may_use, decide};
+use crate::domain::decision::{Ask, Context, Decision, Org, Path, Subject, client_may_use, decide};
 use crate::domain::events::Event;
 use crate::error::{ApiError, ApiResult};
 use crate::flows::attest::{attest_tat, session_user, wire_user};
@@ -34,13 +34,21 @@ pub struct CodePayload {
     pub challenge: String,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
+    /// The member's organization (codes sealed before organizations carry none: `default`).
+    #[serde(default = "default_org")]
+    pub organization_id: String,
     pub user_id: String,
     pub nonce: Option<String>,
     pub auth_time: i64,
     pub expires_at: i64,
 }
 
+fn default_org() -> String {
+    crate::config::DEFAULT_ORGANIZATION.to_owned()
+}
+
 /// Build the location that sends an error back to the client (RFC 6749 §4.1.2.1 + RFC 9207 iss).
+/// An organization's refusal reaches the client as `access_denied` ([`ErrorCode::oauth`]).
 fn error_location(
     s: &Shared,
     redirect_uri: &str,
@@ -50,7 +58,7 @@ fn error_location(
 ) -> String {
     let description = oauth_description(description);
     let mut pairs = vec![
-        ("error", code.as_str()),
+        ("error", code.oauth().as_str()),
         ("error_description", description.as_str()),
     ];
     if let Some(st) = state {
@@ -116,7 +124,7 @@ struct Resolved {
 }
 
 /// The client and its redirect URI: failures here are shown, never redirected.
-async fn resolve(s: &Shared, raw: &AuthorizeParams, user_id: &str) -> ApiResult<Resolved> {
+async fn resolve(s: &Shared, raw: &AuthorizeParams, user: &UserRow) -> ApiResult<Resolved> {
     let client_id = validate_client_id(raw.client_id.as_deref())?;
     let client = s.client(&client_id).await?.ok_or_else(|| {
         ApiError::bad_request(
@@ -139,7 +147,8 @@ async fn resolve(s: &Shared, raw: &AuthorizeParams, user_id: &str) -> ApiResult<
     let granted = s
         .store
         .granted(
-            user_id,
+            &user.organization_id,
+            &user.user_id,
             &client.client_id,
             &consent_redirect_uri,
             &fingerprint,
@@ -169,7 +178,8 @@ async fn decide_request(
     attested_at: i64,
     consent: Option<bool>,
 ) -> ApiResult<Decided> {
-    let r = resolve(s, raw, &user.user_id).await?;
+    let r = resolve(s, raw, user).await?;
+    let org = s.store.policy(&user.organization_id).await?;
     let state = echo_state(raw);
     let back = |e: ApiError| {
         if r.errors_to_client {
@@ -186,6 +196,11 @@ async fn decide_request(
             user_id: &user.user_id,
             roles: &user.roles,
         }),
+        org: Org {
+            id: &org.organization_id,
+            name: org.name.as_deref(),
+            policy: &org.policy,
+        },
         now: now(),
     };
     let decision = decide(
@@ -247,7 +262,7 @@ pub async fn start(
     };
     let client = r.client;
     Ok(AuthorizeStartResponse {
-        user: wire_user(user),
+        user: wire_user(user, session.on.clone()),
         client: ClientInfo {
             client_id: client.client_id,
             client_name: client.client_name,
@@ -266,7 +281,7 @@ pub async fn start(
                 resource: l.resource,
                 is_grantable: l.grantable,
                 already_granted: l.already,
-                not_grantable_reason: None,
+                not_grantable_reason: l.reason,
             })
             .collect(),
         resources: screen
@@ -314,6 +329,7 @@ pub async fn submit(
     let now = now();
     s.store
         .grant(
+            &user.organization_id,
             &user.user_id,
             &r.client.client_id,
             &r.consent_redirect_uri,
@@ -337,6 +353,7 @@ pub async fn submit(
         challenge: req.code_challenge.as_str().to_owned(),
         scopes: grant.scopes,
         resources: grant.audience,
+        organization_id: user.organization_id.clone(),
         user_id: user.user_id.clone(),
         nonce: req.nonce.clone(),
         auth_time: session.i,

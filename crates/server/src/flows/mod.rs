@@ -7,8 +7,11 @@ pub mod attest;
 pub mod authorize;
 pub mod introspect;
 pub mod oidc;
+pub mod orgs;
 pub mod register;
 pub mod token;
+
+use consentry_protocol::ErrorCode;
 
 use crate::domain::Denial;
 use crate::domain::events::Event;
@@ -18,7 +21,15 @@ use crate::error::ApiError;
 /// error may go back to the client).
 impl From<Denial> for ApiError {
     fn from(d: Denial) -> Self {
-        ApiError::bad_request(d.code, d.description)
+        let status = match d.code {
+            ErrorCode::AppNotAllowedForOrg | ErrorCode::ScopeNotAllowedForOrg => {
+                axum::http::StatusCode::FORBIDDEN
+            }
+            _ => axum::http::StatusCode::BAD_REQUEST,
+        };
+        let mut e = ApiError::new(status, d.code, d.description);
+        e.refusal = d.refusal.map(Box::new);
+        e
     }
 }
 
@@ -96,5 +107,11 @@ pub fn emit(e: &Event) {
         | Event::ClientUpdated { client_id }
         | Event::ClientDeleted { client_id } => tracing::info!(event = name, client_id),
         Event::UserDeleted { user_id } => tracing::info!(event = name, user_id),
+        Event::PolicyChanged {
+            organization_id,
+            version,
+            by,
+            revoked,
+        } => tracing::info!(event = name, organization_id, version, by, revoked),
     }
 }

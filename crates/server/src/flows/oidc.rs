@@ -6,15 +6,21 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiResult;
 use crate::state::Shared;
 
-/// Claims about the user that `scopes` release.
+/// Claims about the member (the user in `organization_id`, the implicit organization when
+/// `None`) that `scopes` release, with `org_id` when the organization is not the implicit one.
 pub async fn user_claims(
     s: &Shared,
     user_id: &str,
+    organization_id: Option<&str>,
     scopes: &[String],
 ) -> ApiResult<Map<String, Value>> {
     let mut m = Map::new();
     m.insert("sub".into(), json!(user_id));
-    let Some(user) = s.store.user(user_id).await? else {
+    if let Some(org) = organization_id {
+        m.insert("org_id".into(), json!(org));
+    }
+    let org = organization_id.unwrap_or(crate::config::DEFAULT_ORGANIZATION);
+    let Some((user, _)) = s.store.member(org, user_id).await? else {
         return Ok(m);
     };
     if scopes.iter().any(|sc| sc == "profile")
@@ -31,16 +37,18 @@ pub async fn user_claims(
 }
 
 /// An ID token for a grant that includes `openid`.
+#[allow(clippy::too_many_arguments)]
 pub async fn id_token(
     s: &Shared,
     user_id: &str,
+    organization_id: Option<&str>,
     client_id: &str,
     scopes: &[String],
     nonce: Option<&str>,
     auth_time: i64,
     now: i64,
 ) -> ApiResult<String> {
-    let mut claims = user_claims(s, user_id, scopes).await?;
+    let mut claims = user_claims(s, user_id, organization_id, scopes).await?;
     claims.insert("iss".into(), json!(s.cfg.issuer));
     claims.insert("aud".into(), json!(client_id));
     claims.insert("iat".into(), json!(now));

@@ -17,8 +17,14 @@ pub struct Registered {
     pub created_at: i64,
 }
 
-/// Register a client with validated metadata.
-pub async fn register(s: &Shared, md: &ValidClientMetadata) -> ApiResult<Registered> {
+/// Register a client with validated metadata: self-registered (RFC 7591, third-party) or
+/// created by the operator through the admin API (`first_party`; its registration access token
+/// is never handed out: the admin API manages it).
+pub async fn register(
+    s: &Shared,
+    md: &ValidClientMetadata,
+    first_party: bool,
+) -> ApiResult<Registered> {
     let now = now();
     // Self-issued ids never start with https:// (those are CIMD URLs).
     let client_id = format!("cyc-{}", random_token(16));
@@ -36,6 +42,7 @@ pub async fn register(s: &Shared, md: &ValidClientMetadata) -> ApiResult<Registe
                 registration_token_hash: sha256_hex(&registration_token),
                 metadata,
                 created_at: now,
+                first_party,
             },
             now,
         )

@@ -8,9 +8,12 @@ use consentry_protocol::{ErrorCode, GrantType, is_valid_code_verifier, parse_sco
 use serde_json::{Value, json};
 
 use crate::clients::{Client, truncate};
+use crate::config::DEFAULT_ORGANIZATION;
 use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
 use crate::domain::Denial;
-use crate::domain::decision::{Ask, Context, Decision, Grant as Decided, Path, Subject, decide};
+use crate::domain::decision::{
+    Ask, Context, Decision, Grant as Decided, Limits, Org, Path, Subject, decide,
+};
 use crate::domain::events::Event;
 use crate::domain::refresh::{self, Verdict};
 use crate::error::{ApiError, ApiResult};
@@ -185,10 +188,17 @@ async fn client_credentials(
     req: &TokenRequest,
 ) -> ApiResult<TokenResponse> {
     let requested = parse_scope(req.scope.as_deref())?;
+    // A client acting for itself acts in no member's organization: the implicit one's policy.
+    let org = s.store.policy(DEFAULT_ORGANIZATION).await?;
     let cx = Context {
         cfg: &s.cfg,
         client,
         subject: None,
+        org: Org {
+            id: &org.organization_id,
+            name: org.name.as_deref(),
+            policy: &org.policy,
+        },
         now: now(),
     };
     let ask = Ask::ClientCredentials {
@@ -208,12 +218,14 @@ async fn client_credentials(
         subject: &client.client_id,
         client_id: &client.client_id,
         grant_id: None,
+        organization_id: None,
     };
     let response = issue(
         s,
         &subject,
         &grant.scopes,
         &grant.audience,
+        grant.limits,
         None,
         None,
         now(),
@@ -227,6 +239,7 @@ async fn client_credentials(
         scopes: grant.scopes,
     });
     if client.source != crate::clients::ClientSource::Config {
+        // (Registered and admin-created clients have a row to touch.)
         // Used: not deleted as unused or idle (registration.*_client_ttl_seconds). The token is
         // issued already; a failed write only risks an earlier deletion, so it is logged.
         if let Err(e) = s.store.touch_client(&client.client_id, now()).await {
@@ -280,15 +293,28 @@ async fn authorization_code(
             "code_verifier does not match the code_challenge of the authorization request",
         ));
     }
-    // The one decision, against the user and the client as they are now.
-    let user = s.store.user(&payload.user_id).await?;
+    // The one decision, against the member, the client and the organization's policy as they
+    // are now (the policy's version is read with the member: no extra round trip).
+    let member = s
+        .store
+        .member(&payload.organization_id, &payload.user_id)
+        .await?;
+    let org = s.store.policies().resolve(
+        &payload.organization_id,
+        &member.as_ref().map(|(_, o)| o.clone()).unwrap_or_default(),
+    );
     let cx = Context {
         cfg: &s.cfg,
         client,
-        subject: user.as_ref().map(|u| Subject {
+        subject: member.as_ref().map(|(u, _)| Subject {
             user_id: &u.user_id,
             roles: &u.roles,
         }),
+        org: Org {
+            id: &org.organization_id,
+            name: org.name.as_deref(),
+            policy: &org.policy,
+        },
         now,
     };
     let ask = Ask::Code {
@@ -308,6 +334,7 @@ async fn authorization_code(
 
     let family = FamilyRow {
         family_id: random_token(16),
+        organization_id: payload.organization_id.clone(),
         user_id: payload.user_id.clone(),
         client_id: client.client_id.clone(),
         scope: decided.scopes.join(" "),
@@ -322,7 +349,10 @@ async fn authorization_code(
             payload.expires_at + 60,
             &family,
             &sha256_hex(&refresh),
-            now + s.cfg.refresh_token_ttl_seconds,
+            now + s
+                .cfg
+                .refresh_token_ttl_seconds
+                .min(decided.limits.grant_max_lifetime_seconds),
             now,
         )
         .await?;
@@ -348,6 +378,7 @@ async fn authorization_code(
         &Grant::of(&family),
         &decided.scopes,
         &decided.audience,
+        decided.limits,
         refresh,
         Some(id),
         now,
@@ -376,7 +407,17 @@ async fn refresh(s: &Shared, client: &Client, req: &TokenRequest) -> ApiResult<T
         let client = client.clone();
         let requested_resources = req.resources.clone();
         let cfg = s.cfg.clone();
+        let store = s.store.clone();
         move |row: &crate::store::RefreshRow| {
+            // The organization's policy at the version read with the row.
+            let org = store
+                .policies()
+                .resolve(&row.family.organization_id, &row.org);
+            let org = Org {
+                id: &org.organization_id,
+                name: org.name.as_deref(),
+                policy: &org.policy,
+            };
             let scopes: Vec<String> = parse_scope(Some(&row.family.scope)).unwrap_or_default();
             let token = refresh::Presented {
                 client_id: &row.family.client_id,
@@ -394,8 +435,9 @@ async fn refresh(s: &Shared, client: &Client, req: &TokenRequest) -> ApiResult<T
                 scopes: requested_scopes.as_deref(),
                 resources: &requested_resources,
             };
-            match refresh::judge(&cfg, &token, &ask, now) {
+            match refresh::judge(&cfg, org, &token, &ask, now) {
                 Verdict::Rotate { grant, in_grace } => RefreshDecision::Rotate {
+                    max_family_age: grant.limits.grant_max_lifetime_seconds,
                     plan: grant,
                     allow_rotated: in_grace,
                 },
@@ -410,7 +452,6 @@ async fn refresh(s: &Shared, client: &Client, req: &TokenRequest) -> ApiResult<T
             &sha256_hex(presented),
             &sha256_hex(&next),
             now + s.cfg.refresh_token_ttl_seconds,
-            s.cfg.grant_max_lifetime_seconds,
             now,
             decide,
         )
@@ -453,6 +494,7 @@ async fn refresh(s: &Shared, client: &Client, req: &TokenRequest) -> ApiResult<T
         &Grant::of(&row.family),
         &grant.scopes,
         &grant.audience,
+        grant.limits,
         Some(next),
         None,
         now,
@@ -509,6 +551,8 @@ struct Grant<'a> {
     client_id: &'a str,
     /// The token family (user grants only): revoking it reaches the token through `gid`.
     grant_id: Option<&'a str>,
+    /// The member's organization (`org_id` claim), unless it is the implicit one.
+    organization_id: Option<&'a str>,
 }
 
 impl<'a> Grant<'a> {
@@ -517,6 +561,8 @@ impl<'a> Grant<'a> {
             subject: &f.user_id,
             client_id: &f.client_id,
             grant_id: Some(&f.family_id),
+            organization_id: Some(f.organization_id.as_str())
+                .filter(|o| *o != DEFAULT_ORGANIZATION),
         }
     }
 }
@@ -528,16 +574,18 @@ struct IdTokenInput<'a> {
 }
 
 /// Sign an RFC 9068 access token (and an ID token when `openid` was granted).
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     s: &Shared,
     grant: &Grant<'_>,
     scopes: &[String],
     audience: &[String],
+    limits: Limits,
     refresh_token: Option<String>,
     id: Option<IdTokenInput<'_>>,
     now: i64,
 ) -> ApiResult<TokenResponse> {
-    let ttl = s.cfg.access_token_ttl_seconds;
+    let ttl = limits.access_token_ttl_seconds;
     // A token carries only the scopes that mean something to its audience (RFC 8707 §2.2):
     // a token for the files server does not also say "notes:write". OpenID scopes stay: they
     // are for this server's userinfo endpoint.
@@ -572,6 +620,9 @@ async fn issue(
         // (introspection) without a row per access token.
         m.insert("gid".into(), json!(gid));
     }
+    if let (Some(org), Value::Object(m)) = (grant.organization_id, &mut claims) {
+        m.insert("org_id".into(), json!(org));
+    }
     let keys = s.keys.current().await;
     let access_token = keys.current.sign_jwt("at+jwt", &claims)?;
     let id_token = match id {
@@ -579,6 +630,7 @@ async fn issue(
             crate::flows::oidc::id_token(
                 s,
                 grant.subject,
+                grant.organization_id,
                 grant.client_id,
                 &kept,
                 input.nonce,

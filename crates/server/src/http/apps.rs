@@ -22,7 +22,9 @@ pub async fn list(
     State(s): State<Shared>,
     Session(session): Session,
 ) -> ApiResult<Json<Vec<ConnectedApp>>> {
-    Ok(Json(apps::connected_apps_of(&s, &session.u).await?))
+    Ok(Json(
+        apps::connected_apps_of(&s, &session.o, &session.u).await?,
+    ))
 }
 
 /// `POST /v1/connected_apps/{client_id}/revoke`: removes the consent and revokes every token of
@@ -32,13 +34,31 @@ pub async fn revoke(
     Session(session): Session,
     PathParams(client_id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    apps::revoke_connected_app(&s, &session.u, &client_id, "user_revoked").await?;
+    apps::revoke_connected_app(&s, &session.o, &session.u, &client_id, "user_revoked").await?;
     Ok(Json(json!({"revoked": true, "client_id": client_id})))
 }
 
 // --- admin API ---
 
-fn admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
+/// The member an admin user endpoint addresses: `?organization_id=` (the implicit organization
+/// when absent).
+#[derive(Deserialize)]
+pub struct MemberQuery {
+    #[serde(default)]
+    organization_id: Option<String>,
+}
+
+fn member_org(q: &Result<Query<MemberQuery>, axum::extract::rejection::QueryRejection>) -> &str {
+    crate::flows::orgs::org_or_default(
+        q.as_ref()
+            .ok()
+            .and_then(|Query(q)| q.organization_id.as_deref()),
+    )
+}
+
+type MemberParam = Result<Query<MemberQuery>, axum::extract::rejection::QueryRejection>;
+
+pub fn admin(s: &Shared, headers: &HeaderMap) -> ApiResult<()> {
     let Some(key) = &s.cfg.admin_key else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -62,18 +82,22 @@ pub async fn admin_user_apps(
     State(s): State<Shared>,
     headers: HeaderMap,
     PathParams(user_id): PathParams<String>,
+    q: MemberParam,
 ) -> ApiResult<Json<Vec<ConnectedApp>>> {
     admin(&s, &headers)?;
-    Ok(Json(apps::connected_apps_of(&s, &user_id).await?))
+    Ok(Json(
+        apps::connected_apps_of(&s, member_org(&q), &user_id).await?,
+    ))
 }
 
 pub async fn admin_revoke_user_app(
     State(s): State<Shared>,
     headers: HeaderMap,
     PathParams((user_id, client_id)): PathParams<(String, String)>,
+    q: MemberParam,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
-    apps::revoke_connected_app(&s, &user_id, &client_id, "admin").await?;
+    apps::revoke_connected_app(&s, member_org(&q), &user_id, &client_id, "admin").await?;
     Ok(Json(
         json!({"revoked": true, "user_id": user_id, "client_id": client_id}),
     ))
@@ -86,9 +110,10 @@ pub async fn admin_revoke_user(
     State(s): State<Shared>,
     headers: HeaderMap,
     PathParams(user_id): PathParams<String>,
+    q: MemberParam,
 ) -> ApiResult<Json<Value>> {
     admin(&s, &headers)?;
-    let Some(revoked) = apps::revoke_user(&s, &user_id).await? else {
+    let Some(revoked) = apps::revoke_user(&s, member_org(&q), &user_id).await? else {
         return Err(no_user(&user_id));
     };
     Ok(Json(
@@ -102,9 +127,10 @@ pub async fn admin_delete_user(
     State(s): State<Shared>,
     headers: HeaderMap,
     PathParams(user_id): PathParams<String>,
+    q: MemberParam,
 ) -> ApiResult<StatusCode> {
     admin(&s, &headers)?;
-    if !apps::delete_user(&s, &user_id).await? {
+    if !apps::delete_user(&s, member_org(&q), &user_id).await? {
         return Err(no_user(&user_id));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -131,11 +157,7 @@ fn client_json(c: &crate::clients::Client) -> Value {
         "client_id": c.client_id, "client_name": c.client_name, "redirect_uris": c.redirect_uris,
         "token_endpoint_auth_method": c.token_endpoint_auth_method, "grant_types": c.grant_types,
         "client_uri": c.client_uri, "logo_uri": c.logo_uri, "verified": c.verified,
-        "source": match c.source {
-            crate::clients::ClientSource::Config => "config",
-            crate::clients::ClientSource::Registered => "registered",
-            crate::clients::ClientSource::MetadataDocument => "metadata_document",
-        },
+        "source": c.source.as_str(), "first_party": c.is_first_party(),
     })
 }
 

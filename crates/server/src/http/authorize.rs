@@ -31,7 +31,7 @@ pub async fn attest(
     Ok(Json(AttestResponse {
         session_token: token,
         expires_at: claims.e,
-        user: wire_user(session_user(&claims)),
+        user: wire_user(session_user(&claims), claims.on.clone()),
     }))
 }
 

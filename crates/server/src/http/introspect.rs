@@ -114,19 +114,22 @@ pub async fn introspect(
             || row
                 .rotated_at
                 .is_some_and(|t| grace <= 0 || now - t > grace)
-            || now.saturating_sub(row.family_created_at) >= s.cfg.grant_max_lifetime_seconds
+            || now.saturating_sub(row.family_created_at) >= grant_lifetime(&s, &row)
             || row.user_roles.is_none()
         {
             return Ok(inactive());
         }
-        return Ok(no_store(
-            Json(json!({
-                "active": true, "token_type": "refresh_token", "scope": row.family.scope,
-                "client_id": row.family.client_id, "sub": row.family.user_id, "exp": row.expires_at,
-                "iss": s.cfg.issuer,
-            }))
-            .into_response(),
-        ));
+        let mut body = json!({
+            "active": true, "token_type": "refresh_token", "scope": row.family.scope,
+            "client_id": row.family.client_id, "sub": row.family.user_id, "exp": row.expires_at,
+            "iss": s.cfg.issuer,
+        });
+        if row.family.organization_id != crate::config::DEFAULT_ORGANIZATION
+            && let Value::Object(m) = &mut body
+        {
+            m.insert("org_id".into(), json!(row.family.organization_id));
+        }
+        return Ok(no_store(Json(body).into_response()));
     }
     let Some(mut claims) = introspect::active_access_token(&s, token).await? else {
         return Ok(inactive());
@@ -181,4 +184,22 @@ pub async fn revoke(
     let token = form.require("token")?;
     introspect::revoke(&s, &client, token).await?;
     Ok(no_store(StatusCode::OK.into_response()))
+}
+
+/// How long a refresh token's grant may live: the server's limit, shortened by its
+/// organization's policy (the version read with the row).
+fn grant_lifetime(s: &Shared, row: &crate::store::RefreshRow) -> i64 {
+    let org = s
+        .store
+        .policies()
+        .resolve(&row.family.organization_id, &row.org);
+    crate::domain::decision::limits(
+        &s.cfg,
+        crate::domain::decision::Org {
+            id: &org.organization_id,
+            name: org.name.as_deref(),
+            policy: &org.policy,
+        },
+    )
+    .grant_max_lifetime_seconds
 }

@@ -8,6 +8,7 @@ pub mod client_ip;
 pub mod extract;
 pub mod introspect;
 pub mod oidc;
+pub mod orgs;
 pub mod register;
 pub mod token;
 
@@ -52,8 +53,13 @@ pub fn router(state: Shared) -> Router {
         } else {
             AllowOrigin::list(origins)
         })
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::ETAG])
         .max_age(Duration::from_secs(600));
 
     let browser = Router::new()
@@ -70,6 +76,19 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/connected_apps/{client_id}/revoke",
             post(crate::http::apps::revoke),
+        )
+        .route("/v1/organization", get(crate::http::orgs::info))
+        .route(
+            "/v1/organization/connected_apps",
+            get(crate::http::orgs::connected_apps),
+        )
+        .route(
+            "/v1/organization/connected_apps/{client_id}/revoke",
+            post(crate::http::orgs::revoke_app),
+        )
+        .route(
+            "/v1/organization/policy",
+            get(crate::http::orgs::policy).put(crate::http::orgs::put_policy),
         )
         // Before the CORS layer, so that the layer also wraps the 405 fallback: a CORS preflight
         // (OPTIONS) reaches a route's method fallback, and set afterwards the fallback would
@@ -132,10 +151,35 @@ pub fn router(state: Shared) -> Router {
             "/admin/v1/users/{user_id}/revoke",
             post(crate::http::apps::admin_revoke_user),
         )
-        .route("/admin/v1/clients", get(crate::http::apps::admin_clients))
+        .route(
+            "/admin/v1/clients",
+            get(crate::http::apps::admin_clients).post(crate::http::register::admin_create),
+        )
         .route(
             "/admin/v1/clients/{client_id}",
-            get(crate::http::apps::admin_client).delete(crate::http::apps::admin_delete_client),
+            get(crate::http::apps::admin_client)
+                .put(crate::http::register::admin_update)
+                .delete(crate::http::apps::admin_delete_client),
+        )
+        .route(
+            "/admin/v1/organizations",
+            get(crate::http::orgs::admin_list),
+        )
+        .route(
+            "/admin/v1/organizations/{organization_id}",
+            get(crate::http::orgs::admin_show),
+        )
+        .route(
+            "/admin/v1/organizations/{organization_id}/policy",
+            get(crate::http::orgs::admin_policy).put(crate::http::orgs::admin_put_policy),
+        )
+        .route(
+            "/admin/v1/organizations/{organization_id}/connected_apps",
+            get(crate::http::orgs::admin_connected_apps),
+        )
+        .route(
+            "/admin/v1/organizations/{organization_id}/connected_apps/{client_id}/revoke",
+            post(crate::http::orgs::admin_revoke_app),
         )
         .layer(from_fn_with_state(Limit::default(), body_limit::middleware))
         .method_not_allowed_fallback(method_not_allowed);

@@ -49,7 +49,8 @@ pub async fn userinfo(
         return Err(e);
     }
     let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+    let org = claims.get("org_id").and_then(Value::as_str);
     Ok(Json(Value::Object(
-        crate::flows::oidc::user_claims(&s, sub, &scopes).await?,
+        crate::flows::oidc::user_claims(&s, sub, org, &scopes).await?,
     )))
 }

@@ -42,6 +42,10 @@ pub fn validate_metadata(s: &Shared, md: RawMetadata) -> ApiResult<ClientMetadat
         offered_scope: &offered,
         offered_list: &offered_list,
     };
+    validated(md, trust)
+}
+
+fn validated(md: RawMetadata, trust: Trust<'_>) -> ApiResult<ClientMetadata> {
     crate::clients::validate(md, trust).map_err(|e| {
         let code = match e.kind {
             ProblemKind::RedirectUri => ErrorCode::InvalidRedirectUri,
@@ -210,7 +214,7 @@ pub async fn register(
     if let Err(wait) = s.registration_global.hit(&(), global) {
         return Err(global_limit(global, wait));
     }
-    let created = crate::flows::register::register(&s, &md).await?;
+    let created = crate::flows::register::register(&s, &md, false).await?;
     let now = created.created_at;
     let (client_id, secret, reg_token) = (
         created.client_id,
@@ -309,4 +313,75 @@ pub async fn delete(
     managed_client(&s, &headers, &client_id).await?;
     crate::flows::apps::delete_client(&s, &client_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// --- first-party clients through the admin API ---
+
+/// `POST /admin/v1/clients`: create a first-party client (the operator's, like `[[clients]]`:
+/// an organization's `first_party` rule governs it). The body is RFC 7591 client metadata,
+/// validated at the operator's trust; the answer carries the secret once.
+pub async fn admin_create(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    crate::http::apps::admin(&s, &headers)?;
+    let body = registration_body(body)?;
+    let md = validated(parse_metadata(&body)?, Trust::Operator)?;
+    let created = crate::flows::register::register(&s, &md, true).await?;
+    let mut v = registration_response(
+        &s,
+        &created.client_id,
+        created.created_at,
+        &md,
+        created.secret.as_deref(),
+        None,
+    );
+    if let Value::Object(m) = &mut v {
+        // Managed through the admin API, not RFC 7592.
+        m.remove("registration_client_uri");
+        m.insert("first_party".into(), json!(true));
+    }
+    Ok(no_store(StatusCode::CREATED, v))
+}
+
+/// `PUT /admin/v1/clients/{client_id}`: replace an admin-created client's metadata.
+pub async fn admin_update(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    PathParams(client_id): PathParams<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    crate::http::apps::admin(&s, &headers)?;
+    let row = s
+        .store
+        .client(&client_id)
+        .await?
+        .filter(|r| r.first_party)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!(
+                    "no client '{}' created through the admin API ([[clients]] change in the config file, self-registered clients through RFC 7592)",
+                    crate::clients::truncate(&client_id)
+                ),
+            )
+        })?;
+    let body = registration_body(body)?;
+    let old: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::internal)?;
+    let md = validated(parse_metadata(&body)?, Trust::Operator)?;
+    let public = |m: ClientAuthMethod| !m.is_confidential();
+    if public(md.token_endpoint_auth_method) != public(old.token_endpoint_auth_method) {
+        return Err(bad_metadata(
+            "token_endpoint_auth_method cannot change between public (none) and confidential; create a new client",
+        ));
+    }
+    crate::flows::register::update(&s, &client_id, &md).await?;
+    let mut v = registration_response(&s, &client_id, row.created_at, &md, None, None);
+    if let Value::Object(m) = &mut v {
+        m.remove("registration_client_uri");
+        m.insert("first_party".into(), json!(true));
+    }
+    Ok(no_store(StatusCode::OK, v))
 }

@@ -27,6 +27,8 @@ pub struct ClientRow {
     pub registration_token_hash: String,
     pub metadata: String,
     pub created_at: i64,
+    /// Created through the admin API (first-party), not registered by the client itself.
+    pub first_party: bool,
 }
 
 impl Store {
@@ -35,13 +37,14 @@ impl Store {
         self.run(move |tx| {
             tx.exec(
                 "INSERT INTO clients (client_id, secret_hash, registration_token_hash, metadata, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                 created_at, updated_at, first_party) VALUES ($1, $2, $3, $4, $5, $5, $6)",
                 &args![
                     c.client_id,
                     c.secret_hash,
                     c.registration_token_hash,
                     c.metadata,
-                    now
+                    now,
+                    i64::from(c.first_party)
                 ],
             )?;
             Ok(())
@@ -59,8 +62,8 @@ impl Store {
         let row = self
             .read(move |tx| {
                 tx.query_opt(
-                    "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
-                     FROM clients WHERE client_id = $1",
+                    "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at, \
+                     first_party FROM clients WHERE client_id = $1",
                     &args![id],
                 )?
                 .map(|r| client_row(&r))
@@ -83,8 +86,8 @@ impl Store {
         let after = after.to_owned();
         self.read(move |tx| {
             tx.query(
-                "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at \
-                 FROM clients WHERE client_id > $1 ORDER BY client_id LIMIT $2",
+                "SELECT client_id, secret_hash, registration_token_hash, metadata, created_at, \
+                 first_party FROM clients WHERE client_id > $1 ORDER BY client_id LIMIT $2",
                 &args![after, limit],
             )?
             .iter()
@@ -156,7 +159,7 @@ impl Store {
                     let mut ids: Vec<String> = tx
                         .query(
                             "SELECT client_id FROM clients WHERE last_used_at IS NULL \
-                             AND created_at < $1 LIMIT $2",
+                             AND created_at < $1 AND first_party = 0 LIMIT $2",
                             &args![unused_before, CLIENT_PURGE_BATCH],
                         )?
                         .iter()
@@ -166,7 +169,7 @@ impl Store {
                     if room > 0 {
                         for r in tx.query(
                             "SELECT c.client_id FROM clients c WHERE c.last_used_at < $1 \
-                             AND NOT EXISTS (SELECT 1 FROM token_families f \
+                             AND c.first_party = 0 AND NOT EXISTS (SELECT 1 FROM token_families f \
                              WHERE f.client_id = c.client_id AND f.last_used_at >= $1) LIMIT $2",
                             &args![idle_before, room],
                         )? {
@@ -223,6 +226,7 @@ fn client_row(r: &Row) -> DbResult<ClientRow> {
         registration_token_hash: r.text(2)?,
         metadata: r.text(3)?,
         created_at: r.int(4)?,
+        first_party: r.int(5)? != 0,
     })
 }
 

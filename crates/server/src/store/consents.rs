@@ -1,4 +1,4 @@
-//! Consent: what a user granted a client, and the "connected apps" view built on it.
+//! Consent: what a member (organization, user) granted a client, and the "connected apps" view built on it.
 //!
 //! Owns the `consent_grants` table. Revoking a connected app (consents and grants together) is
 //! in `grants.rs`, with the other revocations by user or client.
@@ -28,12 +28,14 @@ impl Store {
     /// registered entry) while the client's metadata had `fingerprint`: what consent remembers.
     pub async fn granted(
         &self,
+        org: &str,
         user_id: &str,
         client_id: &str,
         redirect_uri: &str,
         fingerprint: &str,
     ) -> DbResult<Vec<(String, String)>> {
-        let (user_id, client_id, redirect_uri, fingerprint) = (
+        let (org, user_id, client_id, redirect_uri, fingerprint) = (
+            org.to_owned(),
             user_id.to_owned(),
             client_id.to_owned(),
             redirect_uri.to_owned(),
@@ -41,9 +43,9 @@ impl Store {
         );
         self.read(move |tx| {
             tx.query(
-                "SELECT resource, scope FROM consent_grants WHERE user_id = $1 AND client_id = $2 \
-                 AND redirect_uri = $3 AND client_fingerprint = $4",
-                &args![user_id, client_id, redirect_uri, fingerprint],
+                "SELECT resource, scope FROM consent_grants WHERE organization_id = $5 AND user_id = $1 \
+                 AND client_id = $2 AND redirect_uri = $3 AND client_fingerprint = $4",
+                &args![user_id, client_id, redirect_uri, fingerprint, org],
             )?
             .iter()
             .map(|r| Ok((r.text(0)?, r.text(1)?)))
@@ -54,8 +56,10 @@ impl Store {
 
     /// Remember consent to `pairs`, bound to the redirect URI and the client's fingerprint (a
     /// consent given before under another fingerprint is replaced).
+    #[allow(clippy::too_many_arguments)]
     pub async fn grant(
         &self,
+        org: &str,
         user_id: &str,
         client_id: &str,
         redirect_uri: &str,
@@ -66,7 +70,8 @@ impl Store {
         if pairs.is_empty() {
             return Ok(());
         }
-        let (user_id, client_id, redirect_uri, fingerprint, pairs) = (
+        let (org, user_id, client_id, redirect_uri, fingerprint, pairs) = (
+            org.to_owned(),
             user_id.to_owned(),
             client_id.to_owned(),
             redirect_uri.to_owned(),
@@ -77,11 +82,11 @@ impl Store {
             for (resource, scope) in &pairs {
                 tx.exec(
                     "INSERT INTO consent_grants \
-                     (user_id, client_id, redirect_uri, resource, scope, client_fingerprint, granted_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (user_id, client_id, redirect_uri, resource, scope) \
+                     (organization_id, user_id, client_id, redirect_uri, resource, scope, client_fingerprint, granted_at) \
+                     VALUES ($8, $1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (organization_id, user_id, client_id, redirect_uri, resource, scope) \
                      DO UPDATE SET client_fingerprint = $6, granted_at = $7",
-                    &args![&user_id, &client_id, &redirect_uri, resource, scope, &fingerprint, now],
+                    &args![&user_id, &client_id, &redirect_uri, resource, scope, &fingerprint, now, &org],
                 )?;
             }
             Ok(())
@@ -91,16 +96,16 @@ impl Store {
 
     /// The clients a user granted something to: (client_id, resource, scope, granted_at) rows
     /// plus each client's last token use.
-    pub async fn connected_apps(&self, user_id: &str) -> DbResult<Vec<GrantRow>> {
-        let user_id = user_id.to_owned();
+    pub async fn connected_apps(&self, org: &str, user_id: &str) -> DbResult<Vec<GrantRow>> {
+        let (org, user_id) = (org.to_owned(), user_id.to_owned());
         self.read(move |tx| {
             tx.query(
                 "SELECT g.client_id, g.resource, g.scope, MIN(g.granted_at), \
                  (SELECT MAX(f.last_used_at) FROM token_families f \
-                  WHERE f.user_id = $1 AND f.client_id = g.client_id) \
-                 FROM consent_grants g WHERE g.user_id = $1 \
+                  WHERE f.organization_id = $2 AND f.user_id = $1 AND f.client_id = g.client_id) \
+                 FROM consent_grants g WHERE g.organization_id = $2 AND g.user_id = $1 \
                  GROUP BY g.client_id, g.resource, g.scope ORDER BY g.client_id, g.resource, g.scope",
-                &args![user_id],
+                &args![user_id, org],
             )?
             .iter()
             .map(|r| {

@@ -17,12 +17,14 @@
 
 use crate::args;
 use crate::store::Store;
+use crate::store::orgs::OrgStamp;
 use crate::store::sql::{DbError, DbResult, Tx};
 
 /// A grant: the tokens issued from one authorization code, linked by refresh rotation.
 #[derive(Clone, Debug)]
 pub struct FamilyRow {
     pub family_id: String,
+    pub organization_id: String,
     pub user_id: String,
     pub client_id: String,
     pub scope: String,
@@ -39,13 +41,19 @@ pub struct RefreshRow {
     pub family_created_at: i64,
     /// The grant's user's roles as last attested; `None` when the user no longer exists.
     pub user_roles: Option<Vec<String>>,
+    /// The organization's policy version (and document), read with the row.
+    pub org: OrgStamp,
 }
 
 /// What [`Store::refresh_grant`] should do with the token it read.
 pub enum RefreshDecision<T, E> {
     /// Rotate it (`allow_rotated`: even if it was rotated already, the reuse grace window) and
-    /// hand `plan` back.
-    Rotate { plan: T, allow_rotated: bool },
+    /// hand `plan` back. The successor expires at most `max_family_age` after the grant began.
+    Rotate {
+        plan: T,
+        allow_rotated: bool,
+        max_family_age: i64,
+    },
     /// Change nothing, answer `E`.
     Refuse(E),
     /// Revoke the token's whole grant (reuse of a rotated token), answer `E`.
@@ -59,7 +67,7 @@ pub enum RefreshGrant<T, E> {
     /// Refused as decided; `revoked`: the grant is now revoked.
     Refused { error: E, revoked: bool },
     /// Rotated: the successor is stored, the presented token is used.
-    Rotated { row: RefreshRow, plan: T },
+    Rotated { row: Box<RefreshRow>, plan: T },
     /// Another request rotated the token (or revoked the grant) between read and write:
     /// nothing changed.
     LostRace,
@@ -80,7 +88,6 @@ impl Store {
         hash: &str,
         new_hash: &str,
         new_expires_at: i64,
-        max_family_age: i64,
         now: i64,
         decide: D,
     ) -> DbResult<RefreshGrant<T, E>>
@@ -95,7 +102,7 @@ impl Store {
                 let Some(row) = refresh_row(tx, &hash)? else {
                     return Ok(RefreshGrant::Unknown);
                 };
-                let (plan, allow_rotated) = match decide(&row) {
+                let (plan, allow_rotated, max_family_age) = match decide(&row) {
                     RefreshDecision::Refuse(error) => {
                         return Ok(RefreshGrant::Refused {
                             error,
@@ -112,7 +119,8 @@ impl Store {
                     RefreshDecision::Rotate {
                         plan,
                         allow_rotated,
-                    } => (plan, allow_rotated),
+                        max_family_age,
+                    } => (plan, allow_rotated, max_family_age),
                 };
                 let family_id = &row.family.family_id;
                 let family_end = row.family_created_at.saturating_add(max_family_age);
@@ -125,7 +133,10 @@ impl Store {
                     new_expires_at.min(family_end),
                     now,
                 )?;
-                Ok(RefreshGrant::Rotated { row, plan })
+                Ok(RefreshGrant::Rotated {
+                    row: Box::new(row),
+                    plan,
+                })
             })
             .await;
         // A lost race must leave no trace: returning an error rolled the operation back.
@@ -222,20 +233,21 @@ impl Store {
     /// False when there was nothing to revoke.
     pub async fn revoke_connected_app(
         &self,
+        org: &str,
         user_id: &str,
         client_id: &str,
         now: i64,
     ) -> DbResult<bool> {
-        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+        let (org, user_id, client_id) = (org.to_owned(), user_id.to_owned(), client_id.to_owned());
         self.run(move |tx| {
             let consents = tx.exec(
-                "DELETE FROM consent_grants WHERE user_id = $1 AND client_id = $2",
-                &args![&user_id, &client_id],
+                "DELETE FROM consent_grants WHERE organization_id = $3 AND user_id = $1 AND client_id = $2",
+                &args![&user_id, &client_id, &org],
             )?;
             let families = tx.exec(
                 "UPDATE token_families SET revoked_at = $3, revoked_reason = 'user_revoked' \
-                 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
-                &args![&user_id, &client_id, now],
+                 WHERE organization_id = $4 AND user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
+                &args![&user_id, &client_id, now, &org],
             )?;
             Ok(consents + families > 0)
         })
@@ -244,12 +256,20 @@ impl Store {
 
     /// Revoke every grant of a user (every client), keeping the user and their consents.
     /// `None` when there is no such user and nothing to revoke; else how many grants were live.
-    pub async fn revoke_user_grants(&self, user_id: &str, now: i64) -> DbResult<Option<u64>> {
-        let user_id = user_id.to_owned();
+    pub async fn revoke_user_grants(
+        &self,
+        org: &str,
+        user_id: &str,
+        now: i64,
+    ) -> DbResult<Option<u64>> {
+        let (org, user_id) = (org.to_owned(), user_id.to_owned());
         self.run(move |tx| {
-            let revoked = revoke_user_families(tx, &user_id, "admin_revoked", now)?;
+            let revoked = revoke_user_families(tx, &org, &user_id, "admin_revoked", now)?;
             let known = tx
-                .query_opt("SELECT 1 FROM users WHERE user_id = $1", &args![&user_id])?
+                .query_opt(
+                    "SELECT 1 FROM users WHERE organization_id = $1 AND user_id = $2",
+                    &args![&org, &user_id],
+                )?
                 .is_some();
             Ok((known || revoked > 0).then_some(revoked))
         })
@@ -262,9 +282,11 @@ const LOST_RACE: &str = "lost rotation race";
 fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
     let Some(r) = tx.query_opt(
         "SELECT f.family_id, f.user_id, f.client_id, f.scope, f.resources, f.revoked_at, \
-         r.expires_at, r.rotated_at, f.created_at, u.roles \
+         r.expires_at, r.rotated_at, f.created_at, u.roles, f.organization_id, \
+         o.version, o.policy, o.name \
          FROM refresh_tokens r JOIN token_families f ON f.family_id = r.family_id \
-         LEFT JOIN users u ON u.user_id = f.user_id \
+         LEFT JOIN users u ON u.organization_id = f.organization_id AND u.user_id = f.user_id \
+         LEFT JOIN organizations o ON o.organization_id = f.organization_id \
          WHERE r.token_hash = $1",
         &args![hash],
     )?
@@ -274,6 +296,7 @@ fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
     Ok(Some(RefreshRow {
         family: FamilyRow {
             family_id: r.text(0)?,
+            organization_id: r.text(10)?,
             user_id: r.text(1)?,
             client_id: r.text(2)?,
             scope: r.text(3)?,
@@ -286,6 +309,7 @@ fn refresh_row(tx: &mut dyn Tx, hash: &str) -> DbResult<Option<RefreshRow>> {
         user_roles: r
             .opt_text(9)?
             .map(|roles| serde_json::from_str(&roles).unwrap_or_default()),
+        org: OrgStamp::from_row(&r, 11)?,
     }))
 }
 
@@ -339,29 +363,32 @@ fn revoke_family(tx: &mut dyn Tx, family_id: &str, reason: &str, now: i64) -> Db
 }
 pub(super) fn revoke_user_families(
     tx: &mut dyn Tx,
+    org: &str,
     user_id: &str,
     reason: &str,
     now: i64,
 ) -> DbResult<u64> {
     tx.exec(
         "UPDATE token_families SET revoked_at = $2, revoked_reason = $3 \
-         WHERE user_id = $1 AND revoked_at IS NULL",
-        &args![user_id, now, reason],
+         WHERE organization_id = $4 AND user_id = $1 AND revoked_at IS NULL",
+        &args![user_id, now, reason, org],
     )
 }
 
 pub(super) fn insert_family(tx: &mut dyn Tx, f: &FamilyRow, now: i64) -> DbResult<()> {
     let resources = serde_json::to_string(&f.resources).unwrap_or_else(|_| "[]".into());
     tx.exec(
-        "INSERT INTO token_families (family_id, user_id, client_id, scope, resources, created_at, \
-         last_used_at, revoked_at, revoked_reason) VALUES ($1, $2, $3, $4, $5, $6, $6, NULL, NULL)",
+        "INSERT INTO token_families (family_id, organization_id, user_id, client_id, scope, resources, \
+         created_at, last_used_at, revoked_at, revoked_reason) \
+         VALUES ($1, $7, $2, $3, $4, $5, $6, $6, NULL, NULL)",
         &args![
             &f.family_id,
             &f.user_id,
             &f.client_id,
             &f.scope,
             resources,
-            now
+            now,
+            &f.organization_id
         ],
     )?;
     Ok(())

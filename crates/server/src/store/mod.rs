@@ -11,7 +11,9 @@
 //! - `consents.rs`: consent grants and the connected-apps view;
 //! - `grants.rs`: grants (token families), refresh tokens, rotation, revocation;
 //! - `codes.rs`: the single-use record of authorization codes;
-//! - `keys.rs`: server secrets and signing keys.
+//! - `keys.rs`: server secrets and signing keys;
+//! - `orgs.rs`: organizations, their versioned policy (and its cache), the organization-wide
+//!   view and revocation of connected apps.
 //!
 //! This file holds the `Store` itself: connecting, the migrations, the purge of expired rows
 //! (which spans aggregates), and [`redact`].
@@ -21,6 +23,7 @@ mod codes;
 mod consents;
 mod grants;
 mod keys;
+mod orgs;
 pub mod sql;
 mod users;
 
@@ -36,6 +39,10 @@ pub use crate::store::codes::CodeRedemption;
 pub use crate::store::consents::GrantRow;
 pub use crate::store::grants::{FamilyRow, RefreshDecision, RefreshGrant, RefreshRow};
 pub use crate::store::keys::SigningKeyRow;
+pub use crate::store::orgs::{
+    OrgAppRow, OrgFamily, OrgPolicyView, OrgRow, OrgStamp, POLICY_CHANNEL, Policies, PutPolicy,
+    parse_policy,
+};
 pub use crate::store::sql::{DbError, DbResult};
 use crate::store::sql::{PgRunner, Runner, SqliteActor, Tx};
 pub use crate::store::users::{AttestOutcome, UserRow};
@@ -52,6 +59,8 @@ pub struct Store {
     pub backend: Backend,
     /// SQLite only, see [`ClientCache`].
     client_cache: Option<Arc<ClientCache>>,
+    /// Organization policies, cached (see `orgs.rs`).
+    policies: Arc<Policies>,
 }
 
 /// The same migration files serve both databases (the SQL is common to both); PostgreSQL applies
@@ -69,6 +78,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../../migrations/0005_client_last_use.sql")),
     (6, include_str!("../../migrations/0006_purge_indexes.sql")),
+    (7, include_str!("../../migrations/0007_organizations.sql")),
 ];
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -131,6 +141,7 @@ impl Store {
                 runner: Runner::Sqlite(actor),
                 backend: Backend::Sqlite,
                 client_cache: Some(Arc::default()),
+                policies: Arc::default(),
             });
         }
         let pool = sqlx::postgres::PgPoolOptions::new()
@@ -143,10 +154,13 @@ impl Store {
             .run(&pool)
             .await
             .context("applying database migrations")?;
+        let policies: Arc<Policies> = Arc::default();
+        tokio::spawn(listen_for_policy_changes(pool.clone(), policies.clone()));
         Ok(Store {
             runner: Runner::Postgres(Arc::new(PgRunner { pool })),
             backend: Backend::Postgres,
             client_cache: None,
+            policies,
         })
     }
 
@@ -189,6 +203,44 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Other instances' policy changes: each notification drops that organization's cached policy.
+/// While the listener is down (or after it reconnects, when notifications may have been
+/// missed) the whole cache is dropped. The token paths do not depend on this: they compare the
+/// version read with their own row.
+async fn listen_for_policy_changes(pool: sqlx::PgPool, policies: Arc<Policies>) {
+    loop {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(e) = listener.listen(POLICY_CHANNEL).await {
+                    tracing::warn!(error = %e, "cannot listen for policy changes; retrying");
+                } else {
+                    policies.clear();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(n)) => policies.invalidate(n.payload()),
+                            // The connection was lost and re-established: anything may have
+                            // been missed.
+                            Ok(None) => policies.clear(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "policy change listener failed; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot connect the policy change listener; retrying")
+            }
+        }
+        policies.clear();
+        if pool.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

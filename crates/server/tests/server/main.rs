@@ -20,6 +20,8 @@ mod flow;
 mod idp_recipes;
 /// Introspection, revocation, OIDC, connected apps, the admin API, client expiry.
 mod lifecycle;
+/// Organizations: members, the organization API, policies and their enforcement.
+mod orgs;
 /// Batched purge of expired rows.
 mod purge;
 /// Dynamic Client Registration (RFC 7591/7592), client authentication, client_credentials.
