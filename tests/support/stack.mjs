@@ -78,7 +78,7 @@ async function startDocumentServer(pki, port) {
  * start. `mcp`: which example MCP server protects the notes: `rust` (examples/mcp-server,
  * consentry-resource) or `ts` (examples/mcp-server-ts, consentry/server + the official TypeScript
  * SDK); the Playwright project picks it (playwright.config.mjs). `organizations`: the token profile
- * maps the example app's org_id / org_name claims and requires them (tests/org.spec.mjs).
+ * requires the organization claim (tests/org.spec.mjs; `consentry dev` maps org_id / org_name).
  */
 export async function startStack({ mcp: mcpKind = 'rust', organizations = false } = {}) {
   const [consentryPort, mcpPort, appPort, cimdPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
@@ -108,10 +108,9 @@ export async function startStack({ mcp: mcpKind = 'rust', organizations = false 
   // loopback document server and CA.
   let withOrgs = config;
   if (organizations) {
-    // The example app's TATs carry org_id / org_name; roles decide who administers an organization.
-    withOrgs = replaceOrThrow(config, '[token_profiles.claims]\n',
-      'require_organization = true\nadmin_roles = ["admin"]\n\n[token_profiles.claims]\norganization_id = "org_id"\norganization_name = "org_name"\n',
-      'token profile claims');
+    // `consentry dev` maps the example app's org_id / org_name claims already; here every TAT
+    // must name an organization.
+    withOrgs = replaceOrThrow(config, '[token_profiles.claims]\n', 'require_organization = true\n\n[token_profiles.claims]\n', 'token profile claims');
   }
   writeFileSync(configPath, `${withOrgs}\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
 

@@ -182,7 +182,7 @@ for (const scheme of ['light', 'dark']) {
     await expect(third.getByRole('checkbox', { name: 'Acme Agent · cyc-acme' })).toBeFocused();
     await page.keyboard.press('Space');
     await expect(third.getByRole('checkbox', { name: 'Acme Agent · cyc-acme' })).toBeChecked();
-    await third.getByRole('checkbox', { name: 'claude.example' }).check();
+    await third.getByRole('checkbox', { name: 'claude.example', exact: true }).check();
     // Free entry: a client id, and a host (lower-cased).
     await third.getByLabel('Client ID').fill('cyc-later');
     await third.getByRole('button', { name: 'Add' }).first().click();
