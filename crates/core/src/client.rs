@@ -1,6 +1,7 @@
 //! The browser API calls, with the session kept in memory.
 
 use core::cell::RefCell;
+use core::future::Future;
 
 use consentry_protocol::{AuthorizeParams, ErrorCode, percent_encode};
 
@@ -273,14 +274,16 @@ impl<P: Platform> Client<P> {
         Ok(())
     }
 
-    /// Send, and turn every outcome but a 2xx JSON answer into an [`SdkError`].
-    async fn call(
+    /// Send, and turn every outcome but a 2xx JSON answer into an [`SdkError`]. Not `async`
+    /// itself: the one state machine is [`Client::send`]'s (a second would cost bytes in the
+    /// browser bundle).
+    fn call(
         &self,
         method: Method,
         path: &str,
         bearer: Option<String>,
         body: Option<WireObject>,
-    ) -> Result<(u16, P::Json), SdkError> {
+    ) -> impl Future<Output = Result<(u16, P::Json), SdkError>> + '_ {
         self.send(HttpRequest {
             method,
             url: self.url(path),
@@ -289,7 +292,6 @@ impl<P: Platform> Client<P> {
             json: None,
             if_match: None,
         })
-        .await
     }
 
     fn url(&self, path: &str) -> String {
