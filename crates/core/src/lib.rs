@@ -53,8 +53,8 @@ pub use view::{
     ScopeLine, UserView, safe_image_url,
 };
 
+pub use consentry_protocol::wire::NotGrantable;
 pub use consentry_protocol::{
     AppMode, AppRule, AuthorizeParams, ErrorCode, OrgPolicy, PolicyLimits,
     is_forbidden_redirect_scheme, redirect_host,
 };
-pub use consentry_protocol::wire::NotGrantable;

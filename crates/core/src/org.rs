@@ -70,18 +70,18 @@ pub fn policy_from_json<J: JsonObject>(json: &J) -> Policy {
             .map(|s| strings(s, "disallowed"))
             .unwrap_or_default(),
         required_roles: scopes
-                .as_ref()
-                .and_then(|s| s.member("required_roles"))
-                .map(|m| {
-                    m.keys()
-                        .into_iter()
-                        .map(|scope| {
-                            let roles = strings(&m, &scope);
-                            (scope, roles)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            .as_ref()
+            .and_then(|s| s.member("required_roles"))
+            .map(|m| {
+                m.keys()
+                    .into_iter()
+                    .map(|scope| {
+                        let roles = strings(&m, &scope);
+                        (scope, roles)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         limits: PolicyLimits {
             access_token_ttl_seconds: limit("access_token_ttl_seconds"),
             grant_max_lifetime_seconds: limit("grant_max_lifetime_seconds"),

@@ -57,7 +57,10 @@ fn the_policy_round_trips_through_the_contract() {
         let served = serde_json::to_value(&contract).unwrap();
         let held: Policy = policy_from_json(&FakeJson(served));
         assert_eq!(held.disallowed, contract.scopes.disallowed);
-        assert_eq!(held.required_roles.len(), contract.scopes.required_roles.len());
+        assert_eq!(
+            held.required_roles.len(),
+            contract.scopes.required_roles.len()
+        );
         // … and what the browser writes is what the server parses (serde, deny_unknown_fields).
         let text = policy_to_json(&held);
         let parsed: OrgPolicy = serde_json::from_str(&text).unwrap();
@@ -69,7 +72,9 @@ fn the_policy_round_trips_through_the_contract() {
     );
     assert_eq!(policy_etag(42), "\"42\"");
     // Lenient reading: wrong types are defaults, the server names the error on save.
-    let odd = policy_from_json(&FakeJson(json!({"first_party": {"mode": 3}, "limits": "x"})));
+    let odd = policy_from_json(&FakeJson(
+        json!({"first_party": {"mode": 3}, "limits": "x"}),
+    ));
     assert_eq!(odd, Policy::default());
 }
 
@@ -87,11 +92,14 @@ fn the_calls_send_what_the_contract_says() {
             200,
             json!({"organization_id": "org_1", "organization_name": "Example Corp", "is_admin": true}),
         ),
-        json(200, json!({"organization_id": "org_1", "apps": [
+        json(
+            200,
+            json!({"organization_id": "org_1", "apps": [
             {"client_id": "a1", "client_name": "Acme", "logo_uri": "javascript:x", "first_party": false, "host": "acme.example",
              "members": [{"user_id": "u1", "email": "a@x", "scopes": ["notes:read"], "resources": [], "granted_at": 1, "last_used_at": null},
                          {"user_id": "u2", "scopes": [], "resources": [], "granted_at": 2}]},
-            {"client_name": "no id"}]})),
+            {"client_name": "no id"}]}),
+        ),
         json(
             200,
             json!({"revoked": true, "client_id": "a b", "revoked_grants": 3}),

@@ -12,8 +12,8 @@ use tachys::html::attribute::custom::custom_attribute;
 use tachys::html::element::custom;
 use tachys::html::event as ev;
 use tachys::html::property::prop;
-use wasm_bindgen::JsValue;
 use tachys::prelude::*;
+use wasm_bindgen::JsValue;
 
 /// One element under construction.
 pub struct El {

@@ -318,23 +318,21 @@ fn consent_view<P: Platform + 'static>(
             )
             .child(
                 el("UL", "cnsy-list cnsy-mu")
-                    .children(
-                        screen.not_grantable.iter().map(|s| {
-                            el("LI", "")
-                                .text(s.description.clone())
-                                .child_opt(
-                                    (s.not_grantable_reason
-                                        == Some(NotGrantable::ScopeNotAllowedForOrg))
-                                    .then(|| {
-                                        fragment(vec![
-                                            " ".into_any(),
-                                            badge(strings.get("consent.org_disallowed")),
-                                        ])
-                                    }),
-                                )
-                                .view()
-                        }),
-                    )
+                    .children(screen.not_grantable.iter().map(|s| {
+                        el("LI", "")
+                            .text(s.description.clone())
+                            .child_opt(
+                                (s.not_grantable_reason
+                                    == Some(NotGrantable::ScopeNotAllowedForOrg))
+                                .then(|| {
+                                    fragment(vec![
+                                        " ".into_any(),
+                                        badge(strings.get("consent.org_disallowed")),
+                                    ])
+                                }),
+                            )
+                            .view()
+                    }))
                     .view(),
             )
             .view()

@@ -354,7 +354,9 @@ fn apps_view<P: Platform + 'static>(strings: &Strings, list: &AppsList, ctl: Sto
             .view()
     });
     let body = if apps.is_empty() {
-        el("P", "cnsy-mu").text(strings.get("org_apps.empty")).view()
+        el("P", "cnsy-mu")
+            .text(strings.get("org_apps.empty"))
+            .view()
     } else {
         el("UL", "cnsy-list").children(items).view()
     };
@@ -580,11 +582,7 @@ fn field(id: String, label: String, input: El, button: Option<AnyView>) -> AnyVi
         .view()
 }
 
-fn policy_view<P: Platform + 'static>(
-    strings: &Strings,
-    e: &Edit,
-    ctl: Stored<P>,
-) -> AnyView {
+fn policy_view<P: Platform + 'static>(strings: &Strings, e: &Edit, ctl: Stored<P>) -> AnyView {
     let c = ctl.get_value();
     let ids = {
         [
@@ -724,11 +722,7 @@ fn policy_view<P: Platform + 'static>(
     let scopes = e.saved.available_scopes.iter().map(|s| {
         let mut text = el("SPAN", "").text(s.description.clone());
         if s.description != s.scope {
-            text = text.child(
-                el("SPAN", "cnsy-det cnsy-mu")
-                    .text(s.scope.clone())
-                    .view(),
-            );
+            text = text.child(el("SPAN", "cnsy-det cnsy-mu").text(s.scope.clone()).view());
         }
         choice(
             ctl,

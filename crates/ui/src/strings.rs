@@ -69,7 +69,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ),
     ("policy.title", "Agent policy for {org}"),
     ("policy.loading", "Loading the policy..."),
-    ("policy.first_party", "First-party apps (provided by this service)"),
+    (
+        "policy.first_party",
+        "First-party apps (provided by this service)",
+    ),
     (
         "policy.third_party",
         "Third-party apps (registered by themselves)",
@@ -86,10 +89,16 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("policy.limits", "Lifetime limits (optional)"),
     ("policy.token_ttl", "Access token lifetime, minutes"),
     ("policy.grant_lifetime", "Connection lifetime, days"),
-    ("policy.bad_limit", "Lifetimes are whole numbers above zero, or empty."),
+    (
+        "policy.bad_limit",
+        "Lifetimes are whole numbers above zero, or empty.",
+    ),
     ("policy.save", "Save policy"),
     ("policy.saving", "Saving..."),
-    ("policy.saved", "Policy saved. {count} connections were revoked."),
+    (
+        "policy.saved",
+        "Policy saved. {count} connections were revoked.",
+    ),
     (
         "policy.conflict",
         "Someone else changed this policy; reload.",

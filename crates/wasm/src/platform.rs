@@ -160,11 +160,9 @@ async fn send(request: HttpRequest) -> Result<HttpResponse<Js>, JsValue> {
         (None, None) => None,
     };
     let req = match text {
-        Some(text) => {
-            builder
-                .header("content-type", "application/json")
-                .body(text)
-        }
+        Some(text) => builder
+            .header("content-type", "application/json")
+            .body(text),
         None => builder.build(),
     }
     .map_err(|e| JsValue::from_str(&e.to_string()))?;
