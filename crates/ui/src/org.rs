@@ -225,14 +225,16 @@ impl<P: Platform + 'static> OrganizationConnectedApps<P> {
     }
 }
 
-fn button(class: &'static str, label: String, busy: bool) -> El {
+#[inline(never)]
+pub(crate) fn button(class: &'static str, label: String, busy: bool) -> El {
     el("BUTTON", class)
         .attr("type", "button")
         .flag("disabled", busy)
         .text(label)
 }
 
-fn dates(strings: &Strings, granted_at: Option<f64>, last_used_at: Option<f64>) -> String {
+/// "Allowed on …" · "Last used on …" (or "Not used yet").
+pub(crate) fn dates(strings: &Strings, granted_at: Option<f64>, last_used_at: Option<f64>) -> String {
     let used = match last_used_at {
         Some(t) => strings.fill("apps.last_used", &[("date", &browser::local_date(t))]),
         None => strings.get("apps.never_used"),
