@@ -234,7 +234,11 @@ pub(crate) fn button(class: &'static str, label: String, busy: bool) -> El {
 }
 
 /// "Allowed on …" · "Last used on …" (or "Not used yet").
-pub(crate) fn dates(strings: &Strings, granted_at: Option<f64>, last_used_at: Option<f64>) -> String {
+pub(crate) fn dates(
+    strings: &Strings,
+    granted_at: Option<f64>,
+    last_used_at: Option<f64>,
+) -> String {
     let used = match last_used_at {
         Some(t) => strings.fill("apps.last_used", &[("date", &browser::local_date(t))]),
         None => strings.get("apps.never_used"),

@@ -85,7 +85,7 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("policy.host", "Host (claude.ai or *.example.com)"),
     ("policy.add", "Add"),
     ("policy.scopes", "Scopes agents may be granted"),
-    ("policy.allowed", "Switched on: agents may be granted it."),
+    ("policy.allowed", "On: agents may be granted it."),
     ("policy.limits", "Lifetime limits (optional)"),
     ("policy.token_ttl", "Access token lifetime, minutes"),
     ("policy.grant_lifetime", "Connection lifetime, days"),
