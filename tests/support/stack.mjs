@@ -77,9 +77,10 @@ async function startDocumentServer(pki, port) {
  * stops working at once) and gets `[cimd]` trust for the loopback document server before the real
  * start. `mcp`: which example MCP server protects the notes: `rust` (examples/mcp-server,
  * consentry-resource) or `ts` (examples/mcp-server-ts, consentry/server + the official TypeScript
- * SDK); the Playwright project picks it (playwright.config.mjs).
+ * SDK); the Playwright project picks it (playwright.config.mjs). `organizations`: the token profile
+ * requires the organization claim (tests/org.spec.mjs; `consentry dev` maps org_id / org_name).
  */
-export async function startStack({ mcp: mcpKind = 'rust' } = {}) {
+export async function startStack({ mcp: mcpKind = 'rust', organizations = false } = {}) {
   const [consentryPort, mcpPort, appPort, cimdPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const dir = mkdtempSync(path.join(tmpdir(), 'consentry-e2e-'));
   const origin = `http://127.0.0.1:${appPort}`;
@@ -105,7 +106,13 @@ export async function startStack({ mcp: mcpKind = 'rust' } = {}) {
   // The config itself is `consentry dev`'s, rendered by the server's typed builder
   // (crates/server/src/config/builder.rs); the e2e stack adds only this table, for its own
   // loopback document server and CA.
-  writeFileSync(configPath, `${config}\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
+  let withOrgs = config;
+  if (organizations) {
+    // `consentry dev` maps the example app's org_id / org_name claims already; here every TAT
+    // must name an organization.
+    withOrgs = replaceOrThrow(config, '[token_profiles.claims]\n', 'require_organization = true\n\n[token_profiles.claims]\n', 'token profile claims');
+  }
+  writeFileSync(configPath, `${withOrgs}\n[cimd]\nallow_hosts = ["127.0.0.1:${cimdPort}"]\nextra_ca_file = "${pki.ca}"\n`);
 
   // 2. The real start, with short-lived access tokens (an env override of a top-level key).
   const consentry = startGroup(CONSENTRY_BIN, devArgs, { env: { ...env, CONSENTRY_ACCESS_TOKEN_TTL_SECONDS: String(ACCESS_TOKEN_TTL_SECONDS) } });

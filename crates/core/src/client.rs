@@ -1,6 +1,7 @@
 //! The browser API calls, with the session kept in memory.
 
 use core::cell::RefCell;
+use core::future::Future;
 
 use consentry_protocol::{AuthorizeParams, ErrorCode, percent_encode};
 
@@ -8,6 +9,7 @@ use crate::error::{SdkError, SdkErrorCode};
 use crate::http::{
     HttpRequest, HttpResponse, JsonObject, Method, Platform, WireObject, WireValue, error_body,
 };
+use crate::org::{Policy, policy_etag, policy_to_json};
 use crate::params::authorize_params_wire;
 use crate::tat::check_usable;
 
@@ -166,6 +168,80 @@ impl<P: Platform> Client<P> {
         Ok(())
     }
 
+    /// `GET /v1/organization`: the signed-in member's organization and whether they administer it.
+    pub async fn organization(&self) -> Result<P::Json, SdkError> {
+        self.get_object("/v1/organization", "organization_id").await
+    }
+
+    /// `GET /v1/organization/connected_apps` (admins): every app the members connected, and who.
+    pub async fn organization_connected_apps(&self) -> Result<P::Json, SdkError> {
+        self.get_object("/v1/organization/connected_apps", "organization_id")
+            .await
+    }
+
+    /// `POST /v1/organization/connected_apps/{client_id}/revoke` (admins): revokes the app for
+    /// every member; answers `{ revoked, client_id, revoked_grants }`.
+    pub async fn revoke_organization_app(&self, client_id: &str) -> Result<P::Json, SdkError> {
+        let bearer = self.bearer()?;
+        let mut path = String::from("/v1/organization/connected_apps/");
+        percent_encode(client_id, &mut path);
+        path.push_str("/revoke");
+        let (_, json) = self.call(Method::Post, &path, Some(bearer), None).await?;
+        Ok(json)
+    }
+
+    /// `GET /v1/organization/policy` (admins): the policy, its version and the scopes served.
+    pub async fn organization_policy(&self) -> Result<P::Json, SdkError> {
+        self.get_object("/v1/organization/policy", "version").await
+    }
+
+    /// `PUT /v1/organization/policy` with `If-Match: "<version>"` (admins). A policy changed since
+    /// `version` was read is refused with `precondition_failed` (HTTP 412), never overwritten.
+    pub async fn put_organization_policy(
+        &self,
+        policy: &Policy,
+        version: i64,
+    ) -> Result<P::Json, SdkError> {
+        self.put_organization_policy_json(policy_to_json(policy), version)
+            .await
+    }
+
+    /// [`Client::put_organization_policy`] with the document already as JSON text (the page's
+    /// own object, stringified by the browser).
+    pub async fn put_organization_policy_json(
+        &self,
+        policy: String,
+        version: i64,
+    ) -> Result<P::Json, SdkError> {
+        let bearer = self.bearer()?;
+        let (status, json) = self
+            .send(HttpRequest {
+                method: Method::Put,
+                url: self.url("/v1/organization/policy"),
+                bearer: Some(bearer),
+                body: None,
+                json: Some(policy),
+                if_match: Some(policy_etag(version)),
+            })
+            .await?;
+        if json.num_member("version").is_none() {
+            return Err(SdkError::invalid_response(status, "no version"));
+        }
+        Ok(json)
+    }
+
+    /// A bearer `GET` whose answer must be an object with `required`.
+    async fn get_object(&self, path: &str, required: &str) -> Result<P::Json, SdkError> {
+        let bearer = self.bearer()?;
+        let (status, json) = self.call(Method::Get, path, Some(bearer), None).await?;
+        if json.member(required).is_none() {
+            let mut what = String::from("no ");
+            what.push_str(required);
+            return Err(SdkError::invalid_response(status, &what));
+        }
+        Ok(json)
+    }
+
     /// The session token, refusing locally when there is none or it has expired.
     fn bearer(&self) -> Result<String, SdkError> {
         let session = self.session.borrow();
@@ -198,22 +274,33 @@ impl<P: Platform> Client<P> {
         Ok(())
     }
 
-    /// Send, and turn every outcome but a 2xx JSON answer into an [`SdkError`].
-    async fn call(
+    /// Send, and turn every outcome but a 2xx JSON answer into an [`SdkError`]. Not `async`
+    /// itself: the one state machine is [`Client::send`]'s (a second would cost bytes in the
+    /// browser bundle).
+    fn call(
         &self,
         method: Method,
         path: &str,
         bearer: Option<String>,
         body: Option<WireObject>,
-    ) -> Result<(u16, P::Json), SdkError> {
-        let mut url = self.base_url.clone();
-        url.push_str(path);
-        let request = HttpRequest {
+    ) -> impl Future<Output = Result<(u16, P::Json), SdkError>> + '_ {
+        self.send(HttpRequest {
             method,
-            url,
+            url: self.url(path),
             bearer,
             body,
-        };
+            json: None,
+            if_match: None,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        let mut url = self.base_url.clone();
+        url.push_str(path);
+        url
+    }
+
+    async fn send(&self, request: HttpRequest) -> Result<(u16, P::Json), SdkError> {
         let response = self
             .platform
             .send(request)

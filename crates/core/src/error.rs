@@ -55,6 +55,10 @@ pub struct SdkError {
     /// Where to send the browser for an authorization error the client may receive (the server
     /// sets it only once the client and its redirect URI are verified).
     pub redirect_uri: Option<String>,
+    /// With `app_not_allowed_for_org`: the app's name, for the refusal screen.
+    pub client_name: Option<String>,
+    /// With `app_not_allowed_for_org`: the user's organization, for the refusal screen.
+    pub organization_name: Option<String>,
 }
 
 impl SdkError {
@@ -65,6 +69,8 @@ impl SdkError {
             status: None,
             description: description.into(),
             redirect_uri: None,
+            client_name: None,
+            organization_name: None,
         }
     }
 
@@ -78,12 +84,16 @@ impl SdkError {
                 status: Some(status),
                 description: body.error_description,
                 redirect_uri: body.redirect_uri,
+                client_name: body.client_name,
+                organization_name: body.organization_name,
             },
             None => SdkError {
                 code: code_for_status(status),
                 status: Some(status),
                 description: status_description(status).to_owned(),
                 redirect_uri: None,
+                client_name: None,
+                organization_name: None,
             },
         }
     }
@@ -109,6 +119,8 @@ impl SdkError {
             status: Some(status),
             description,
             redirect_uri: None,
+            client_name: None,
+            organization_name: None,
         }
     }
 }

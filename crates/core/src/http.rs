@@ -11,6 +11,8 @@ pub enum Method {
     Get,
     /// `POST` (with a JSON body).
     Post,
+    /// `PUT` (with a JSON body).
+    Put,
 }
 
 impl Method {
@@ -19,6 +21,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
         }
     }
 }
@@ -69,6 +72,11 @@ pub struct HttpRequest {
     pub bearer: Option<String>,
     /// Sent as `application/json` when present.
     pub body: Option<WireObject>,
+    /// A body already encoded as JSON text (sent as `application/json`; used instead of `body`).
+    pub json: Option<String>,
+    /// `If-Match` (an entity tag, quotes included), for an update that must not overwrite a
+    /// change made in between.
+    pub if_match: Option<String>,
 }
 
 /// An HTTP answer. `body` is `None` when the response was not JSON.
@@ -110,6 +118,8 @@ pub trait JsonObject {
         Self: Sized;
     /// The value itself, when it is a string.
     fn as_string(&self) -> Option<String>;
+    /// The member names of an object (empty for anything else).
+    fn keys(&self) -> Vec<String>;
 }
 
 /// HTTP, JSON and the clock.

@@ -7,6 +7,8 @@
 //! - [`decode_trusted_auth_token`]: an untrusted look at a TAT's claims (who is signing in, and
 //!   whether it has already expired, so no request is sent that must fail).
 //! - [`ConsentScreen`], [`ConnectedAppView`]: what the prebuilt UI shows, read from the answers.
+//! - [`PolicyView`], [`OrgAppView`], [`policy_to_json`]: organizations (the admin's connected apps
+//!   and policy; the policy document written as JSON by hand).
 //! - [`SdkError`]: one error with a stable [`SdkErrorCode`], the server's codes plus the SDK's own.
 //!
 //! Everything that touches the outside world (HTTP, JSON parsing, the clock) goes through the
@@ -30,6 +32,7 @@
 mod client;
 mod error;
 mod http;
+mod org;
 mod params;
 mod tat;
 mod view;
@@ -39,6 +42,10 @@ pub use error::{SdkError, SdkErrorCode};
 pub use http::{
     HttpRequest, HttpResponse, JsonObject, Method, Platform, TransportError, WireObject, WireValue,
 };
+pub use org::{
+    OrgAppView, OrgMemberView, Policy, PolicyScopeView, PolicyView, policy_etag, policy_from_json,
+    policy_to_json,
+};
 pub use params::{ParsedParams, authorize_params_wire, parse_authorize_params};
 pub use tat::{TAT_EXPIRY_LEEWAY_SECONDS, TatInfo, base64url_decode, decode_trusted_auth_token};
 pub use view::{
@@ -46,6 +53,8 @@ pub use view::{
     ScopeLine, UserView, safe_image_url,
 };
 
+pub use consentry_protocol::wire::NotGrantable;
 pub use consentry_protocol::{
-    AuthorizeParams, ErrorCode, is_forbidden_redirect_scheme, redirect_host,
+    AppMode, AppRule, AuthorizeParams, ErrorCode, OrgPolicy, PolicyLimits,
+    is_forbidden_redirect_scheme, redirect_host,
 };

@@ -3,6 +3,8 @@
 //! are granted, which are not grantable, whether the client is vouched for — are unit-tested
 //! natively.
 
+use consentry_protocol::wire::NotGrantable;
+
 use crate::error::SdkError;
 use crate::http::JsonObject;
 
@@ -54,6 +56,8 @@ pub struct ScopeLine {
     pub resource: String,
     /// The user already granted it to this client.
     pub already_granted: bool,
+    /// Why it cannot be granted (a missing role, or the organization disallows it).
+    pub not_grantable_reason: Option<NotGrantable>,
 }
 
 /// The grantable scopes of one resource (an MCP server, an API), in request order.
@@ -116,6 +120,11 @@ impl ConsentScreen {
                 description,
                 resource,
                 already_granted: item.bool_member("already_granted").unwrap_or(false),
+                not_grantable_reason: match item.str_member("not_grantable_reason").as_deref() {
+                    Some("role_required") => Some(NotGrantable::RoleRequired),
+                    Some("scope_not_allowed_for_org") => Some(NotGrantable::ScopeNotAllowedForOrg),
+                    _ => None,
+                },
             };
             if !item.bool_member("is_grantable").unwrap_or(false) {
                 not_grantable.push(line);

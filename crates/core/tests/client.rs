@@ -275,7 +275,7 @@ fn sdk_codes_are_distinct_from_the_servers() {
     all.sort_unstable();
     all.dedup();
     assert_eq!(all.len(), n);
-    assert_eq!(n, 28);
+    assert_eq!(n, 32);
 }
 
 #[test]

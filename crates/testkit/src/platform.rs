@@ -41,6 +41,12 @@ impl JsonObject for FakeJson {
     fn as_string(&self) -> Option<String> {
         self.0.as_str().map(str::to_owned)
     }
+    fn keys(&self) -> Vec<String> {
+        self.0
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 pub const NOW: f64 = 1_800_000_000.0;

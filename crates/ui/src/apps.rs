@@ -13,7 +13,7 @@ use tachys::prelude::*;
 
 use crate::dom::{el, fragment};
 use crate::idp::{error_view, frame, h1, logo};
-use crate::{Hooks, Login, Look, Platform, Shown, Strings, UiEvent, browser};
+use crate::{Hooks, Login, Look, Platform, Shown, Strings, UiEvent};
 
 /// What the connected apps list is started with.
 #[derive(Clone, Debug, Default)]
@@ -127,26 +127,11 @@ fn list_view<P: Platform + 'static>(
             });
         });
     };
-    let button = |class: &'static str, label: String| {
-        el("BUTTON", class)
-            .attr("type", "button")
-            .flag("disabled", busy)
-            .text(label)
-    };
+    let button = |class: &'static str, label: String| crate::org::button(class, label, busy);
     let items = apps.iter().map(|app| {
         let id = app.client_id.clone();
         let name = app.name.as_str();
-        let granted = app
-            .granted_at
-            .map(|t| strings.fill("apps.granted", &[("date", &browser::local_date(t))]));
-        let used = match app.last_used_at {
-            Some(t) => strings.fill("apps.last_used", &[("date", &browser::local_date(t))]),
-            None => strings.get("apps.never_used"),
-        };
-        let dates = match granted {
-            Some(g) => format_pair(&g, &used),
-            None => used,
-        };
+        let dates = crate::org::dates(strings, app.granted_at, app.last_used_at);
         let action = if confirming == Some(id.as_str()) {
             el("DIV", "cnsy-confirm")
                 .attr("role", "group")
@@ -207,7 +192,7 @@ fn list_view<P: Platform + 'static>(
 }
 
 /// "Allowed on …" · "Last used on …".
-fn format_pair(a: &str, b: &str) -> String {
+pub(crate) fn format_pair(a: &str, b: &str) -> String {
     let mut s = String::with_capacity(a.len() + b.len() + 5);
     s.push_str(a);
     s.push_str(" \u{b7} ");

@@ -14,7 +14,7 @@ use reactive_graph::signal::ArcRwSignal;
 use crate::web::WebPlatform;
 use crate::{
     ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Strings, Theme, UiEvent,
-    connected_apps, identity_provider,
+    connected_apps, identity_provider, organization_connected_apps, organization_policy,
 };
 
 /// The consent screen, for the page at the product's `authorization_url` (`/oauth/authorize`).
@@ -179,6 +179,94 @@ pub fn ConnectedApps(
     let view = apps.view();
     stop_on_cleanup(move || apps.stop());
     view
+}
+
+/// For an organization's admins: the apps its members connected and who connected them, each
+/// revocable for everyone behind a confirmation (the npm package's
+/// `mountOrganizationConnectedApps` / `<OrganizationConnectedApps>`). Non-admins see `forbidden`.
+#[component]
+pub fn OrganizationConnectedApps(
+    /// The Consentry server (`baseUrl`).
+    #[prop(into)]
+    base_url: String,
+    /// The admin's Trusted Auth Token (`trustedAuthTokenParams.trustedAuthToken`).
+    #[prop(optional, into)]
+    trusted_auth_token: Option<String>,
+    /// The token profile that verifies it (`tokenProfileId`); `default` when not given.
+    #[prop(into, default = String::from("default"))]
+    token_profile_id: String,
+    /// Word overrides by key (`strings`), reactive.
+    #[prop(optional, into)]
+    strings: Signal<Strings>,
+    /// Colours, colour scheme and logo (`theme`), reactive.
+    #[prop(optional, into)]
+    theme: Signal<Theme>,
+    /// Called when an app was revoked for everyone ([`UiEvent::OrgAppRevoked`]).
+    #[prop(optional, into)]
+    on_event: Option<Callback<UiEvent>>,
+    /// Called with every error the list shows (`onError`).
+    #[prop(optional, into)]
+    on_error: Option<Callback<SdkError>>,
+) -> impl IntoView {
+    let client = Rc::new(Client::new(WebPlatform, &base_url));
+    let apps = Rc::new(organization_connected_apps(
+        client,
+        org_options(trusted_auth_token, token_profile_id),
+        Rc::new(RefCell::new(hooks(on_event, on_error, None, None))),
+        look(strings, theme),
+    ));
+    let view = apps.view();
+    stop_on_cleanup(move || apps.stop());
+    view
+}
+
+/// For an organization's admins: the policy editor — first- and third-party apps (all / only
+/// these / none, with an allow-list picker), the scopes agents may get, lifetime limits — saved
+/// with `If-Match` (the npm package's `mountOrganizationPolicy` / `<OrganizationPolicy>`).
+#[component]
+pub fn OrganizationPolicy(
+    /// The Consentry server (`baseUrl`).
+    #[prop(into)]
+    base_url: String,
+    /// The admin's Trusted Auth Token (`trustedAuthTokenParams.trustedAuthToken`).
+    #[prop(optional, into)]
+    trusted_auth_token: Option<String>,
+    /// The token profile that verifies it (`tokenProfileId`); `default` when not given.
+    #[prop(into, default = String::from("default"))]
+    token_profile_id: String,
+    /// Word overrides by key (`strings`), reactive.
+    #[prop(optional, into)]
+    strings: Signal<Strings>,
+    /// Colours, colour scheme and logo (`theme`), reactive.
+    #[prop(optional, into)]
+    theme: Signal<Theme>,
+    /// Called when the policy was saved ([`UiEvent::PolicySaved`]).
+    #[prop(optional, into)]
+    on_event: Option<Callback<UiEvent>>,
+    /// Called with every error the editor shows (`onError`).
+    #[prop(optional, into)]
+    on_error: Option<Callback<SdkError>>,
+) -> impl IntoView {
+    let client = Rc::new(Client::new(WebPlatform, &base_url));
+    let policy = Rc::new(organization_policy(
+        client,
+        org_options(trusted_auth_token, token_profile_id),
+        Rc::new(RefCell::new(hooks(on_event, on_error, None, None))),
+        look(strings, theme),
+    ));
+    let view = policy.view();
+    stop_on_cleanup(move || policy.stop());
+    view
+}
+
+fn org_options(token: Option<String>, profile_id: String) -> ConnectedAppsOptions {
+    ConnectedAppsOptions {
+        login: token.map(|trusted_auth_token| TatLogin {
+            trusted_auth_token,
+            profile_id,
+            session_duration_minutes: None,
+        }),
+    }
 }
 
 /// The callbacks as the controllers take them. A callback whose owner is gone is skipped

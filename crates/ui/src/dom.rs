@@ -11,7 +11,9 @@ use tachys::html::attribute::any_attribute::{AnyAttribute, IntoAnyAttribute};
 use tachys::html::attribute::custom::custom_attribute;
 use tachys::html::element::custom;
 use tachys::html::event as ev;
+use tachys::html::property::prop;
 use tachys::prelude::*;
+use wasm_bindgen::JsValue;
 
 /// One element under construction.
 pub struct El {
@@ -24,6 +26,7 @@ pub struct El {
 /// tachys compares a custom element's tag with the live node's `tagName` on every re-render and
 /// builds a new node when they differ, so a lower-case tag would replace every element of the
 /// card on every re-render (losing focus and selection) instead of updating it in place.
+#[inline(never)]
 pub fn el(tag: &'static str, class: &'static str) -> El {
     let mut e = El {
         tag,
@@ -38,6 +41,7 @@ pub fn el(tag: &'static str, class: &'static str) -> El {
 
 impl El {
     /// An attribute; the value is text (escaped by the DOM, never parsed as markup).
+    #[inline(never)]
     pub fn attr(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.attrs
             .push(custom_attribute(name, value.into()).into_any_attr());
@@ -49,6 +53,14 @@ impl El {
         if on { self.attr(name, "") } else { self }
     }
 
+    /// A DOM property (`checked`, `value`): set on every render, so the control shows the state
+    /// even after the user changed it (an attribute would only set its default).
+    #[inline(never)]
+    pub fn prop(mut self, name: &'static str, value: JsValue) -> Self {
+        self.attrs.push(prop(name, value).into_any_attr());
+        self
+    }
+
     pub fn on_click(mut self, f: impl FnMut(ev::MouseEvent) + 'static) -> Self {
         let f: Box<dyn FnMut(ev::MouseEvent)> = Box::new(f);
         self.attrs.push(ev::on(ev::click, f).into_any_attr());
@@ -56,11 +68,13 @@ impl El {
     }
 
     /// A text child.
+    #[inline(never)]
     pub fn text(mut self, s: impl Into<String>) -> Self {
         self.children.push(s.into().into_any());
         self
     }
 
+    #[inline(never)]
     pub fn child(mut self, c: AnyView) -> Self {
         self.children.push(c);
         self
@@ -78,6 +92,7 @@ impl El {
         self
     }
 
+    #[inline(never)]
     pub fn view(self) -> AnyView {
         custom(self.tag)
             .add_any_attr(self.attrs)

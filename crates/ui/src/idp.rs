@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::mount::spawn_local;
 use consentry_core::{
-    AuthorizeParams, Client, ConsentScreen, ConsentSection, ErrorCode, SdkError, SdkErrorCode,
-    parse_authorize_params,
+    AuthorizeParams, Client, ConsentScreen, ConsentSection, ErrorCode, NotGrantable, SdkError,
+    SdkErrorCode, parse_authorize_params,
 };
 use reactive_graph::owner::{LocalStorage, StoredValue};
 use reactive_graph::prelude::*;
@@ -41,6 +41,13 @@ enum State {
     },
     Redirecting {
         host: String,
+    },
+    /// `app_not_allowed_for_org`: said in words, with a way back to the app when the server
+    /// verified where it receives errors.
+    Refused {
+        app: String,
+        org: String,
+        back: Option<String>,
     },
     Failed(Shown),
 }
@@ -106,6 +113,9 @@ impl<P: Platform + 'static> IdentityProvider<P> {
                         heading(strings.fill("redirecting", &[("host", host)])),
                     ),
                     State::Failed(shown) => (3, false, error_view(strings, shown)),
+                    State::Refused { app, org, back } => {
+                        (4, false, refused_view(strings, app, org, back, stored))
+                    }
                 })
             }),
         )
@@ -224,7 +234,7 @@ pub(crate) fn frame(look: ArcRwSignal<Look>, body: Body) -> AnyView {
 }
 
 /// `n` in decimal, without `core::fmt`.
-fn decimal(mut n: u32) -> String {
+pub(crate) fn decimal(mut n: u32) -> String {
     let mut digits = Vec::new();
     loop {
         digits.push(char::from(b'0' + (n % 10) as u8));
@@ -322,12 +332,21 @@ fn consent_view<P: Platform + 'static>(
             )
             .child(
                 el("UL", "cnsy-list cnsy-mu")
-                    .children(
-                        screen
-                            .not_grantable
-                            .iter()
-                            .map(|s| el("LI", "").text(s.description.clone()).view()),
-                    )
+                    .children(screen.not_grantable.iter().map(|s| {
+                        el("LI", "")
+                            .text(s.description.clone())
+                            .child_opt(
+                                (s.not_grantable_reason
+                                    == Some(NotGrantable::ScopeNotAllowedForOrg))
+                                .then(|| {
+                                    fragment(vec![
+                                        " ".into_any(),
+                                        badge(strings.get("consent.org_disallowed")),
+                                    ])
+                                }),
+                            )
+                            .view()
+                    }))
                     .view(),
             )
             .view()
@@ -378,6 +397,45 @@ fn consent_view<P: Platform + 'static>(
             ))
             .view(),
     );
+    fragment(parts)
+}
+
+/// The organization refused the app: who, by whom, and the way back to the app.
+fn refused_view<P: Platform + 'static>(
+    strings: &Strings,
+    app: &str,
+    org: &str,
+    back: &Option<String>,
+    ctl: StoredValue<Rc<Ctl<P>>, LocalStorage>,
+) -> AnyView {
+    let names = [("app", app), ("org", org)];
+    let mut parts = vec![
+        heading(strings.fill("refused.title", &names)),
+        el("P", "cnsy-err")
+            .attr("role", "alert")
+            .text(strings.fill("refused.text", &names))
+            .view(),
+        el("P", "cnsy-mu")
+            .text(strings.fill("error.code", &[("code", "app_not_allowed_for_org")]))
+            .view(),
+    ];
+    if let Some(location) = back.clone() {
+        parts.push(
+            el("DIV", "cnsy-actions")
+                .child(
+                    el("BUTTON", "cnsy-btn cnsy-pri")
+                        .attr("type", "button")
+                        .text(strings.fill("refused.back", &names))
+                        .on_click(move |_| {
+                            let ctl = ctl.get_value();
+                            let hooks = ctl.hooks.borrow().clone();
+                            redirect(&ctl, &hooks, &location);
+                        })
+                        .view(),
+                )
+                .view(),
+        );
+    }
     fragment(parts)
 }
 
@@ -524,6 +582,20 @@ fn fail<P: Platform>(ctl: &Ctl<P>, e: &SdkError) {
     hooks.error(e);
     if !ctl.alive.get() {
         return;
+    }
+    if e.code == SdkErrorCode::Server(ErrorCode::AppNotAllowedForOrg) {
+        // Said on the screen (the user can do something: ask an admin), not bounced silently.
+        let app = e.client_name.clone().filter(|n| !n.is_empty()).or_else(|| {
+            ctl.params
+                .borrow()
+                .as_ref()
+                .and_then(|p| p.client_id.clone())
+        });
+        return ctl.state.set(State::Refused {
+            app: app.unwrap_or_default(),
+            org: e.organization_name.clone().unwrap_or_default(),
+            back: e.redirect_uri.clone(),
+        });
     }
     match &e.redirect_uri {
         Some(location) => redirect(ctl, &hooks, location),

@@ -7,6 +7,9 @@
 //!   redirects for a request whose client or redirect URI the server did not verify, and refuses
 //!   to render in a frame unless told otherwise.
 //! - [`connected_apps`]: the apps the user authorized, each revocable behind a confirmation.
+//! - [`organization_connected_apps`], [`organization_policy`]: for an organization's admins, the
+//!   apps its members connected (revocable for everyone) and the policy editor (which apps and
+//!   scopes agents may get; saved with `If-Match`).
 //!
 //! This crate has no `#[wasm_bindgen]` exports: `consentry-wasm` mounts these views into the
 //! page's elements and turns JS options into [`Look`], [`Hooks`] and the options structs. The
@@ -44,6 +47,7 @@ mod component;
 mod dom;
 mod idp;
 mod mount;
+mod org;
 pub mod strings;
 pub mod style;
 #[cfg(feature = "leptos")]
@@ -57,11 +61,20 @@ use consentry_core::TatLogin;
 pub use apps::{ConnectedApps as ConnectedAppsController, ConnectedAppsOptions, connected_apps};
 #[cfg(feature = "leptos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "leptos")))]
-pub use component::{ConnectedApps, ConnectedAppsProps, IdentityProvider, IdentityProviderProps};
+pub use component::{
+    ConnectedApps, ConnectedAppsProps, IdentityProvider, IdentityProviderProps,
+    OrganizationConnectedApps, OrganizationConnectedAppsProps, OrganizationPolicy,
+    OrganizationPolicyProps,
+};
 pub use idp::{
     IdentityProvider as IdentityProviderController, IdentityProviderOptions, identity_provider,
 };
 pub use mount::{Mounted, mount_to, spawn_local};
+pub use org::{
+    OrganizationConnectedApps as OrganizationConnectedAppsController,
+    OrganizationPolicy as OrganizationPolicyController, organization_connected_apps,
+    organization_policy,
+};
 pub use strings::Strings;
 pub use style::{ColorScheme, Theme};
 #[cfg(feature = "leptos")]
@@ -101,6 +114,20 @@ pub enum UiEvent {
         /// The client whose grants were revoked.
         client_id: String,
     },
+    /// OrganizationConnectedApps: `client_id` was revoked for every member.
+    OrgAppRevoked {
+        /// The client revoked.
+        client_id: String,
+        /// Grants removed across the organization.
+        revoked_grants: u32,
+    },
+    /// OrganizationPolicy: the policy was saved.
+    PolicySaved {
+        /// Its new version.
+        version: i64,
+        /// Grants the new policy revoked.
+        revoked_grants: u32,
+    },
 }
 
 impl UiEvent {
@@ -112,6 +139,8 @@ impl UiEvent {
             UiEvent::ConsentDenied { .. } => "consent_denied",
             UiEvent::Redirecting { .. } => "redirecting",
             UiEvent::AppRevoked { .. } => "app_revoked",
+            UiEvent::OrgAppRevoked { .. } => "org_app_revoked",
+            UiEvent::PolicySaved { .. } => "policy_saved",
         }
     }
 }

@@ -175,4 +175,16 @@ text-transform:none;letter-spacing:normal;box-shadow:none}",
     ".cnsy-root .cnsy-item{display:flex;gap:.75rem;align-items:flex-start;padding:.75rem 0;border-top:1px solid var(--cnsy-bd)}",
     ".cnsy-root .cnsy-item:first-of-type{border-top:0}.cnsy-root .cnsy-grow{flex:1;min-width:0;overflow-wrap:anywhere}",
     ".cnsy-root .cnsy-confirm{margin-top:.5rem}.cnsy-root .cnsy-confirm .cnsy-actions{margin-top:.5rem}",
+    // The organization screens: a wider card, fieldsets of native radios, checkboxes and fields.
+    ".cnsy-root .cnsy-card:has(.cnsy-wide){max-width:42rem}",
+    ".cnsy-root fieldset{border:1px solid var(--cnsy-bd);border-radius:8px;margin:0 0 1rem;padding:.75rem 1rem}",
+    ".cnsy-root legend{font-size:.875rem;font-weight:650;padding:0 .25rem}",
+    ".cnsy-root .cnsy-opt{display:flex;gap:.5rem;align-items:center;padding:.25rem 0;overflow-wrap:anywhere}",
+    ".cnsy-root .cnsy-opt input{width:1.1rem;height:1.1rem;accent-color:var(--cnsy-p);flex:none;margin:0}",
+    ".cnsy-root .cnsy-in{font:inherit;font-size:.875rem;padding:.375rem .5rem;border:1px solid var(--cnsy-mu);\
+border-radius:6px;background:var(--cnsy-bg);color:var(--cnsy-fg);flex:1;min-width:0}",
+    ".cnsy-root input:focus-visible{outline:3px solid var(--cnsy-fc);outline-offset:2px}",
+    ".cnsy-root .cnsy-row{display:flex;gap:.5rem;align-items:center;margin:.5rem 0}",
+    ".cnsy-root .cnsy-row .cnsy-btn{flex:none;padding:.375rem .75rem}",
+    ".cnsy-root .cnsy-sub{margin:.25rem 0 .5rem 1.25rem}.cnsy-root .cnsy-pick{margin-left:1.6rem}",
 );

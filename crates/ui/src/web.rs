@@ -60,6 +60,16 @@ impl JsonObject for WebJson {
     fn as_string(&self) -> Option<String> {
         self.0.as_string()
     }
+
+    fn keys(&self) -> Vec<String> {
+        if !self.is_object() {
+            return Vec::new();
+        }
+        Object::keys(&Object::from(self.0.clone()))
+            .iter()
+            .filter_map(|k| k.as_string())
+            .collect()
+    }
 }
 
 /// HTTP through `window.fetch` (never with cookies: the session is a bearer token held in
@@ -111,9 +121,17 @@ async fn send(request: HttpRequest) -> Result<HttpResponse<WebJson>, JsValue> {
         value.push_str(token);
         Reflect::set(&headers, &"authorization".into(), &value.into())?;
     }
-    if let Some(body) = &request.body {
+    if let Some(tag) = &request.if_match {
+        Reflect::set(&headers, &"if-match".into(), &tag.into())?;
+    }
+    let text: Option<JsValue> = match (&request.json, &request.body) {
+        (Some(json), _) => Some(json.into()),
+        (None, Some(body)) => Some(JSON::stringify(&wire_to_js(body)?)?.into()),
+        (None, None) => None,
+    };
+    if let Some(text) = text {
         Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
-        init.set_body(&JSON::stringify(&wire_to_js(body)?)?.into());
+        init.set_body(&text);
     }
     init.set_headers(&headers);
     let response: web_sys::Response =

@@ -61,6 +61,8 @@ fn every_default_string_fills_only_known_placeholders() {
                 ("account", "U"),
                 ("date", "D"),
                 ("code", "C"),
+                ("org", "O"),
+                ("count", "N"),
             ],
         );
         assert!(!filled.contains('{'), "{key}: {filled}");

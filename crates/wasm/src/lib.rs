@@ -146,6 +146,51 @@ impl Consentry {
         })
     }
 
+    /// Resolves to `{ organization_id, organization_name, is_admin }`.
+    pub fn organization(&self) -> Promise {
+        let client = Rc::clone(&self.client);
+        promise(async move { client.organization().await.map(|j| j.0) })
+    }
+
+    /// Resolves to `{ organization_id, apps: [...] }` (admins).
+    #[wasm_bindgen(js_name = organizationConnectedApps)]
+    pub fn organization_connected_apps(&self) -> Promise {
+        let client = Rc::clone(&self.client);
+        promise(async move { client.organization_connected_apps().await.map(|j| j.0) })
+    }
+
+    /// Resolves to `{ revoked, client_id, revoked_grants }` (admins).
+    #[wasm_bindgen(js_name = revokeOrganizationApp)]
+    pub fn revoke_organization_app(&self, client_id: String) -> Promise {
+        let client = Rc::clone(&self.client);
+        promise(async move {
+            client
+                .revoke_organization_app(&client_id)
+                .await
+                .map(|j| j.0)
+        })
+    }
+
+    /// Resolves to the `PolicyState` (admins).
+    #[wasm_bindgen(js_name = organizationPolicy)]
+    pub fn organization_policy(&self) -> Promise {
+        let client = Rc::clone(&self.client);
+        promise(async move { client.organization_policy().await.map(|j| j.0) })
+    }
+
+    /// `policy`: the snake_case document as JSON text (the JS layer builds and stringifies it);
+    /// `version`: the one it was read at (sent as If-Match).
+    #[wasm_bindgen(js_name = putOrganizationPolicy)]
+    pub fn put_organization_policy(&self, policy: String, version: f64) -> Promise {
+        let client = Rc::clone(&self.client);
+        promise(async move {
+            client
+                .put_organization_policy_json(policy, version as i64)
+                .await
+                .map(|j| j.0)
+        })
+    }
+
     #[wasm_bindgen(getter, js_name = sessionToken)]
     pub fn session_token(&self) -> Option<String> {
         self.client.session().map(|s| s.token)
@@ -196,6 +241,8 @@ pub(crate) fn error_to_js(e: &SdkError) -> JsValue {
     );
     set(&out, "description", &JsValue::from_str(&e.description));
     set_opt(&out, "redirect_uri", e.redirect_uri.as_deref());
+    set_opt(&out, "client_name", e.client_name.as_deref());
+    set_opt(&out, "organization_name", e.organization_name.as_deref());
     out.into()
 }
 

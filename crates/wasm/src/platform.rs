@@ -45,6 +45,16 @@ impl JsonObject for Js {
     fn as_string(&self) -> Option<String> {
         self.0.as_string()
     }
+
+    fn keys(&self) -> Vec<String> {
+        if !self.is_object() {
+            return Vec::new();
+        }
+        Object::keys(&Object::from(self.0.clone()))
+            .iter()
+            .filter_map(|k| k.as_string())
+            .collect()
+    }
 }
 
 impl Js {
@@ -103,9 +113,17 @@ async fn send(request: HttpRequest) -> Result<HttpResponse<Js>, JsValue> {
         value.push_str(token);
         Reflect::set(&headers, &"authorization".into(), &value.into())?;
     }
-    if let Some(body) = &request.body {
+    if let Some(tag) = &request.if_match {
+        Reflect::set(&headers, &"if-match".into(), &tag.into())?;
+    }
+    let text: Option<JsValue> = match (&request.json, &request.body) {
+        (Some(json), _) => Some(json.into()),
+        (None, Some(body)) => Some(JSON::stringify(&wire_to_js(body)?)?.into()),
+        (None, None) => None,
+    };
+    if let Some(text) = text {
         Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
-        init.set_body(&JSON::stringify(&wire_to_js(body)?)?.into());
+        init.set_body(&text);
     }
     init.set_headers(&headers);
     let response: web_sys::Response = JsFuture::from(fetch_with_init(&request.url, &init))
@@ -123,6 +141,7 @@ async fn send(request: HttpRequest) -> Result<HttpResponse<Js>, JsValue> {
     let method = match request.method {
         consentry_core::Method::Get => Method::GET,
         consentry_core::Method::Post => Method::POST,
+        consentry_core::Method::Put => Method::PUT,
     };
     let mut builder = RequestBuilder::new(&request.url)
         .method(method)
@@ -132,13 +151,18 @@ async fn send(request: HttpRequest) -> Result<HttpResponse<Js>, JsValue> {
         value.push_str(token);
         builder = builder.header("authorization", &value);
     }
-    let req = match &request.body {
-        Some(body) => {
-            let text: String = JSON::stringify(&wire_to_js(body)?)?.into();
-            builder
-                .header("content-type", "application/json")
-                .body(text)
-        }
+    if let Some(tag) = &request.if_match {
+        builder = builder.header("if-match", tag);
+    }
+    let text = match (&request.json, &request.body) {
+        (Some(json), _) => Some(json.clone()),
+        (None, Some(body)) => Some(String::from(JSON::stringify(&wire_to_js(body)?)?)),
+        (None, None) => None,
+    };
+    let req = match text {
+        Some(text) => builder
+            .header("content-type", "application/json")
+            .body(text),
         None => builder.build(),
     }
     .map_err(|e| JsValue::from_str(&e.to_string()))?;

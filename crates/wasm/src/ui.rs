@@ -11,7 +11,7 @@ use consentry_core::{
 };
 use consentry_ui::{
     ColorScheme, ConnectedAppsOptions, Hooks, IdentityProviderOptions, Look, Strings, Theme,
-    UiEvent, connected_apps, identity_provider,
+    UiEvent, connected_apps, identity_provider, organization_connected_apps, organization_policy,
 };
 use js_sys::{Array, Function, Object, Reflect};
 use reactive_graph::signal::ArcRwSignal;
@@ -157,6 +157,53 @@ pub fn mount_connected_apps(element: web_sys::HtmlElement, options: JsValue) -> 
     )
 }
 
+#[wasm_bindgen(js_name = mountOrganizationConnectedApps)]
+pub fn mount_organization_connected_apps(
+    element: web_sys::HtmlElement,
+    options: JsValue,
+) -> UiHandle {
+    let (client, look, hooks) = setup(&options);
+    let apps = Rc::new(organization_connected_apps(
+        client,
+        ConnectedAppsOptions {
+            login: login_from_js(&options),
+        },
+        Rc::clone(&hooks),
+        look.clone(),
+    ));
+    let view_apps = Rc::clone(&apps);
+    mount(
+        element,
+        &options,
+        (look, hooks),
+        Box::new(move || view_apps.view()),
+        Box::new(move || apps.stop()),
+        None,
+    )
+}
+
+#[wasm_bindgen(js_name = mountOrganizationPolicy)]
+pub fn mount_organization_policy(element: web_sys::HtmlElement, options: JsValue) -> UiHandle {
+    let (client, look, hooks) = setup(&options);
+    let policy = Rc::new(organization_policy(
+        client,
+        ConnectedAppsOptions {
+            login: login_from_js(&options),
+        },
+        Rc::clone(&hooks),
+        look.clone(),
+    ));
+    let view_policy = Rc::clone(&policy);
+    mount(
+        element,
+        &options,
+        (look, hooks),
+        Box::new(move || view_policy.view()),
+        Box::new(move || policy.stop()),
+        None,
+    )
+}
+
 fn get(v: &JsValue, key: &str) -> JsValue {
     if !v.is_object() {
         return JsValue::UNDEFINED;
@@ -258,6 +305,20 @@ fn hooks_from_js(options: &JsValue) -> Hooks {
                 }
                 UiEvent::Redirecting { location } => {
                     set(&out, "location", &JsValue::from_str(location));
+                }
+                UiEvent::OrgAppRevoked {
+                    client_id,
+                    revoked_grants,
+                } => {
+                    set(&out, "clientId", &JsValue::from_str(client_id));
+                    set(&out, "revokedGrants", &JsValue::from(*revoked_grants));
+                }
+                UiEvent::PolicySaved {
+                    version,
+                    revoked_grants,
+                } => {
+                    set(&out, "version", &JsValue::from_f64(*version as f64));
+                    set(&out, "revokedGrants", &JsValue::from(*revoked_grants));
                 }
             }
             let _ = f.call1(&JsValue::NULL, &out);

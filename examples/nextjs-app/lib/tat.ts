@@ -26,7 +26,9 @@ function signingKey() {
 /** A Trusted Auth Token for `user`: single use (fresh `jti`), valid for a minute and a half. */
 export async function mintTrustedAuthToken(user: User): Promise<string> {
   const { key, alg } = signingKey();
-  return new SignJWT({ email: user.email, name: user.name, roles: user.roles })
+  // org_id / org_name: the organization, mapped by the token profile's `claims.organization_id`
+  // and `claims.organization_name`; `roles` decides who administers it (`admin_roles`).
+  return new SignJWT({ email: user.email, name: user.name, roles: user.roles, org_id: user.orgId, org_name: user.orgName })
     .setProtectedHeader({ alg, typ: 'JWT' })
     .setSubject(user.id)
     .setIssuer(config.tatIssuer)

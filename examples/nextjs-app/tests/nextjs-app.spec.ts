@@ -225,3 +225,26 @@ test('Connected apps needs a login and comes back to it', async ({ page }) => {
   await expect(page).toHaveURL(`${origin}/settings/connected-apps`);
   await expect(page.getByRole('heading', { level: 1, name: 'Connected apps' })).toBeVisible();
 });
+
+test('Organization settings: for admins only (bob of Example Corp, carol of Globex); members see no link and a plain page', async ({ browser }) => {
+  for (const [username, password, org] of [['bob', 'builder', 'Example Corp'], ['carol', 'checkmate', 'Globex']]) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${origin}/login`);
+    await logIn(page, username, password);
+    await expect(page.getByText('Signed in as')).toContainText(org);
+    await page.getByRole('link', { name: 'Organization settings' }).click();
+    await expect(page.getByRole('heading', { level: 1, name: `Agent policy for ${org}` })).toBeVisible();
+    await expect(page.getByRole('heading', { level: 1, name: `Apps connected in ${org}` })).toBeVisible();
+    await page.context().close();
+  }
+  for (const [username, password, org] of [['alice', 'wonderland', 'Example Corp'], ['dave', 'diamonds', 'Globex']]) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${origin}/login`);
+    await logIn(page, username, password);
+    await expect(page.getByText('Signed in as')).toContainText(org);
+    await expect(page.getByRole('link', { name: 'Organization settings' })).toHaveCount(0);
+    await page.goto(`${origin}/settings/organization`);
+    await expect(page.getByText(`Only an admin of ${org} can change which AI agents it allows.`)).toBeVisible();
+    await page.context().close();
+  }
+});

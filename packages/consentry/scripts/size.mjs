@@ -14,7 +14,9 @@ const dist = path.join(pkg, 'dist');
 // Each entry as a consumer ships it: [entry file, wasm-bindgen output name, budget, stretch].
 const ENTRIES = [
   ['headless.js', 'consentry_wasm', 40 * 1024, 25 * 1024],
-  ['index.js', 'consentry_full', 80 * 1024, 60 * 1024],
+  // 80 KB until issue 13 added OrganizationConnectedApps and OrganizationPolicy (+17.6 KB gzip,
+  // README: Organizations): raised by the KB that needed, within the 8 KB it was allowed.
+  ['index.js', 'consentry_full', 88 * 1024, 60 * 1024],
 ];
 
 if (!existsSync(path.join(dist, 'headless.js'))) {

@@ -51,7 +51,15 @@ export declare class ConsentryError extends Error {
   readonly status: number | null;
   /** For authorization errors the client may receive: where to send the browser. */
   readonly redirectUri: string | null;
-  constructor(code: ConsentryErrorCode, description?: string, options?: { status?: number | null; redirectUri?: string | null });
+  /** With `app_not_allowed_for_org`: the refused app's name. */
+  readonly clientName: string | null;
+  /** With `app_not_allowed_for_org`: the user's organization. */
+  readonly organizationName: string | null;
+  constructor(
+    code: ConsentryErrorCode,
+    description?: string,
+    options?: { status?: number | null; redirectUri?: string | null; clientName?: string | null; organizationName?: string | null },
+  );
 }
 
 /** The authorization request's parameters as the agent sent them (unvalidated strings). */
@@ -103,6 +111,9 @@ export interface User {
   email: string | null;
   name: string | null;
   roles: string[];
+  /** The organization the user signed in as a member of (absent without organization claims). */
+  organizationId?: string;
+  organizationName?: string;
 }
 
 export interface AttestResult {
@@ -126,6 +137,8 @@ export interface ScopeResult {
   resource: string;
   isGrantable: boolean;
   alreadyGranted: boolean;
+  /** Why it is not grantable: a role is missing, or the user's organization disallows it. */
+  notGrantableReason?: 'role_required' | 'scope_not_allowed_for_org';
 }
 
 export interface ConsentDetails {
@@ -150,6 +163,109 @@ export interface ConnectedApp {
   grantedAt: number;
   lastUsedAt: number | null;
 }
+
+/** `GET /v1/organization`: the signed-in member's organization. */
+export interface OrganizationInfo {
+  organizationId: string;
+  organizationName: string | null;
+  /** Holds one of the token profile's `admin_roles`: may list the org's apps and edit its policy. */
+  isAdmin: boolean;
+}
+
+export interface OrgAppMember {
+  userId: string;
+  email: string | null;
+  name: string | null;
+  scopes: string[];
+  resources: string[];
+  /** Unix seconds. */
+  grantedAt: number;
+  lastUsedAt: number | null;
+}
+
+export interface OrgConnectedApp {
+  clientId: string;
+  clientName: string;
+  logoUri: string | null;
+  clientUri: string | null;
+  /** The operator's app (true), or a self-registered / metadata-document one (false). */
+  firstParty: boolean;
+  /** A metadata-document app's host (what `allowHosts` matches). */
+  host: string | null;
+  members: OrgAppMember[];
+}
+
+export interface OrgConnectedApps {
+  organizationId: string;
+  apps: OrgConnectedApp[];
+}
+
+export interface OrgAppRevoked {
+  revoked: boolean;
+  clientId: string;
+  /** Grants removed across the organization's members. */
+  revokedGrants: number;
+}
+
+/** Whether an app kind may be connected. */
+export type AppMode = 'all_allowed' | 'restricted' | 'not_allowed';
+
+export interface AppRule {
+  mode: AppMode;
+  /** With `restricted`: the client ids allowed. */
+  allowClients: string[];
+  /** With `restricted`, third-party only: metadata-document hosts (`claude.ai`, `*.example.com`). */
+  allowHosts: string[];
+}
+
+/** The organization's policy document (`OrgPolicy` of the server; snake_case on the wire). */
+export interface OrgPolicy {
+  /** The operator's apps. */
+  firstParty: AppRule;
+  /** Self-registered (DCR) and metadata-document (CIMD) apps. */
+  thirdParty: AppRule;
+  scopes: {
+    /** Scopes no agent may be granted in this organization. */
+    disallowed: string[];
+    /** Per scope, the roles a member needs to grant it (keys are scopes, kept as they are). */
+    requiredRoles: Record<string, string[]>;
+  };
+  limits: {
+    /** Seconds; null: the server's. */
+    accessTokenTtlSeconds: number | null;
+    /** Seconds after consent a grant ends at the latest; null: no limit. */
+    grantMaxLifetimeSeconds: number | null;
+  };
+}
+
+export interface PolicyScope {
+  scope: string;
+  description: string;
+  /** The server's own required roles for it. */
+  requiredRoles: string[];
+}
+
+/** `GET`/`PUT /v1/organization/policy`. */
+export interface PolicyState {
+  organizationId: string;
+  organizationName: string | null;
+  /** Send it back (or `etag`) to `putPolicy`. */
+  version: number;
+  /** `"<version>"`, the HTTP entity tag. */
+  etag: string;
+  policy: OrgPolicy;
+  availableScopes: PolicyScope[];
+  /** After `putPolicy`: grants the new policy revoked. */
+  revokedGrants: number | null;
+}
+
+/** A policy to save: any part left out takes its default (everything allowed, no limits). */
+export type OrgPolicyInput = {
+  firstParty?: Partial<AppRule>;
+  thirdParty?: Partial<AppRule>;
+  scopes?: Partial<OrgPolicy['scopes']>;
+  limits?: Partial<OrgPolicy['limits']>;
+};
 
 export type TrustedAuthTokenLogin =
   | { trustedAuthToken: string; profileId: string; sessionDurationMinutes?: number }
@@ -189,6 +305,21 @@ export interface ConsentryClient {
   connectedApps: {
     list(): Promise<ConnectedApp[]>;
     revoke(clientId: string): Promise<void>;
+  };
+  /** The signed-in member's organization. Everything but `get` is for admins (else `forbidden`). */
+  organization: {
+    get(): Promise<OrganizationInfo>;
+    /** Every app the members connected, and who connected it. */
+    connectedApps(): Promise<OrgConnectedApps>;
+    /** Revoke the app for every member of the organization. */
+    revokeApp(clientId: string): Promise<OrgAppRevoked>;
+    getPolicy(): Promise<PolicyState>;
+    /**
+     * Save with `If-Match`: `version` is the one the policy was read at (a number, the `etag`, or
+     * the state itself). Changed since → `precondition_failed`; invalid → `invalid_request`
+     * naming the field (`third_party.allow_hosts[1]: …`).
+     */
+    putPolicy(policy: OrgPolicyInput, version: number | string | PolicyState): Promise<PolicyState>;
   };
 }
 

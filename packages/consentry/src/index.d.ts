@@ -5,7 +5,7 @@
 export * from './headless.js';
 import type { ConsentryError } from './headless.js';
 
-/** Every word the UI shows, by key. Placeholders are `{app}`, `{host}`, `{account}`, `{date}`, `{code}`. */
+/** Every word the UI shows, by key. Placeholders are `{app}`, `{host}`, `{account}`, `{date}`, `{code}`, `{org}`, `{count}`. */
 export interface ConsentryStrings {
   'loading'?: string;
   'consent.title'?: string;
@@ -19,6 +19,10 @@ export interface ConsentryStrings {
   'consent.allow'?: string;
   'consent.deny'?: string;
   'consent.submitting'?: string;
+  'consent.org_disallowed'?: string;
+  'refused.title'?: string;
+  'refused.text'?: string;
+  'refused.back'?: string;
   'redirecting'?: string;
   'error.title'?: string;
   'error.code'?: string;
@@ -34,6 +38,39 @@ export interface ConsentryStrings {
   'apps.confirm_yes'?: string;
   'apps.cancel'?: string;
   'apps.revoked'?: string;
+  'org_apps.title'?: string;
+  'org_apps.loading'?: string;
+  'org_apps.empty'?: string;
+  'org_apps.first_party'?: string;
+  'org_apps.third_party'?: string;
+  'org_apps.members'?: string;
+  'org_apps.revoke'?: string;
+  'org_apps.revoke_label'?: string;
+  'org_apps.confirm'?: string;
+  'org_apps.confirm_yes'?: string;
+  'org_apps.revoked'?: string;
+  'policy.title'?: string;
+  'policy.loading'?: string;
+  'policy.first_party'?: string;
+  'policy.third_party'?: string;
+  'policy.all'?: string;
+  'policy.restricted'?: string;
+  'policy.none'?: string;
+  'policy.hosts'?: string;
+  'policy.client_id'?: string;
+  'policy.host'?: string;
+  'policy.add'?: string;
+  'policy.scopes'?: string;
+  'policy.allowed'?: string;
+  'policy.limits'?: string;
+  'policy.token_ttl'?: string;
+  'policy.grant_lifetime'?: string;
+  'policy.bad_limit'?: string;
+  'policy.save'?: string;
+  'policy.saving'?: string;
+  'policy.saved'?: string;
+  'policy.conflict'?: string;
+  'policy.reload'?: string;
   /** `error.<code>`: your wording for one error code (replaces the description). */
   [errorCode: `error.${string}`]: string | undefined;
 }
@@ -69,6 +106,13 @@ export type ConsentryEvent =
   | { type: 'consent_denied'; clientId: string }
   | { type: 'redirecting'; location: string }
   | { type: 'app_revoked'; clientId: string };
+
+/** What the organization components report (`onEvent` of their options). */
+export type OrganizationEvent =
+  /** OrganizationConnectedApps: the app was revoked for every member. */
+  | { type: 'org_app_revoked'; clientId: string; revokedGrants: number }
+  /** OrganizationPolicy: saved; `revokedGrants` grants the new policy no longer allows were revoked. */
+  | { type: 'policy_saved'; version: number; revokedGrants: number };
 
 /** What the consent manifest callback is given. */
 export interface ConsentManifestInput {
@@ -139,6 +183,13 @@ export interface IdentityProviderOptions extends ConsentryUiOptions {
 }
 
 export type ConnectedAppsOptions = ConsentryUiOptions;
+/** Options of the organization components (for its admins; others see the `forbidden` error). */
+export interface OrganizationUiOptions extends Omit<ConsentryUiOptions, 'onEvent' | 'callbacks'> {
+  onEvent?: (event: OrganizationEvent) => void;
+  callbacks?: { onEvent?: (event: OrganizationEvent) => void; onError?: (error: ConsentryError) => void };
+}
+export type OrganizationConnectedAppsOptions = OrganizationUiOptions;
+export type OrganizationPolicyOptions = OrganizationUiOptions;
 
 export interface MountedComponent<O> {
   /** Resolves once the wasm is loaded and the component mounted. */
@@ -154,3 +205,10 @@ export interface MountedComponent<O> {
 
 export declare function mountIdentityProvider(element: Element, options: IdentityProviderOptions): MountedComponent<IdentityProviderOptions>;
 export declare function mountConnectedApps(element: Element, options: ConnectedAppsOptions): MountedComponent<ConnectedAppsOptions>;
+/** For organization admins: the apps members connected, who connected them, revoke for everyone. */
+export declare function mountOrganizationConnectedApps(
+  element: Element,
+  options: OrganizationConnectedAppsOptions,
+): MountedComponent<OrganizationConnectedAppsOptions>;
+/** For organization admins: the policy editor (apps, scopes, lifetimes), saved with If-Match. */
+export declare function mountOrganizationPolicy(element: Element, options: OrganizationPolicyOptions): MountedComponent<OrganizationPolicyOptions>;

@@ -1,4 +1,5 @@
-// consentry: the prebuilt UI (mountIdentityProvider, mountConnectedApps) and every headless
+// consentry: the prebuilt UI (mountIdentityProvider, mountConnectedApps, and for organization
+// admins mountOrganizationConnectedApps, mountOrganizationPolicy) and every headless
 // export, over the full wasm (Leptos UI + headless core): a page using both loads one wasm.
 // Named imports, so that bundlers drop the glue this entry never calls.
 import initWasm, {
@@ -7,6 +8,8 @@ import initWasm, {
   decodeTrustedAuthToken as decodeTat,
   mountIdentityProvider as mountIdp,
   mountConnectedApps as mountApps,
+  mountOrganizationConnectedApps as mountOrgApps,
+  mountOrganizationPolicy as mountPolicy,
 } from './wasm/consentry_full.js';
 import { createSdk, toError } from './sdk.js';
 
@@ -27,6 +30,22 @@ export function mountIdentityProvider(element, options) {
 /** Mount the list of the user's connected apps, with revoke, into `element`. */
 export function mountConnectedApps(element, options) {
   return mount('mountConnectedApps', mountApps, element, options);
+}
+
+/**
+ * For an organization's admins: the apps its members connected and who connected them, each
+ * revocable for everyone behind a confirmation. Non-admins see the `forbidden` error.
+ */
+export function mountOrganizationConnectedApps(element, options) {
+  return mount('mountOrganizationConnectedApps', mountOrgApps, element, options);
+}
+
+/**
+ * For an organization's admins: the policy editor (which first- and third-party apps and which
+ * scopes agents may get, lifetime limits), saved with If-Match.
+ */
+export function mountOrganizationPolicy(element, options) {
+  return mount('mountOrganizationPolicy', mountPolicy, element, options);
 }
 
 function mount(fn, mountWasm, element, options) {

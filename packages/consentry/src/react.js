@@ -101,3 +101,11 @@ export function IdentityProvider(props) {
 export function ConnectedApps(props) {
   return useConsentryMount('mountConnectedApps', props, restartKey(props));
 }
+
+export function OrganizationConnectedApps(props) {
+  return useConsentryMount('mountOrganizationConnectedApps', props, restartKey(props));
+}
+
+export function OrganizationPolicy(props) {
+  return useConsentryMount('mountOrganizationPolicy', props, restartKey(props));
+}

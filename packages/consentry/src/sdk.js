@@ -11,6 +11,9 @@ export class ConsentryError extends Error {
     this.description = description || '';
     this.status = options.status ?? null;
     this.redirectUri = options.redirectUri ?? null;
+    // With `app_not_allowed_for_org`: who was refused, and by which organization.
+    this.clientName = options.clientName ?? null;
+    this.organizationName = options.organizationName ?? null;
   }
 }
 
@@ -18,7 +21,12 @@ export class ConsentryError extends Error {
 // else (a wasm trap) is a bug and is rethrown as is.
 export function toError(e) {
   if (e && typeof e === 'object' && typeof e.code === 'string' && !(e instanceof Error)) {
-    return new ConsentryError(e.code, e.description, { status: e.status, redirectUri: e.redirect_uri });
+    return new ConsentryError(e.code, e.description, {
+      status: e.status,
+      redirectUri: e.redirect_uri,
+      clientName: e.client_name,
+      organizationName: e.organization_name,
+    });
   }
   return e;
 }
@@ -50,6 +58,67 @@ function wireParams(params) {
   }
   if (out.scope == null && Array.isArray(params.scopes)) out.scope = params.scopes.join(' ');
   return out;
+}
+
+// The organization policy document: camelCase here, snake_case on the wire, renamed member by
+// member (a generic rename would also rename the scopes that key `requiredRoles`).
+const list = (v) => (Array.isArray(v) ? v.map(String) : []);
+const pick = (o, camelKey, snakeKey) => (o ? o[camelKey] ?? o[snakeKey] : undefined);
+
+function policyFromWire(p) {
+  const rule = (r) => ({ mode: r?.mode ?? 'all_allowed', allowClients: list(r?.allow_clients), allowHosts: list(r?.allow_hosts) });
+  const s = p?.scopes || {};
+  const l = p?.limits || {};
+  return {
+    firstParty: rule(p?.first_party),
+    thirdParty: rule(p?.third_party),
+    scopes: { disallowed: list(s.disallowed), requiredRoles: { ...(s.required_roles || {}) } },
+    limits: { accessTokenTtlSeconds: l.access_token_ttl_seconds ?? null, grantMaxLifetimeSeconds: l.grant_max_lifetime_seconds ?? null },
+  };
+}
+
+function policyToWire(p) {
+  const rule = (r) => ({
+    mode: r?.mode ?? 'all_allowed',
+    allow_clients: list(pick(r, 'allowClients', 'allow_clients')),
+    allow_hosts: list(pick(r, 'allowHosts', 'allow_hosts')),
+  });
+  const s = p?.scopes || {};
+  const l = p?.limits || {};
+  const roles = {};
+  for (const [scope, r] of Object.entries(pick(s, 'requiredRoles', 'required_roles') || {})) roles[scope] = list(r);
+  const limits = {};
+  const ttl = pick(l, 'accessTokenTtlSeconds', 'access_token_ttl_seconds');
+  const life = pick(l, 'grantMaxLifetimeSeconds', 'grant_max_lifetime_seconds');
+  if (ttl != null) limits.access_token_ttl_seconds = Number(ttl);
+  if (life != null) limits.grant_max_lifetime_seconds = Number(life);
+  return {
+    first_party: rule(pick(p, 'firstParty', 'first_party')),
+    third_party: rule(pick(p, 'thirdParty', 'third_party')),
+    scopes: { disallowed: list(s.disallowed), required_roles: roles },
+    limits,
+  };
+}
+
+function policyState(s) {
+  return {
+    organizationId: s.organization_id,
+    organizationName: s.organization_name ?? null,
+    version: s.version,
+    etag: `"${s.version}"`,
+    policy: policyFromWire(s.policy),
+    availableScopes: camel(s.available_scopes || []),
+    revokedGrants: s.revoked_grants ?? null,
+  };
+}
+
+/** A version from a number, an entity tag (`"7"`, `W/"7"`) or a policy state. */
+function versionOf(v) {
+  if (v && typeof v === 'object') v = v.version;
+  if (typeof v === 'string') v = v.replace(/^W\//, '').replace(/"/g, '');
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new TypeError('organization.putPolicy: the version (or etag) the policy was read at is required');
+  return n;
 }
 
 /** The user's decision: `consentGranted`, or the hosted product's `consent_granted`. */
@@ -202,6 +271,16 @@ export function createSdk(initWasm, wasm, entry) {
       connectedApps: {
         list: () => call((c) => c.connectedApps()).then(camel),
         revoke: (clientId) => call((c) => c.revokeConnectedApp(String(clientId))),
+      },
+      organization: {
+        get: () => call((c) => c.organization()).then(camel),
+        connectedApps: () => call((c) => c.organizationConnectedApps()).then(camel),
+        revokeApp: (clientId) => call((c) => c.revokeOrganizationApp(String(clientId))).then(camel),
+        getPolicy: () => call((c) => c.organizationPolicy()).then(policyState),
+        putPolicy: (policy, version) => {
+          const v = versionOf(version);
+          return call((c) => c.putOrganizationPolicy(JSON.stringify(policyToWire(policy)), v)).then(policyState);
+        },
       },
     };
   }

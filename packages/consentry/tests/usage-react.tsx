@@ -1,5 +1,12 @@
 // Type-checked (never run): consentry/react's documented usage.
-import { IdentityProvider, ConnectedApps, ConsentryError, type ConsentryEvent } from 'consentry/react';
+import {
+  IdentityProvider,
+  ConnectedApps,
+  OrganizationConnectedApps,
+  OrganizationPolicy,
+  ConsentryError,
+  type ConsentryEvent,
+} from 'consentry/react';
 
 export function AuthorizePage({ token }: { token: string }) {
   return (
@@ -15,6 +22,16 @@ export function AuthorizePage({ token }: { token: string }) {
         className="consent"
       />
       <ConnectedApps baseUrl="https://auth.example.com" trustedAuthTokenParams={{ trustedAuthToken: token, tokenProfileId: 'default' }} />
+    </>
+  );
+}
+
+export function OrganizationSettings({ token }: { token: string }) {
+  const login = { trustedAuthToken: token, tokenProfileId: 'default' };
+  return (
+    <>
+      <OrganizationConnectedApps baseUrl="https://auth.example.com" trustedAuthTokenParams={login} />
+      <OrganizationPolicy baseUrl="https://auth.example.com" trustedAuthTokenParams={login} onEvent={(e) => console.log(e.type)} />
     </>
   );
 }

@@ -8,6 +8,9 @@ import {
   type ConsentryEvent,
   type ConsentManifestInput,
   type ConsentManifest,
+  mountOrganizationConnectedApps,
+  mountOrganizationPolicy,
+  type OrganizationEvent,
 } from 'consentry';
 
 export function mount(el: HTMLElement, trustedAuthToken: string): () => void {
@@ -45,4 +48,25 @@ export function mountHosted(el: HTMLElement, trustedAuthToken: string): void {
     callbacks: { onEvent: (e: ConsentryEvent) => console.log(e.type), onError: (e: ConsentryError) => console.log(e.code) },
     getIDPConsentManifest: ({ scopes, clientName }) => scopes.map((s) => `${clientName}: ${s.description}`),
   });
+}
+
+// Organization admins: the org's apps and its policy.
+export function mountAdmin(el: HTMLElement, trustedAuthToken: string): () => void {
+  const login = { trustedAuthToken, tokenProfileId: 'default' };
+  const onEvent = (e: OrganizationEvent) => {
+    if (e.type === 'policy_saved') console.log(e.version, e.revokedGrants);
+    else console.log(e.clientId, e.revokedGrants);
+  };
+  const apps = mountOrganizationConnectedApps(el, { baseUrl: 'https://auth.example.com', trustedAuthTokenParams: login, onEvent });
+  const policy = mountOrganizationPolicy(el, {
+    baseUrl: 'https://auth.example.com',
+    trustedAuthTokenParams: login,
+    strings: { 'policy.conflict': 'Changed elsewhere: reload.' },
+    onEvent,
+    onError: (e: ConsentryError) => console.log(e.code === 'precondition_failed'),
+  });
+  return () => {
+    apps.unmount();
+    policy.unmount();
+  };
 }

@@ -9,6 +9,9 @@ import {
   ConsentryError,
   type ConsentryErrorCode,
   type ConnectedApp,
+  type OrganizationInfo,
+  type OrgPolicy,
+  type PolicyState,
 } from 'consentry/headless';
 
 export async function consentPage(href: string, trustedAuthToken: string, profileId: string): Promise<string> {
@@ -65,4 +68,25 @@ export async function hostedNames(query: URLSearchParams, token: string): Promis
   await consentry.idp.oauthAuthorizeStart(start);
   const { location } = await consentry.idp.oauthAuthorizeSubmit({ ...start, consent_granted: true });
   return location;
+}
+
+// Organizations (admins): the org's apps, revoke for everyone, the policy with If-Match.
+export async function organizationAdmin(): Promise<number> {
+  const consentry = createConsentryClient({ baseUrl: 'https://auth.example.com' });
+  const org: OrganizationInfo = await consentry.organization.get();
+  if (!org.isAdmin) return 0;
+  const { apps } = await consentry.organization.connectedApps();
+  const who: string[] = apps.flatMap((a) => a.members.map((m) => m.email ?? m.userId));
+  const { revokedGrants } = await consentry.organization.revokeApp(apps[0]?.clientId ?? '');
+  const state: PolicyState = await consentry.organization.getPolicy();
+  const policy: OrgPolicy = state.policy;
+  policy.thirdParty = { mode: 'restricted', allowClients: ['cyc-1'], allowHosts: ['claude.ai'] };
+  try {
+    const saved = await consentry.organization.putPolicy(policy, state.etag);
+    await consentry.organization.putPolicy({ firstParty: { mode: 'not_allowed' } }, saved.version);
+    return (saved.revokedGrants ?? 0) + revokedGrants + who.length;
+  } catch (e) {
+    if (e instanceof ConsentryError && (e.code === 'precondition_failed' || e.code === 'forbidden')) return -1;
+    throw e;
+  }
 }
