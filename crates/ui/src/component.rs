@@ -207,13 +207,17 @@ pub fn OrganizationConnectedApps(
     /// Called with every error the list shows (`onError`).
     #[prop(optional, into)]
     on_error: Option<Callback<SdkError>>,
+    /// The page's Content Security Policy nonce for the injected stylesheet (`nonce`), for a
+    /// `style-src` without `'unsafe-inline'`.
+    #[prop(optional, into)]
+    nonce: Option<String>,
 ) -> impl IntoView {
     let client = Rc::new(Client::new(WebPlatform, &base_url));
     let apps = Rc::new(organization_connected_apps(
         client,
         org_options(trusted_auth_token, token_profile_id),
         Rc::new(RefCell::new(hooks(on_event, on_error, None, None))),
-        look(strings, theme),
+        look(strings, theme, nonce),
     ));
     let view = apps.view();
     stop_on_cleanup(move || apps.stop());
@@ -246,13 +250,17 @@ pub fn OrganizationPolicy(
     /// Called with every error the editor shows (`onError`).
     #[prop(optional, into)]
     on_error: Option<Callback<SdkError>>,
+    /// The page's Content Security Policy nonce for the injected stylesheet (`nonce`), for a
+    /// `style-src` without `'unsafe-inline'`.
+    #[prop(optional, into)]
+    nonce: Option<String>,
 ) -> impl IntoView {
     let client = Rc::new(Client::new(WebPlatform, &base_url));
     let policy = Rc::new(organization_policy(
         client,
         org_options(trusted_auth_token, token_profile_id),
         Rc::new(RefCell::new(hooks(on_event, on_error, None, None))),
-        look(strings, theme),
+        look(strings, theme, nonce),
     ));
     let view = policy.view();
     stop_on_cleanup(move || policy.stop());

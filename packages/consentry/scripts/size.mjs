@@ -15,8 +15,10 @@ const dist = path.join(pkg, 'dist');
 const ENTRIES = [
   ['headless.js', 'consentry_wasm', 40 * 1024, 25 * 1024],
   // 80 KB until issue 13 added OrganizationConnectedApps and OrganizationPolicy (+17.6 KB gzip,
-  // README: Organizations): raised by the KB that needed, within the 8 KB it was allowed.
-  ['index.js', 'consentry_full', 88 * 1024, 60 * 1024],
+  // README: Organizations): raised by the 8 KB it was allowed. Then issue 17's strict-CSP
+  // support (the stylesheet `nonce` and the theme set through CSSOM, measured +503 B) took the
+  // 81 B left and 422 B more: + 512 B, the only growth not from issue 13.
+  ['index.js', 'consentry_full', 88 * 1024 + 512, 60 * 1024],
 ];
 
 if (!existsSync(path.join(dist, 'headless.js'))) {
