@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clients::{Client, truncate};
 use crate::crypto::SessionClaims;
-use crate::domain::decision::{Ask, Context, Decision, Org, Path, Subject, client_may_use, decide};
+use crate::domain::decision::{Ask, Context, Decision, Path, Subject, client_may_use, decide};
 use crate::domain::events::Event;
 use crate::error::{ApiError, ApiResult};
 use crate::flows::attest::{attest_tat, session_user, wire_user};
@@ -196,11 +196,7 @@ async fn decide_request(
             user_id: &user.user_id,
             roles: &user.roles,
         }),
-        org: Org {
-            id: &org.organization_id,
-            name: org.name.as_deref(),
-            policy: &org.policy,
-        },
+        org: crate::flows::org_of(&org),
         now: now(),
     };
     let decision = decide(

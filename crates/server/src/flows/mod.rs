@@ -115,3 +115,12 @@ pub fn emit(e: &Event) {
         } => tracing::info!(event = name, organization_id, version, by, revoked),
     }
 }
+
+/// The decision's view of an organization's policy as the store resolved it.
+pub fn org_of(view: &crate::store::OrgPolicyView) -> crate::domain::decision::Org<'_> {
+    crate::domain::decision::Org {
+        id: &view.organization_id,
+        name: view.name.as_deref(),
+        policy: &view.policy,
+    }
+}

@@ -12,7 +12,7 @@ use crate::config::DEFAULT_ORGANIZATION;
 use crate::crypto::{pkce_s256_matches, random_token, sha256_hex};
 use crate::domain::Denial;
 use crate::domain::decision::{
-    Ask, Context, Decision, Grant as Decided, Limits, Org, Path, Subject, decide,
+    Ask, Context, Decision, Grant as Decided, Limits, Path, Subject, decide,
 };
 use crate::domain::events::Event;
 use crate::domain::refresh::{self, Verdict};
@@ -194,11 +194,7 @@ async fn client_credentials(
         cfg: &s.cfg,
         client,
         subject: None,
-        org: Org {
-            id: &org.organization_id,
-            name: org.name.as_deref(),
-            policy: &org.policy,
-        },
+        org: crate::flows::org_of(&org),
         now: now(),
     };
     let ask = Ask::ClientCredentials {
@@ -310,11 +306,7 @@ async fn authorization_code(
             user_id: &u.user_id,
             roles: &u.roles,
         }),
-        org: Org {
-            id: &org.organization_id,
-            name: org.name.as_deref(),
-            policy: &org.policy,
-        },
+        org: crate::flows::org_of(&org),
         now,
     };
     let ask = Ask::Code {
@@ -413,11 +405,7 @@ async fn refresh(s: &Shared, client: &Client, req: &TokenRequest) -> ApiResult<T
             let org = store
                 .policies()
                 .resolve(&row.family.organization_id, &row.org);
-            let org = Org {
-                id: &org.organization_id,
-                name: org.name.as_deref(),
-                policy: &org.policy,
-            };
+            let org = crate::flows::org_of(&org);
             let scopes: Vec<String> = parse_scope(Some(&row.family.scope)).unwrap_or_default();
             let token = refresh::Presented {
                 client_id: &row.family.client_id,

@@ -193,13 +193,5 @@ fn grant_lifetime(s: &Shared, row: &crate::store::RefreshRow) -> i64 {
         .store
         .policies()
         .resolve(&row.family.organization_id, &row.org);
-    crate::domain::decision::limits(
-        &s.cfg,
-        crate::domain::decision::Org {
-            id: &org.organization_id,
-            name: org.name.as_deref(),
-            policy: &org.policy,
-        },
-    )
-    .grant_max_lifetime_seconds
+    crate::domain::decision::limits(&s.cfg, crate::flows::org_of(&org)).grant_max_lifetime_seconds
 }
